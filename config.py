@@ -1,0 +1,185 @@
+"""All settings in one dataclass, with named presets; every field is also a command-line flag.
+
+    python train.py --preset small --lr 3e-3 --block_channels 128 128 192
+"""
+
+import argparse
+import dataclasses
+from dataclasses import dataclass
+
+
+@dataclass
+class Config:
+    # data: comma-separated LibriSpeech split names (downloaded to data_root) or local folders
+    # (LibriSpeech layout or custom layout DIR/audio + DIR/transcriptions)
+    train_data: str = "train-clean-100"
+    val_data: str = "dev-clean"
+    val_speakers: tuple[str, ...] = ()  # LibriSpeech speakers moved from train_data to validation
+    data_root: str = "data"
+    sample_rate: int = 16000
+    n_mels: int = 64
+    max_duration: float = 17.0  # seconds; longer training utterances are skipped
+    batch_seconds: float = 240.0  # padded audio seconds per training batch
+    num_workers: int = 2
+
+    # model: QuartzNet BxR. Block b is repeated block_repeat times, each of `repeats` sub-blocks.
+    c1_channels: int = 256
+    c1_kernel: int = 33
+    stride: int = 2
+    block_channels: tuple[int, ...] = (256, 256, 512, 512, 512)
+    block_kernels: tuple[int, ...] = (33, 39, 51, 63, 75)
+    block_repeat: int = 1
+    repeats: int = 5
+    c2_channels: int = 512
+    c2_kernel: int = 87
+    c3_channels: int = 1024
+    dropout: float = 0.0
+
+    # optimisation
+    optimizer: str = "novograd"  # novograd | adamw
+    lr: float = 0.01
+    weight_decay: float = 0.001
+    betas: tuple[float, ...] = (0.95, 0.5)
+    warmup_steps: int = 1000
+    max_steps: int = 100_000
+    min_lr: float = 1e-5
+    grad_clip: float = 1.0
+    eval_every: int = 1000  # steps between validations (and at the end of training)
+    save_every: int = 200  # steps between checkpoint writes
+    seed: int = 1337
+    device: str = "auto"  # auto | cpu | cuda
+    threads: int = 0  # torch CPU threads; 0 = torch's default
+
+    # augmentation (training only; see augment.py). prob = chance per utterance.
+    speed_prob: float = 0.5
+    speed_min: float = 0.9
+    speed_max: float = 1.1
+    gain_prob: float = 0.5
+    gain_db: float = 6.0  # gain drawn uniformly from [-gain_db, +gain_db]
+    noise_prob: float = 0.3
+    noise_snr_min: float = 10.0
+    noise_snr_max: float = 40.0
+    noise_dir: str = ""  # folder of noise recordings; empty = synthetic white/pink/brown noise
+    reverb_prob: float = 0.2
+    reverb_rt60_min: float = 0.1
+    reverb_rt60_max: float = 0.6
+    bandlimit_prob: float = 0.1  # telephone-like 300-3400 Hz band
+    freq_masks: int = 2
+    freq_mask_width: int = 15  # mel bins, at most
+    time_masks: int = 2
+    time_mask_width: int = 40  # frames, at most
+    time_mask_ratio: float = 0.05  # and at most this fraction of the utterance per mask
+
+    # decoding
+    decoder: str = "greedy"  # greedy | beam | beam_lm
+    beam_size: int = 50
+    lm: str = ""  # ARPA file (.arpa or .arpa.gz) for beam_lm
+    alpha: float = 0.5
+    beta: float = 1.0
+
+    # logging and output
+    out_dir: str = "runs/default"
+    log_every: int = 10
+    wandb_project: str = "quartznet-ctc"
+    wandb_mode: str = "auto"  # auto (online with an API key, else offline) | online | offline | disabled
+    num_examples: int = 8  # validation predictions shown in the logs
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+PRESETS: dict[str, dict] = {
+    # for tests: trains in seconds on a CPU
+    "tiny": dict(
+        n_mels=32,
+        c1_channels=64,
+        c1_kernel=11,
+        block_channels=(64, 96),
+        block_kernels=(11, 13),
+        repeats=2,
+        c2_channels=128,
+        c2_kernel=15,
+        c3_channels=192,
+        optimizer="adamw",
+        lr=3e-3,
+        betas=(0.9, 0.98),
+        weight_decay=0.0,
+        warmup_steps=20,
+        max_steps=300,
+        eval_every=100,
+        save_every=50,
+        batch_seconds=60.0,
+    ),
+    # trains on a 2-core CPU: short kernels because depthwise convs dominate CPU time
+    "small": dict(
+        c1_channels=128,
+        c1_kernel=11,
+        block_channels=(128, 160, 192, 224, 256),
+        block_kernels=(11, 13, 15, 17, 19),
+        repeats=3,
+        c2_channels=320,
+        c2_kernel=21,
+        c3_channels=512,
+        dropout=0.1,
+        lr=0.01,
+        warmup_steps=300,
+        max_steps=20_000,
+        eval_every=500,
+        batch_seconds=200.0,
+    ),
+    # QuartzNet 5x5 (6.7 M parameters)
+    "base": dict(dropout=0.1),
+    # QuartzNet 15x5 (18.9 M parameters)
+    "large": dict(block_repeat=3, dropout=0.1),
+}
+
+
+def get_config(preset: str = "base", **overrides) -> Config:
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    return dataclasses.replace(Config(), **{**PRESETS[preset], **overrides})
+
+
+def _parse_bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+def add_config_args(parser: argparse.ArgumentParser) -> None:
+    """One flag per Config field. Flags default to SUPPRESS so only what the user typed is seen."""
+    parser.add_argument("--preset", default=argparse.SUPPRESS, choices=list(PRESETS))
+    for f in dataclasses.fields(Config):
+        kwargs = dict(default=argparse.SUPPRESS, help=f"(default {f.default!r})")
+        if f.type in ("tuple[int, ...]", tuple[int, ...]):
+            kwargs.update(nargs="*", type=int)
+        elif f.type in ("tuple[float, ...]", tuple[float, ...]):
+            kwargs.update(nargs="*", type=float)
+        elif f.type in ("tuple[str, ...]", tuple[str, ...]):
+            kwargs.update(nargs="*", type=str)
+        elif f.type in ("bool", bool):
+            kwargs.update(type=_parse_bool)
+        else:
+            kwargs.update(type={"int": int, "float": float, "str": str}.get(f.type, f.type))
+        parser.add_argument(f"--{f.name}", **kwargs)
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict:
+    """The Config fields the user set on the command line, with list values made into tuples."""
+    names = {f.name for f in dataclasses.fields(Config)}
+    given = {k: v for k, v in vars(args).items() if k in names}
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    return get_config(getattr(args, "preset", "small"), **overrides_from_args(args))
+
+
+def config_from_dict(values: dict) -> Config:
+    """Rebuild a Config saved in a checkpoint; unknown keys (from newer code) are dropped."""
+    names = {f.name for f in dataclasses.fields(Config)}
+    clean = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in names}
+    return dataclasses.replace(Config(), **clean)
+
