@@ -1,6 +1,6 @@
 """All settings in one dataclass, with named presets; every field is also a command-line flag.
 
-    python train.py --preset small --lr 3e-3 --block_channels 128 128 192
+python train.py --preset small --lr 3e-3 --block_channels 128 128 192
 """
 
 import argparse
@@ -182,4 +182,3 @@ def config_from_dict(values: dict) -> Config:
     names = {f.name for f in dataclasses.fields(Config)}
     clean = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in names}
     return dataclasses.replace(Config(), **clean)
-
