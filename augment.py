@@ -1,0 +1,356 @@
+"""Training-time augmentation: waveform perturbations (speed, gain, noise, reverb, telephone band)
+and SpecAugment-style masks on log-mel features.
+
+Every function takes its randomness from an explicit `rng: np.random.Generator` (or explicit
+parameters), so a fixed seed gives the same augmentation. The data loader calls only
+`augment_waveform` and `augment_spectrogram`, and only for training.
+
+    python augment.py --audio clip.flac --out runs/augment --grid docs/augment/augmentations.png
+"""
+
+import argparse
+import dataclasses
+import functools
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as F
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from config import add_config_args, config_from_args
+from data import AUDIO_EXTENSIONS, HOP_LENGTH, load_audio, log_mel_spectrogram
+
+NOISE_COLORS = ("white", "pink", "brown")
+NOISE_EXPONENTS = {"white": 0.0, "pink": 1.0, "brown": 2.0}  # noise power spectrum ~ 1 / f^exponent
+NOISE_FLAT_BELOW = 50 / 16000  # cycles per sample: colored noise is flat below 50 Hz at 16 kHz
+NOISE_CACHE_FILES = 64  # noise recordings kept in memory per process
+SPEED_STEP = 0.01  # speed factors are rounded to this; see speed_perturb
+REVERB_DIRECT_TO_REVERB_DB = 0.0  # direct path vs reverberant tail energy
+TELEPHONE_LOW_HZ = 300
+TELEPHONE_HIGH_HZ = 3400
+BANDLIMIT_TAPS = 511  # 32 ms FIR at 16 kHz: ~170 Hz transition band, ~70 dB stop band
+MAX_PEAK = 0.99  # augmented audio louder than full scale is scaled down to this peak
+WAVEFORM_PROBS = ("speed_prob", "gain_prob", "noise_prob", "reverb_prob", "bandlimit_prob")
+
+
+# ----------------------------------------------------------------------------- waveform
+
+
+def speed_perturb(audio: np.ndarray, sample_rate: int, factor: float) -> np.ndarray:
+    """Audio (N,) played `factor` times faster -> (ceil(N / factor),): tempo and pitch both change.
+
+    The factor is rounded to SPEED_STEP because the resampling kernel has one phase per unit of
+    the reduced rate ratio: 0.93 -> 93:100 is small, 0.9372 -> 2999:3200 is a 3200-row kernel.
+    A factor that rounds to 1 returns `audio` itself."""
+    orig_freq = round(sample_rate * round(factor / SPEED_STEP) * SPEED_STEP)
+    if orig_freq == sample_rate:
+        return audio
+    resampled = F.resample(torch.from_numpy(np.ascontiguousarray(audio)), orig_freq, sample_rate)
+    return resampled.numpy().astype(np.float32)
+
+
+def rms(audio: np.ndarray) -> float:
+    """Root mean square of audio (N,), accumulated in float64."""
+    return float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) if len(audio) else 0.0
+
+
+def apply_gain(audio: np.ndarray, gain_db: float) -> np.ndarray:
+    """Audio (N,) scaled by gain_db decibels -> (N,)."""
+    return (audio * 10 ** (gain_db / 20)).astype(np.float32)
+
+
+def colored_noise(n_samples: int, color: str, rng: np.random.Generator) -> np.ndarray:
+    """Gaussian noise (n_samples,) with power spectrum ~ 1/f^0 (white), 1/f (pink) or 1/f^2 (brown).
+
+    The spectrum is flat below NOISE_FLAT_BELOW: otherwise brown noise puts nearly all its power
+    below 1 Hz, and at a given SNR the audible part of it would be negligible."""
+    spectrum = np.fft.rfft(rng.standard_normal(n_samples))
+    freqs = np.maximum(np.fft.rfftfreq(n_samples), NOISE_FLAT_BELOW)
+    spectrum *= freqs ** (-NOISE_EXPONENTS[color] / 2)
+    return np.fft.irfft(spectrum, n_samples).astype(np.float32)
+
+
+def crop_or_loop(noise: np.ndarray, n_samples: int, rng: np.random.Generator) -> np.ndarray:
+    """A random stretch (n_samples,) of a recording (M,): cropped if M >= n_samples, else looped."""
+    if len(noise) >= n_samples:
+        start = rng.integers(len(noise) - n_samples + 1)
+    else:
+        start = rng.integers(len(noise))
+    return noise[(start + np.arange(n_samples)) % len(noise)]
+
+
+def add_noise(
+    audio: np.ndarray,
+    snr_db: float,
+    rng: np.random.Generator,
+    color: str = "white",
+    noise: np.ndarray | None = None,
+) -> np.ndarray:
+    """Audio (N,) plus noise scaled to exactly snr_db -> (N,).
+
+    The noise is synthetic of the given color, or a random crop/loop of the `noise` recording (M,).
+    Silent audio or silent noise leaves the audio unchanged (the SNR is undefined)."""
+    noise = colored_noise(len(audio), color, rng) if noise is None else crop_or_loop(noise, len(audio), rng)
+    signal_power = np.mean(np.square(audio, dtype=np.float64))
+    noise_power = np.mean(np.square(noise, dtype=np.float64))
+    if signal_power == 0 or noise_power == 0:
+        return audio
+    scale = np.sqrt(signal_power / noise_power / 10 ** (snr_db / 10))
+    return (audio + scale * noise).astype(np.float32)
+
+
+@functools.cache
+def noise_files(noise_dir: str) -> tuple[str, ...]:
+    """Sorted audio files under noise_dir (searched once per process)."""
+    files = sorted(str(p) for p in Path(noise_dir).rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
+    if not files:
+        raise FileNotFoundError(f"noise_dir {noise_dir!r} has no {'/'.join(AUDIO_EXTENSIONS)} files")
+    return tuple(files)
+
+
+@functools.lru_cache(maxsize=NOISE_CACHE_FILES)
+def load_noise(path: str, sample_rate: int) -> np.ndarray:
+    """A noise recording (M,), loaded on first use and then cached (read-only: it is shared)."""
+    noise = load_audio(path, sample_rate)
+    noise.setflags(write=False)
+    return noise
+
+
+def room_impulse_response(
+    sample_rate: int,
+    rt60: float,
+    rng: np.random.Generator,
+    direct_to_reverb_db: float = REVERB_DIRECT_TO_REVERB_DB,
+) -> np.ndarray:
+    """Synthetic room impulse response (round(rt60 * sample_rate),): a unit direct path at t = 0
+    followed by Gaussian noise whose amplitude falls by 60 dB at t = rt60."""
+    n_samples = max(round(rt60 * sample_rate), 2)
+    t = np.arange(n_samples) / sample_rate
+    tail = rng.standard_normal(n_samples) * 10 ** (-3 * t / rt60)  # 10^-3 = -60 dB at t = rt60
+    tail[0] = 0.0
+    tail *= np.sqrt(10 ** (-direct_to_reverb_db / 10) / np.sum(tail**2))
+    tail[0] = 1.0
+    return tail.astype(np.float32)
+
+
+def reverberate(audio: np.ndarray, sample_rate: int, rt60: float, rng: np.random.Generator) -> np.ndarray:
+    """Audio (N,) convolved with a synthetic room of reverberation time rt60 seconds -> (N,),
+    rescaled to the input's RMS. The direct path is at t = 0, so words stay where they were."""
+    rir = room_impulse_response(sample_rate, rt60, rng)
+    wet = F.fftconvolve(torch.from_numpy(np.ascontiguousarray(audio)), torch.from_numpy(rir))
+    wet = wet[: len(audio)].numpy()
+    return (wet * (rms(audio) / rms(wet) if rms(wet) > 0 else 1.0)).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def bandpass_filter(sample_rate: int, low_hz: float, high_hz: float) -> np.ndarray:
+    """Linear-phase FIR band-pass (BANDLIMIT_TAPS,): Blackman-windowed difference of two sincs."""
+    t = np.arange(BANDLIMIT_TAPS) - (BANDLIMIT_TAPS - 1) / 2
+
+    def lowpass(cutoff_hz: float) -> np.ndarray:
+        return 2 * cutoff_hz / sample_rate * np.sinc(2 * cutoff_hz / sample_rate * t)
+
+    return ((lowpass(high_hz) - lowpass(low_hz)) * np.blackman(BANDLIMIT_TAPS)).astype(np.float32)
+
+
+def bandlimit(
+    audio: np.ndarray, sample_rate: int, low_hz: float = TELEPHONE_LOW_HZ, high_hz: float = TELEPHONE_HIGH_HZ
+) -> np.ndarray:
+    """Audio (N,) with only low_hz..high_hz kept, like a telephone line -> (N,).
+    Zero-phase (centred FIR), so nothing is delayed."""
+    taps = torch.from_numpy(bandpass_filter(sample_rate, low_hz, high_hz))
+    filtered = F.fftconvolve(torch.from_numpy(np.ascontiguousarray(audio)), taps, mode="same")
+    return filtered.numpy().astype(np.float32)
+
+
+def augment_waveform(audio: np.ndarray, sample_rate: int, cfg, rng: np.random.Generator) -> np.ndarray:
+    """Training augmentation of audio (N,) -> (N',): N' != N only after speed perturbation.
+
+    In the order sound reaches a recording: speaker (speed), room (reverb, background noise),
+    channel (telephone band), recording level (gain). Each is applied with its own cfg.*_prob at a
+    strength drawn uniformly from cfg's range. Returns `audio` itself when nothing was applied."""
+    out = audio
+    if rng.random() < cfg.speed_prob:
+        out = speed_perturb(out, sample_rate, rng.uniform(cfg.speed_min, cfg.speed_max))
+    if rng.random() < cfg.reverb_prob:
+        out = reverberate(out, sample_rate, rng.uniform(cfg.reverb_rt60_min, cfg.reverb_rt60_max), rng)
+    if rng.random() < cfg.noise_prob:
+        snr_db = rng.uniform(cfg.noise_snr_min, cfg.noise_snr_max)
+        if cfg.noise_dir:
+            files = noise_files(cfg.noise_dir)
+            out = add_noise(out, snr_db, rng, noise=load_noise(files[rng.integers(len(files))], sample_rate))
+        else:
+            out = add_noise(out, snr_db, rng, color=NOISE_COLORS[rng.integers(len(NOISE_COLORS))])
+    if rng.random() < cfg.bandlimit_prob:
+        out = bandlimit(out, sample_rate)
+    if rng.random() < cfg.gain_prob:
+        out = apply_gain(out, rng.uniform(-cfg.gain_db, cfg.gain_db))
+    if out is audio:
+        return audio
+    # scale down instead of clipping: the model should learn the augmentation, not clipping distortion
+    peak = np.max(np.abs(out), initial=0.0)
+    return (out * (MAX_PEAK / peak)).astype(np.float32) if peak > 1.0 else out
+
+
+# ----------------------------------------------------------------------------- spectrogram
+
+
+def freq_mask(features: torch.Tensor, width: int, start: int) -> torch.Tensor:
+    """Features (n_mels, T) with mel bins start..start+width-1 set to 0 (the utterance mean,
+    as features are normalised per utterance) -> a new (n_mels, T)."""
+    masked = features.clone()
+    masked[start : start + width, :] = 0.0
+    return masked
+
+
+def time_mask(features: torch.Tensor, width: int, start: int) -> torch.Tensor:
+    """Features (n_mels, T) with frames start..start+width-1 set to 0 -> a new (n_mels, T)."""
+    masked = features.clone()
+    masked[:, start : start + width] = 0.0
+    return masked
+
+
+def augment_spectrogram(features: torch.Tensor, cfg, rng: np.random.Generator) -> torch.Tensor:
+    """SpecAugment masks on features (n_mels, T) -> (n_mels, T): cfg.freq_masks bands of
+    uniform [0, freq_mask_width] bins and cfg.time_masks bands of uniform
+    [0, min(time_mask_width, time_mask_ratio * T)] frames. Returns `features` itself when no mask."""
+    n_mels, n_frames = features.shape
+    out = features
+    for _ in range(cfg.freq_masks):
+        width = int(rng.integers(min(cfg.freq_mask_width, n_mels) + 1))
+        out = freq_mask(out, width, int(rng.integers(n_mels - width + 1)))
+    # the ratio cap keeps short utterances from losing most of their frames
+    max_time_width = min(cfg.time_mask_width, int(cfg.time_mask_ratio * n_frames))
+    for _ in range(cfg.time_masks):
+        width = int(rng.integers(max_time_width + 1))
+        out = time_mask(out, width, int(rng.integers(n_frames - width + 1)))
+    return out
+
+
+# ----------------------------------------------------------------------------- examples and pictures
+
+
+def augmentation_examples(
+    audio: np.ndarray, sample_rate: int, cfg, rng: np.random.Generator
+) -> dict[str, tuple[str, np.ndarray, torch.Tensor]]:
+    """Each augmentation alone at the strongest setting cfg allows, then all of them together as in
+    training: name -> (title, audio (N',), log-mel features (cfg.n_mels, T')), "original" first."""
+
+    def example(title: str, augmented: np.ndarray) -> tuple[str, np.ndarray, torch.Tensor]:
+        return title, augmented, log_mel_spectrogram(augmented, cfg.n_mels, sample_rate)
+
+    speed = (cfg.speed_min, cfg.speed_max)[rng.integers(2)]
+    gain_db = (-cfg.gain_db, cfg.gain_db)[rng.integers(2)]
+    snr_db, rt60 = cfg.noise_snr_min, cfg.reverb_rt60_max
+    color = NOISE_COLORS[rng.integers(len(NOISE_COLORS))]
+    if cfg.noise_dir:
+        files = noise_files(cfg.noise_dir)
+        path = files[rng.integers(len(files))]
+        noisy = example(
+            f"noise {Path(path).stem}, SNR {snr_db:.0f} dB",
+            add_noise(audio, snr_db, rng, noise=load_noise(path, sample_rate)),
+        )
+    else:
+        noisy = example(f"{color} noise, SNR {snr_db:.0f} dB", add_noise(audio, snr_db, rng, color=color))
+    examples = {
+        "original": example("original", audio),
+        "speed": example(f"speed x{speed:.2f}", speed_perturb(audio, sample_rate, speed)),
+        "gain": example(f"gain {gain_db:+.1f} dB", apply_gain(audio, gain_db)),
+        "noise": noisy,
+        "reverb": example(f"reverb RT60 {rt60:.2f} s", reverberate(audio, sample_rate, rt60, rng)),
+        "bandlimit": example(
+            f"telephone band {TELEPHONE_LOW_HZ}-{TELEPHONE_HIGH_HZ} Hz", bandlimit(audio, sample_rate)
+        ),
+    }
+    examples["masks"] = ("freq + time masks", audio, augment_spectrogram(examples["original"][2], cfg, rng))
+    everything = dataclasses.replace(cfg, **dict.fromkeys(WAVEFORM_PROBS, 1.0))
+    title, augmented, features = example(
+        "all waveform augmentations + masks", augment_waveform(audio, sample_rate, everything, rng)
+    )
+    examples["all"] = (title, augmented, augment_spectrogram(features, cfg, rng))
+    return examples
+
+
+def plot_log_mel(ax, features: torch.Tensor, title: str, sample_rate: int, vmin: float, vmax: float) -> None:
+    n_mels, n_frames = features.shape
+    seconds = n_frames * HOP_LENGTH / sample_rate
+    ax.imshow(
+        features.numpy(), origin="lower", aspect="auto", extent=(0, seconds, 0, n_mels), vmin=vmin, vmax=vmax
+    )
+    ax.set_title(title, fontsize=8)
+    ax.tick_params(labelsize=6)
+
+
+def render_panels(panels: list[tuple[str, torch.Tensor]], sample_rate: int, n_cols: int) -> np.ndarray:
+    """Log-mel panels [(title, (n_mels, T))] on one shared time axis and colour scale
+    (from the first panel) -> RGB image (H, W, 3) uint8."""
+    n_rows = -(-len(panels) // n_cols)
+    fig = Figure(figsize=(3.6 * n_cols, 1.4 * n_rows), dpi=80, layout="constrained")
+    axes = fig.subplots(n_rows, n_cols, sharex=True, sharey=True, squeeze=False).ravel()
+    vmin, vmax = np.percentile(panels[0][1].numpy(), [1, 99])
+    for ax, (title, features) in zip(axes, panels):
+        plot_log_mel(ax, features, title, sample_rate, vmin, vmax)
+    for ax in axes[len(panels) :]:
+        ax.set_visible(False)
+    for ax in axes[-n_cols:]:
+        ax.set_xlabel("seconds", fontsize=6)
+    for ax in axes[::n_cols]:
+        ax.set_ylabel("mel bin", fontsize=6)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def before_after_image(examples: dict, name: str, sample_rate: int) -> np.ndarray:
+    """The original's and one augmentation's log-mel side by side -> RGB image (H, W, 3) uint8."""
+    (_, _, before), (title, _, after) = examples["original"], examples[name]
+    if name == "original":
+        return render_panels([(title, before)], sample_rate, n_cols=1)
+    return render_panels([("original", before), (title, after)], sample_rate, n_cols=2)
+
+
+def grid_image(examples: dict, sample_rate: int, n_cols: int = 2) -> np.ndarray:
+    """Every example's log-mel in one grid -> RGB image (H, W, 3) uint8."""
+    return render_panels([(title, features) for title, _, features in examples.values()], sample_rate, n_cols)
+
+
+def save_png(path: str | Path, image: np.ndarray) -> None:
+    """RGB image (H, W, 3) uint8 -> a 128-colour palette PNG (much smaller than RGB, looks the same)."""
+    from PIL import Image  # installed with matplotlib
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).quantize(colors=128).save(path, optimize=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description="Write each augmentation of one audio file as wav + before/after png."
+    )
+    parser.add_argument("--audio", required=True, help="input audio file")
+    parser.add_argument("--out", help="folder for <name>.wav and <name>.png, one per augmentation")
+    parser.add_argument("--grid", help="PNG with every augmentation's log-mel in one picture")
+    add_config_args(parser)  # e.g. --seed, --noise_dir, --reverb_rt60_max
+    args = parser.parse_args(argv)
+    if not args.out and not args.grid:
+        parser.error("give --out DIR, --grid PATH or both")
+    cfg = config_from_args(args)
+    audio = load_audio(args.audio, cfg.sample_rate)
+    examples = augmentation_examples(audio, cfg.sample_rate, cfg, np.random.default_rng(cfg.seed))
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, (_, augmented, _) in examples.items():
+            if name != "masks":  # masks act on features only: its audio is the original
+                sf.write(out / f"{name}.wav", augmented, cfg.sample_rate)
+            save_png(out / f"{name}.png", before_after_image(examples, name, cfg.sample_rate))
+        print(f"wrote {len(examples)} examples (wav and png) to {out}")
+    if args.grid:
+        save_png(args.grid, grid_image(examples, cfg.sample_rate))
+        print(f"wrote {args.grid}")
+
+
+if __name__ == "__main__":
+    main()
