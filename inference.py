@@ -1,0 +1,161 @@
+"""Transcribe a folder of audio with a trained checkpoint.
+
+    python inference.py --data_dir X --out preds                       # X/audio/<id>.<ext> -> preds/<id>.txt
+    python inference.py --data_dir X --out preds --decoder beam_lm --lm lm.arpa
+    python inference.py --data_dir data --dataset librispeech --split dev-clean --out preds
+
+Predictions are written batch by batch, so an interrupted run keeps what it has done. A file that
+cannot be read gets a warning and an empty prediction; the run goes on. When transcriptions exist
+the corpus WER/CER is printed at the end.
+"""
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from calc_metrics import corpus_error_rates, format_report
+from data import (
+    BLANK,
+    VOCAB,
+    DataError,
+    DurationBatchSampler,
+    SpeechDataset,
+    collate,
+    ids_to_text,
+    read_data,
+)
+from decode import decode_batch, greedy_decode
+from train import load_checkpoint, model_from_checkpoint
+
+DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "model.pt"
+MIN_SECONDS = 0.1  # shorter clips carry no speech the model can recognise
+
+
+class SafeDataset(SpeechDataset):
+    """Like SpeechDataset, but a file that fails to load becomes an item with an error message
+    instead of an exception that would stop the whole run."""
+
+    def __getitem__(self, index: int) -> dict:
+        utt = self.utterances[index]
+        try:
+            if utt.duration < MIN_SECONDS:
+                raise DataError(f"{utt.path}: {utt.duration:.3f} s is too short (at least {MIN_SECONDS} s)")
+            return super().__getitem__(index)
+        except DataError as e:
+            return dict(id=utt.id, error=str(e), text=utt.text)
+
+
+def collate_safe(items: list[dict]) -> dict:
+    good = [it for it in items if "error" not in it]
+    batch = collate(good) if good else dict(ids=[], texts=[])
+    batch["errors"] = [(it["id"], it["error"], it["text"]) for it in items if "error" in it]
+    return batch
+
+
+def load_utterances(args) -> list:
+    if args.dataset == "librispeech":
+        return read_data(args.split, data_root=args.data_dir)
+    path = Path(args.data_dir)
+    if not path.is_dir():
+        raise DataError(f"{path}: folder not found")
+    return read_data(str(path))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description="Transcribe audio files with a trained QuartzNet model.")
+    parser.add_argument(
+        "--data_dir", required=True, help="DIR with audio/ (+ transcriptions/), or a LibriSpeech folder"
+    )
+    parser.add_argument("--out", default="preds", help="folder for <id>.txt predictions")
+    parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
+    parser.add_argument("--dataset", choices=["custom", "librispeech"], default="custom")
+    parser.add_argument("--split", default="test-clean", help="LibriSpeech split with --dataset librispeech")
+    parser.add_argument(
+        "--decoder", choices=["greedy", "beam", "beam_lm"], default=None, help="default: the checkpoint's"
+    )
+    parser.add_argument("--beam_size", type=int, default=None)
+    parser.add_argument("--lm", default=None, help="ARPA language model for beam_lm")
+    parser.add_argument("--alpha", type=float, default=None, help="LM weight")
+    parser.add_argument("--beta", type=float, default=None, help="word insertion bonus")
+    parser.add_argument("--batch_seconds", type=float, default=200.0)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--num_workers", type=int, default=2)
+    args = parser.parse_args(argv)
+
+    try:
+        utterances = load_utterances(args)
+        checkpoint = load_checkpoint(args.checkpoint)
+    except FileNotFoundError as e:
+        sys.exit(f"error: {e}; train one with train.py, or pass --checkpoint PATH")
+    except (ValueError, DataError) as e:
+        sys.exit(f"error: {e}")
+    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
+    device = "cpu" if device == "auto" else device
+    model, cfg = model_from_checkpoint(checkpoint, device)
+    decoder = args.decoder or checkpoint.get("decoder", "greedy")
+    beam_size = args.beam_size or cfg.beam_size
+    lm = args.lm if args.lm is not None else checkpoint.get("lm_path", cfg.lm)
+    alpha = args.alpha if args.alpha is not None else checkpoint.get("alpha", cfg.alpha)
+    beta = args.beta if args.beta is not None else checkpoint.get("beta", cfg.beta)
+    if decoder == "beam_lm" and not (lm and Path(lm).exists()):
+        sys.exit(f"error: --decoder beam_lm needs --lm PATH to an ARPA file (got {lm!r})")
+
+    with warnings.catch_warnings(record=True) as caught:  # collect 'skipped' warnings to report once
+        warnings.simplefilter("always")
+        dataset = SafeDataset(utterances, cfg, train=False, need_text=False)
+    for w in caught:
+        print(f"warning: {w.message}")
+    skipped_ids = {u.id for u in utterances} - {u.id for u in dataset.utterances}
+    sampler = DurationBatchSampler(
+        [u.duration for u in dataset.utterances], args.batch_seconds, shuffle=False
+    )
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_sampler=sampler, collate_fn=collate_safe, num_workers=args.num_workers
+    )
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    refs = {u.id: u.text for u in utterances if u.text is not None}
+    hyps, failed = {}, []
+    for uid in sorted(skipped_ids):  # unreadable or empty files: an empty prediction keeps ids aligned
+        (out / f"{uid}.txt").write_text("\n", encoding="utf-8")
+        failed.append(uid)
+    print(f"transcribing {len(dataset)} files with {decoder} decoding on {device}")
+    for batch in tqdm(loader, desc="inference", unit="batch"):
+        for uid, error, _ in batch["errors"]:
+            print(f"warning: {error}; writing an empty prediction")
+            (out / f"{uid}.txt").write_text("\n", encoding="utf-8")
+            failed.append(uid)
+        if not batch["ids"]:
+            continue
+        with torch.no_grad():
+            log_probs, out_lengths = model(batch["features"].to(device), batch["feature_lengths"].to(device))
+        log_probs = log_probs.cpu().numpy()
+        per_utt = [np.ascontiguousarray(log_probs[i, : int(n)]) for i, n in enumerate(out_lengths)]
+        if decoder == "greedy":
+            texts = [ids_to_text(greedy_decode(lp, BLANK)) for lp in per_utt]
+        else:
+            texts = decode_batch(per_utt, decoder, beam_size, VOCAB, lm or None, alpha, beta, num_workers=2)
+        for uid, text in zip(batch["ids"], texts):
+            (out / f"{uid}.txt").write_text(text + "\n", encoding="utf-8")
+            hyps[uid] = text
+    print(
+        f"wrote {len(hyps) + len(failed)} predictions to {out}"
+        + (f" ({len(failed)} failed)" if failed else "")
+    )
+    result = dict(predictions=len(hyps), failed=len(failed))
+    if refs:
+        ids = sorted(refs)
+        metrics = corpus_error_rates([refs[i] for i in ids], [hyps.get(i, "") for i in ids])  # failed: empty
+        print(format_report(metrics))
+        result.update(metrics)
+    return result
+
+
+if __name__ == "__main__":
+    main()

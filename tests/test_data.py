@@ -1,0 +1,220 @@
+import functools
+import hashlib
+import http.server
+import io
+import tarfile
+import threading
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from conftest import tone_speech, write_custom_dir
+
+import data
+from config import get_config
+from data import (
+    VOCAB,
+    CustomDirDataset,
+    DataError,
+    DurationBatchSampler,
+    LibriSpeechDataset,
+    collate,
+    ids_to_text,
+    load_audio,
+    log_mel_spectrogram,
+    normalize_text,
+    read_custom_dir,
+    read_data,
+    text_to_ids,
+)
+
+
+def test_normalize_text():
+    assert normalize_text("  Hello, WORLD!  It's  “fine” — isn't it?") == "hello world it's fine isn't it"
+    assert normalize_text("Café naïve") == "cafe naive"
+    assert normalize_text("'quoted' rock'n'roll") == "quoted rock'n'roll"
+
+
+def test_text_ids_roundtrip_and_blank():
+    assert VOCAB[0] == "" and len(VOCAB) == 29
+    ids = text_to_ids("it's a b")
+    assert 0 not in ids
+    assert ids_to_text(ids) == "it's a b"
+    assert ids_to_text([0, ids[0], 0]) == "i"
+
+
+def test_unknown_characters_are_named():
+    with pytest.raises(ValueError, match=r"\['1', '2'\]"):
+        text_to_ids("route 12")
+
+
+@pytest.mark.parametrize("ext, rate", [("wav", 8000), ("flac", 22050), ("mp3", 44100), ("ogg", 16000)])
+def test_load_audio_resamples_any_format(tmp_path, ext, rate):
+    seconds = 1.5
+    t = np.arange(int(seconds * rate)) / rate
+    tone = 0.3 * np.sin(2 * np.pi * 440 * t).astype(np.float32)
+    stereo = np.stack([tone, tone], axis=1)
+    path = tmp_path / f"x.{ext}"
+    sf.write(path, stereo, rate)
+    audio = load_audio(path)
+    assert audio.ndim == 1 and audio.dtype == np.float32
+    assert abs(len(audio) - seconds * 16000) < 0.02 * 16000  # mp3 adds a few ms of padding
+    spectrum = np.abs(np.fft.rfft(audio))
+    assert abs(np.argmax(spectrum) * 16000 / len(audio) - 440) < 5  # still a 440 Hz tone
+
+
+def test_load_audio_errors_name_the_file(tmp_path):
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"not audio at all")
+    with pytest.raises(DataError, match="bad.wav"):
+        load_audio(bad)
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros(0, dtype=np.float32), 16000)
+    with pytest.raises(DataError, match="empty.wav"):
+        load_audio(empty)
+
+
+def test_log_mel_shape_and_normalisation():
+    features = log_mel_spectrogram(tone_speech("bad cab"), n_mels=40)
+    n = len(tone_speech("bad cab"))
+    assert features.shape == (40, n // 160 + 1)
+    assert torch.allclose(features.mean(dim=1), torch.zeros(40), atol=1e-4)
+
+
+def test_custom_dir_dataset(tmp_path):
+    root = write_custom_dir(tmp_path / "d", {"u1": "bad cab", "u2": "face"})
+    sf.write(root / "audio" / "u3.flac", tone_speech("dad", 22050), 22050)  # no transcription
+    (root / "audio" / "notes.txt").write_text("not audio")
+    with pytest.warns(UserWarning, match="unknown extensions"):
+        utterances = read_custom_dir(root)
+    assert [u.id for u in utterances] == ["u1", "u2", "u3"]
+    assert utterances[0].text == "bad cab" and utterances[2].text is None
+    cfg = get_config("tiny")
+    dataset = CustomDirDataset(root, cfg)  # inference: transcriptions optional
+    item = dataset[2]
+    assert item["features"].shape[0] == cfg.n_mels and len(item["tokens"]) == 0
+    with pytest.warns(UserWarning, match="1 utterance.*no transcription"):
+        training = CustomDirDataset(root, cfg, need_text=True)
+    assert len(training) == 2
+
+
+def test_custom_dir_bad_files_are_skipped_and_counted(tmp_path):
+    root = write_custom_dir(tmp_path / "d", {"good": "bad cab"})
+    (root / "audio" / "broken.wav").write_bytes(b"RIFF....garbage")
+    sf.write(root / "audio" / "silent.wav", np.zeros(0, dtype=np.float32), 16000)
+    with pytest.warns(UserWarning) as record:
+        dataset = CustomDirDataset(root, get_config("tiny"))
+    messages = " ".join(str(w.message) for w in record)
+    assert "unreadable audio" in messages and "broken.wav" in messages
+    assert [u.id for u in dataset.utterances] == ["good"]
+
+
+def test_custom_dir_clear_errors(tmp_path):
+    with pytest.raises(DataError, match="folder not found"):
+        read_custom_dir(tmp_path / "missing")
+    (tmp_path / "noaudio").mkdir()
+    with pytest.raises(DataError, match="no audio/ folder"):
+        read_custom_dir(tmp_path / "noaudio")
+    (tmp_path / "empty" / "audio").mkdir(parents=True)
+    with pytest.raises(DataError, match="no audio files"):
+        read_custom_dir(tmp_path / "empty")
+
+
+def write_librispeech(root, speaker="103", chapter="1240", texts=("BAD CAB", "FACE")):
+    chapter_dir = root / speaker / chapter
+    chapter_dir.mkdir(parents=True)
+    lines = []
+    for i, text in enumerate(texts):
+        uid = f"{speaker}-{chapter}-{i:04d}"
+        sf.write(chapter_dir / f"{uid}.flac", tone_speech(text.lower(), seed=i), 16000)
+        lines.append(f"{uid} {text}")
+    (chapter_dir / f"{speaker}-{chapter}.trans.txt").write_text("\n".join(lines) + "\n")
+
+
+def test_librispeech_layout(tmp_path):
+    split = tmp_path / "LibriSpeech" / "dev-clean"
+    write_librispeech(split)
+    dataset = LibriSpeechDataset(str(tmp_path), "dev-clean", get_config("tiny"), download=False)
+    assert [u.id for u in dataset.utterances] == ["103-1240-0000", "103-1240-0001"]
+    assert dataset.utterances[0].text == "bad cab"
+    assert ids_to_text(dataset[0]["tokens"].tolist()) == "bad cab"
+    assert (split / "manifest.tsv").exists()  # cached for the next run
+    assert [u.id for u in read_data(str(split))] == ["103-1240-0000", "103-1240-0001"]
+
+
+def test_librispeech_download_from_a_local_server(tmp_path, monkeypatch):
+    """The real download path: HTTP, md5 check, extraction, manifest."""
+    source = tmp_path / "source" / "LibriSpeech" / "dev-clean"
+    write_librispeech(source)
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        tar.add(tmp_path / "source" / "LibriSpeech", arcname="LibriSpeech")
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "dev-clean.tar.gz").write_bytes(archive.getvalue())
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setattr(data, "LIBRISPEECH_URL", f"http://127.0.0.1:{server.server_port}")
+        monkeypatch.setitem(data.LIBRISPEECH_MD5, "dev-clean", hashlib.md5(archive.getvalue()).hexdigest())
+        root = tmp_path / "downloads"
+        dataset = LibriSpeechDataset(str(root), "dev-clean", get_config("tiny"), download=True)
+        assert len(dataset) == 2 and dataset.utterances[1].text == "face"
+        assert (root / "LibriSpeech" / "dev-clean" / "103" / "1240").is_dir()
+        # a corrupted archive is caught by the md5 check and removed
+        monkeypatch.setitem(data.LIBRISPEECH_MD5, "dev-other", "0" * 32)
+        (served / "dev-other.tar.gz").write_bytes(archive.getvalue())
+        with pytest.raises(DataError, match="md5 mismatch"):
+            data.download_librispeech("dev-other", root)
+        assert not (root / "dev-other.tar.gz").exists()
+    finally:
+        server.shutdown()
+
+
+def test_read_data_rejects_unknown_sources(tmp_path):
+    with pytest.raises(DataError, match="not a LibriSpeech split"):
+        read_data(str(tmp_path / "nowhere"))
+
+
+def test_duration_batches_respect_the_budget_and_cover_everything():
+    rng = np.random.default_rng(0)
+    durations = list(rng.uniform(1, 15, size=200))
+    sampler = DurationBatchSampler(durations, batch_seconds=60, seed=3)
+    batches = sampler.batches()
+    assert sorted(i for b in batches for i in b) == list(range(200))
+    assert all(max(durations[i] for i in b) * len(b) <= 60 for b in batches)
+    sampler.set_epoch(1)
+    assert sampler.batches() != batches  # a new order each epoch
+    sampler.set_epoch(0, start_batch=5)
+    assert list(sampler) == batches[5:]  # resuming skips what was done
+
+
+def test_collate_pads():
+    items = [
+        dict(id="a", features=torch.ones(4, 10), tokens=torch.tensor([3, 4]), text="ab", audio=np.zeros(1)),
+        dict(id="b", features=torch.ones(4, 6), tokens=torch.tensor([5]), text="c", audio=np.zeros(1)),
+    ]
+    batch = collate(items)
+    assert batch["features"].shape == (2, 4, 10)
+    assert batch["feature_lengths"].tolist() == [10, 6]
+    assert batch["features"][1, :, 6:].abs().sum() == 0
+    assert batch["tokens"].tolist() == [[3, 4], [5, 0]]
+    assert batch["token_lengths"].tolist() == [2, 1]
+
+
+def test_augmentation_only_in_training(tmp_path):
+    root = write_custom_dir(tmp_path / "d", {"u1": "bad cab"})
+    cfg = get_config("tiny", speed_prob=1.0, freq_masks=2, time_masks=2)
+    val = CustomDirDataset(root, cfg, train=False)
+    assert torch.equal(val[0]["features"], val[0]["features"])
+    assert torch.equal(
+        val[0]["features"], log_mel_spectrogram(load_audio(root / "audio" / "u1.wav"), cfg.n_mels)
+    )
+    train = CustomDirDataset(root, cfg, train=True, need_text=True)
+    augmented, clean = train[0]["features"], val[0]["features"]
+    assert augmented.shape != clean.shape or not torch.equal(augmented, clean)
+    assert torch.equal(train[0]["features"], train[0]["features"])  # seeded: reproducible

@@ -1,0 +1,113 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+import torch
+from conftest import random_texts, tone_speech, write_custom_dir
+
+import inference
+import train
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_args(data_dir, out_dir, *extra):
+    return [
+        "--preset", "tiny", "--train_data", str(data_dir), "--out_dir", str(out_dir),
+        "--num_workers", "0", "--wandb_mode", "disabled", "--log_every", "5", *extra,
+    ]  # fmt: skip
+
+
+def test_overfit_one_batch(tone_dataset, tmp_path):
+    """The tiny model, default augmentations on, learns a fixed batch of 4 utterances."""
+    result = train.main(
+        tiny_args(tone_dataset, tmp_path / "run", "--val_data", str(tone_dataset), "--max_steps", "150",
+                  "--eval_every", "150", "--batch_seconds", "100", "--beam_size", "1")
+    )  # fmt: skip
+    assert result["step"] == 150
+    assert result["val/cer"] < 0.05
+    assert (tmp_path / "run" / "best.pt").exists() and (tmp_path / "run" / "last.pt").exists()
+
+
+def _params(path):
+    return torch.load(path, weights_only=True)["model"]
+
+
+@pytest.mark.parametrize("failure", ["ctrl_c", "crash"])
+def test_resume_after_interrupt_matches_an_uninterrupted_run(tmp_path, monkeypatch, failure):
+    data_dir = write_custom_dir(tmp_path / "d", random_texts(6, seed=1))
+    # ~3 s per batch: several batches per epoch, so the interruption falls mid-epoch
+    common = ["--val_data", "", "--max_steps", "10", "--save_every", "3", "--batch_seconds", "4"]
+    train.main(tiny_args(data_dir, tmp_path / "straight", *common))
+
+    real_get_lr = train.get_lr
+
+    def failing_get_lr(step, cfg):
+        if step == 7:
+            raise KeyboardInterrupt if failure == "ctrl_c" else RuntimeError("power cut")
+        return real_get_lr(step, cfg)
+
+    monkeypatch.setattr(train, "get_lr", failing_get_lr)
+    with pytest.raises(SystemExit if failure == "ctrl_c" else RuntimeError):
+        train.main(tiny_args(data_dir, tmp_path / "broken", *common))
+    saved = torch.load(tmp_path / "broken" / "last.pt", weights_only=True)["step"]
+    assert saved == (7 if failure == "ctrl_c" else 6)  # Ctrl-C saves; a crash keeps the last save
+    monkeypatch.setattr(train, "get_lr", real_get_lr)
+
+    result = train.main(["--resume", "--out_dir", str(tmp_path / "broken")])
+    assert result["step"] == 10
+    straight, resumed = _params(tmp_path / "straight" / "last.pt"), _params(tmp_path / "broken" / "last.pt")
+    for name in straight:
+        assert torch.equal(straight[name], resumed[name]), name
+
+
+def test_command_line_train_infer_score(tmp_path):
+    """The README's commands, as a user types them."""
+    data_dir = write_custom_dir(tmp_path / "d", random_texts(6, seed=2))
+    run = lambda *cmd: subprocess.run(  # noqa: E731
+        [sys.executable, *cmd], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    trained = run("train.py", *tiny_args(data_dir, tmp_path / "run", "--max_steps", "50", "--val_data", ""))
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    checkpoint = tmp_path / "run" / "last.pt"
+    inferred = run("inference.py", "--data_dir", str(data_dir), "--out", str(tmp_path / "preds"),
+                   "--checkpoint", str(checkpoint))  # fmt: skip
+    assert inferred.returncode == 0, inferred.stderr[-2000:]
+    assert sorted(p.name for p in (tmp_path / "preds").iterdir()) == [f"utt{i:03d}.txt" for i in range(6)]
+    scored = run(
+        "calc_metrics.py", "--refs", str(data_dir / "transcriptions"), "--hyps", str(tmp_path / "preds")
+    )
+    assert scored.returncode == 0 and "WER" in scored.stdout and "CER" in scored.stdout
+
+
+def test_inference_survives_bad_files(tone_dataset, tmp_path, capsys):
+    train.main(tiny_args(tone_dataset, tmp_path / "run", "--val_data", "", "--max_steps", "2"))
+    (tone_dataset / "audio" / "broken.wav").write_bytes(b"RIFF not really a wav file")
+    sf.write(tone_dataset / "audio" / "blip.wav", tone_speech("")[:800], 16000)  # 0.05 s
+    (tone_dataset / "transcriptions" / "blip.txt").write_text("a\n")
+    result = inference.main(
+        ["--data_dir", str(tone_dataset), "--out", str(tmp_path / "preds"), "--checkpoint",
+         str(tmp_path / "run" / "last.pt"), "--num_workers", "0"]
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    assert "broken.wav" in out and "too short" in out
+    written = sorted(p.stem for p in (tmp_path / "preds").iterdir())
+    assert written == ["a1", "a2", "a3", "a4", "blip", "broken"]
+    assert (tmp_path / "preds" / "broken.txt").read_text().strip() == ""
+    assert result["failed"] == 2 and result["utterances"] == 5  # blip's reference counts as deleted
+
+
+def test_checkpoint_from_another_vocabulary_is_refused(tone_dataset, tmp_path):
+    train.main(tiny_args(tone_dataset, tmp_path / "run", "--val_data", "", "--max_steps", "1"))
+    checkpoint = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    checkpoint["vocab"] = checkpoint["vocab"] + ["<extra>"]
+    torch.save(checkpoint, tmp_path / "other.pt")
+    with pytest.raises(SystemExit, match="another vocabulary"):
+        inference.main(["--data_dir", str(tone_dataset), "--checkpoint", str(tmp_path / "other.pt")])
+
+
+def test_missing_data_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(SystemExit, match="folder not found"):
+        inference.main(["--data_dir", str(tmp_path / "nope"), "--checkpoint", str(tmp_path / "none.pt")])
