@@ -221,7 +221,7 @@ def download_librispeech(split: str, root: str | Path) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     archive = root / f"{split}.tar.gz"
     if not archive.exists() or _md5(archive) != LIBRISPEECH_MD5[split]:
-        _download(f"{LIBRISPEECH_URL}/{split}.tar.gz", archive)
+        download_file(f"{LIBRISPEECH_URL}/{split}.tar.gz", archive)
         if _md5(archive) != LIBRISPEECH_MD5[split]:
             archive.unlink()
             raise DataError(f"{archive}: md5 mismatch after download; the file was removed, run again")
@@ -233,7 +233,7 @@ def download_librispeech(split: str, root: str | Path) -> Path:
     return split_dir
 
 
-def _download(url: str, dest: Path) -> None:
+def download_file(url: str, dest: Path) -> None:
     tmp = dest.with_suffix(dest.suffix + ".part")
     with urllib.request.urlopen(url) as response, open(tmp, "wb") as f:
         total = int(response.headers.get("Content-Length") or 0) or None

@@ -10,6 +10,8 @@ the corpus WER/CER is printed at the end.
 """
 
 import argparse
+import hashlib
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -26,6 +28,7 @@ from data import (
     DurationBatchSampler,
     SpeechDataset,
     collate,
+    download_file,
     ids_to_text,
     read_data,
 )
@@ -34,6 +37,55 @@ from train import load_checkpoint, model_from_checkpoint
 
 DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "model.pt"
 MIN_SECONDS = 0.1  # shorter clips carry no speech the model can recognise
+
+
+def download_weights(source: str, dest: str | Path, sha256: str | None = None) -> Path:
+    """Fetch a checkpoint from a Google Drive link or file id (with gdown) or a plain http(s) URL,
+    and check its sha256 when given. An existing file with the right hash is not fetched again."""
+    dest = Path(dest)
+    if dest.exists() and (sha256 is None or _sha256(dest) == sha256):
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_suffix(dest.suffix + ".part")
+    drive_id = _drive_id(source)
+    if drive_id:
+        import gdown
+
+        if gdown.download(id=drive_id, output=str(tmp), quiet=False) is None:
+            raise RuntimeError(f"could not download {source}: is the file shared as 'anyone with the link'?")
+    else:
+        download_file(source, tmp)
+    if sha256 is not None and _sha256(tmp) != sha256:
+        tmp.unlink()
+        raise RuntimeError(f"{source}: sha256 mismatch (expected {sha256}); the download was removed")
+    tmp.replace(dest)
+    return dest
+
+
+def _drive_id(source: str) -> str | None:
+    """A Google Drive file id from a share link, an open?id= link or a bare id; None for other URLs."""
+    for pattern in (r"drive\.google\.com/file/d/([\w-]+)", r"drive\.google\.com/.*[?&]id=([\w-]+)"):
+        if match := re.search(pattern, source):
+            return match.group(1)
+    return source if re.fullmatch(r"[\w-]{25,}", source) else None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def resolve_checkpoint(source: str, sha256: str | None = None) -> Path:
+    """A local path as is; a URL or Drive link is downloaded to checkpoints/downloaded/ first."""
+    if Path(source).exists() or not (source.startswith(("http://", "https://")) or _drive_id(source)):
+        return Path(source)
+    name = _drive_id(source) or Path(source.split("?")[0]).name or "model"
+    return download_weights(
+        source, DEFAULT_CHECKPOINT.parent / "downloaded" / f"{Path(name).stem}.pt", sha256
+    )
 
 
 class SafeDataset(SpeechDataset):
@@ -72,7 +124,10 @@ def main(argv: list[str] | None = None) -> dict:
         "--data_dir", required=True, help="DIR with audio/ (+ transcriptions/), or a LibriSpeech folder"
     )
     parser.add_argument("--out", default="preds", help="folder for <id>.txt predictions")
-    parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
+    parser.add_argument(
+        "--checkpoint", default=str(DEFAULT_CHECKPOINT), help="path, URL or Google Drive link"
+    )
+    parser.add_argument("--sha256", default=None, help="expected sha256 of a downloaded checkpoint")
     parser.add_argument("--dataset", choices=["custom", "librispeech"], default="custom")
     parser.add_argument("--split", default="test-clean", help="LibriSpeech split with --dataset librispeech")
     parser.add_argument(
@@ -89,10 +144,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     try:
         utterances = load_utterances(args)
-        checkpoint = load_checkpoint(args.checkpoint)
+        checkpoint = load_checkpoint(resolve_checkpoint(args.checkpoint, args.sha256))
     except FileNotFoundError as e:
         sys.exit(f"error: {e}; train one with train.py, or pass --checkpoint PATH")
-    except (ValueError, DataError) as e:
+    except (ValueError, DataError, RuntimeError, OSError) as e:
         sys.exit(f"error: {e}")
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
     device = "cpu" if device == "auto" else device
