@@ -269,17 +269,15 @@ def main(argv: list[str] | None = None) -> dict:
 
     def validate(train_batch):
         metrics, examples = evaluate(model, val_loader, device, cfg)
-        val_batch = next(iter(val_loader))
-        train_batch = train_batch or val_batch
+        shown = {"val": next(iter(val_loader))} | ({"train": train_batch} if train_batch else {})
         log.log_validation(
             step,
             metrics,
             examples=examples,
             spectrograms={
-                "train": train_batch["features"][0].numpy(),
-                "val": val_batch["features"][0].numpy(),
+                k: b["features"][0, :, : b["feature_lengths"][0]].numpy() for k, b in shown.items()
             },
-            audio={"train": train_batch["audio"][0], "val": val_batch["audio"][0]},
+            audio={k: b["audio"][0] for k, b in shown.items()},
             sample_rate=cfg.sample_rate,
         )
         minutes = (time.time() - start_time) / 60
@@ -353,14 +351,17 @@ def main(argv: list[str] | None = None) -> dict:
                 epoch, epoch_batch = epoch + 1, 0
     except KeyboardInterrupt:
         save("last.pt")
-        bar.close()
         log.close()
         print(
             f"\ninterrupted: saved {out_dir / 'last.pt'} at step {step}; continue with --resume --out_dir {out_dir}"
         )
         sys.exit(130)
+    except BaseException:
+        log.close(exit_code=1)  # marks the run as failed; the last checkpoint stays as it was
+        raise
+    finally:
+        bar.close()
     save("last.pt")
-    bar.close()
     log.close()
     print(f"done: {step} steps; checkpoints in {out_dir}")
     return dict(step=step, best_wer=best_wer, **metrics)
