@@ -1,0 +1,438 @@
+"""CTC decoding: greedy, prefix beam search with word n-gram shallow fusion, and batch helpers.
+
+All scores are natural-log. A prefix is an integer node id in a trie (parent + token arrays); each beam
+keeps the prefix's log-probability of ending in blank (p_b) and in a non-blank token (p_nb), so every
+alignment of the prefix is counted once. Per-frame work is vectorised over beams and candidate tokens.
+
+    python decode.py build-lm --text corpus.txt --order 3 --out lm.arpa   (forwards to lm.py)
+"""
+
+import multiprocessing
+import sys
+
+import numpy as np
+
+from lm import BOS, EOS, NGramLM
+
+NEG_INF = float("-inf")
+
+
+def greedy_decode(log_probs: np.ndarray, blank: int = 0) -> list[int]:
+    """(T, V) -> token ids: best token per frame, repeats collapsed, blanks dropped."""
+    best = np.asarray(log_probs).argmax(axis=-1)  # (T,)
+    keep = np.ones(len(best), bool)
+    keep[1:] = best[1:] != best[:-1]
+    best = best[keep]
+    return best[best != blank].tolist()
+
+
+def ids_to_text(ids: list[int], vocab: list[str]) -> str:
+    """Token ids -> text with single spaces between words."""
+    return " ".join("".join(vocab[i] for i in ids).split())
+
+
+def frame_candidates(
+    log_probs: np.ndarray, blank: int, token_min_logp: float, top_k: int | None, blank_skip_logp: float
+) -> list[np.ndarray]:
+    """(T, V) -> per frame, the non-blank tokens a prefix may be extended with (sorted ids).
+
+    A token is kept when log P >= token_min_logp and it is among the frame's top_k non-blank tokens;
+    the frame's best token always is. Frames where blank is almost sure (log P(blank) >
+    blank_skip_logp) keep none: they only carry the existing prefixes on (by blank or by repeating
+    their last token), which is exact for them; only new prefixes less likely than
+    1 - exp(blank_skip_logp) are not started there.
+    """
+    T, V = log_probs.shape
+    keep = log_probs >= token_min_logp  # (T, V)
+    if top_k is not None and top_k < V - 1:
+        non_blank = log_probs.copy()
+        non_blank[:, blank] = NEG_INF
+        kth = -np.partition(-non_blank, top_k - 1, axis=1)[:, top_k - 1]  # (T,) k-th largest non-blank
+        keep &= log_probs >= kth[:, None]
+    keep[np.arange(T), log_probs.argmax(axis=1)] = True
+    keep[:, blank] = False
+    keep[log_probs[:, blank] > blank_skip_logp] = False
+    rows, cols = np.nonzero(keep)
+    return np.split(cols, np.searchsorted(rows, np.arange(1, T)))
+
+
+class _LMScorer:
+    """Shallow-fusion bookkeeping for one utterance: LM score changes of prefixes, cached per trie node."""
+
+    def __init__(
+        self, lm: NGramLM, vocab: list[str], space: int, alpha: float, beta: float, prefix_prune: bool
+    ):
+        self.lm, self.vocab, self.space, self.alpha, self.beta = lm, vocab, space, alpha, beta
+        self.n_history = lm.order - 1
+        self.history = {1: (BOS,)}  # node ending in a space (or the root) -> LM history after it
+        self.completion: dict[int, tuple[float, tuple]] = {}  # node -> (score change, history after)
+        self.trie = lm.prefix_trie(vocab) if prefix_prune else None
+        self.state = {1: 0}  # node -> its partial word's state in the LM's character trie
+
+    def _history_after(self, history: tuple, word: str) -> tuple:
+        history = history + (word,)
+        return history[len(history) - self.n_history :] if self.n_history else ()
+
+    def complete(self, node: int, parent: np.ndarray, token: np.ndarray) -> tuple[float, tuple]:
+        """Score change (alpha * log P(word | history) + beta) when node's partial word ends here."""
+        if node not in self.completion:
+            chars = []
+            start = node
+            while start not in self.history:  # walk back to the node before the word
+                chars.append(self.vocab[token[start]])
+                start = int(parent[start])
+            word = "".join(reversed(chars))
+            history = self.history[start]
+            score = self.alpha * self.lm.log_prob(word, history) + self.beta
+            self.completion[node] = (score, self._history_after(history, word))
+        return self.completion[node]
+
+    def completions(self, ids: np.ndarray, last: np.ndarray, parent, token) -> np.ndarray:
+        """(B,) score change of ending each beam's word now; -inf for beams with no partial word."""
+        return np.array(
+            [
+                self.complete(int(n), parent, token)[0] if t != self.space else NEG_INF
+                for n, t in zip(ids, last)
+            ]
+        )
+
+    def allowed(self, ids: np.ndarray, toks: np.ndarray) -> np.ndarray:
+        """(B, C) whether appending each token keeps the partial word a prefix of some vocabulary word."""
+        children, masks = self.trie
+        states = np.array([self.state.get(int(n), -1) for n in ids])  # (B,) -1: not a prefix (never kept)
+        bits = masks[np.maximum(states, 0)][:, None] >> toks.astype(np.uint64)[None, :]  # (B, C)
+        ok = ((bits & np.uint64(1)) == 1) & (states[:, None] >= 0)
+        ok[:, toks == self.space] = True
+        return ok
+
+    def add_nodes(self, new_ids: np.ndarray, parents: np.ndarray, toks: np.ndarray) -> None:
+        """Register nodes just created: LM history after a completed word, trie state of a partial word."""
+        V = len(self.vocab)
+        for n, p, t in zip(new_ids.tolist(), parents.tolist(), toks.tolist()):
+            if t == self.space:
+                self.history[n] = self.completion[p][1]
+                self.state[n] = 0
+            elif self.trie is not None:
+                self.state[n] = self.trie[0].get(self.state.get(p, -1) * V + t, -1)
+
+    def final(self, node: int, last: int, parent, token) -> float:
+        """Score change at the end of the utterance: the last partial word, then </s>."""
+        score, history = 0.0, self.history.get(node)
+        if last != self.space and node != 1:
+            score, history = self.complete(node, parent, token)
+        return score + self.alpha * self.lm.log_prob(EOS, history)
+
+
+def prefix_beam_search_nbest(
+    log_probs: np.ndarray,
+    beam_size: int,
+    blank: int = 0,
+    vocab: list[str] | None = None,
+    lm: NGramLM | None = None,
+    alpha: float = 0.5,
+    beta: float = 1.0,
+    token_min_logp: float = -10.0,
+    top_k: int | None = 16,
+    beam_margin: float = 10.0,
+    blank_skip_logp: float = -1e-3,
+    lm_prefix_prune: bool = False,
+) -> list[tuple[list[int], float]]:
+    """CTC prefix beam search; (T, V) log-probs -> beams as (token ids, score), best first.
+
+    score = log P_ctc(prefix) + alpha * log P_lm(words) + beta * len(words) (the LM terms only with lm).
+    With vocab (which must then contain " "), spaces are word boundaries: leading and repeated spaces do
+    not make new prefixes, a trailing space is dropped, and the LM scores each word as it completes.
+    Pruning per frame: candidate tokens (see frame_candidates), then at most beam_size prefixes no more
+    than beam_margin below the best. lm_prefix_prune drops prefixes whose partial word starts no word
+    of the LM vocabulary. Pass token_min_logp=-inf, top_k=None, beam_margin=inf, blank_skip_logp=0 for
+    an exact search (up to beam_size).
+    """
+    log_probs = np.asarray(log_probs, np.float64)  # (T, V)
+    T, V = log_probs.shape
+    space = vocab.index(" ") if vocab is not None and " " in vocab else -1
+    if lm is not None and space < 0:
+        raise ValueError("LM fusion needs a vocab with a space token")
+    scorer = _LMScorer(lm, vocab, space, alpha, beta, lm_prefix_prune) if lm is not None else None
+    cands = frame_candidates(log_probs, blank, token_min_logp, top_k, blank_skip_logp)
+
+    # trie of prefixes: node 1 is the empty prefix, node 0 a sentinel parent no beam ever holds
+    capacity = 1024
+    parent = np.zeros(capacity, np.int64)
+    token = np.full(capacity, -1, np.int64)
+    row_of = np.full(capacity, -1, np.int64)  # node -> its row in the current beam arrays, or -1
+    children: dict[int, int] = {}  # parent node * V + token -> node
+    n_nodes = 2
+    # the empty prefix acts as if it ended in a space, so a leading space leaves it unchanged
+    token[1] = space
+
+    ids = np.array([1])  # (B,) prefix node of each beam
+    last = np.array([space])  # (B,) its last token (-1: none)
+    p_b = np.array([0.0])  # (B,) log P(prefix, ending in blank)
+    p_nb = np.array([NEG_INF])  # (B,) log P(prefix, ending in its last token)
+    fused = np.array([0.0])  # (B,) LM score of the prefix (alpha * log P_lm + beta * words)
+    row_of[1] = 0
+    ends_in_space = last == space if space >= 0 else np.zeros(1, bool)
+
+    for t in range(T):
+        lp = log_probs[t]  # (V,)
+        p_tot = np.logaddexp(p_b, p_nb)  # (B,)
+        # the same prefix: by blank, or by repeating its last token; after a space any new space
+        # (with or without a blank between) leaves the text unchanged
+        new_b = p_tot + lp[blank]
+        new_nb = np.where(ends_in_space, p_tot, p_nb) + np.where(last >= 0, lp[last], NEG_INF)
+        toks = cands[t]  # (C,)
+        if len(toks) == 0:
+            p_b, p_nb = new_b, new_nb
+            continue
+
+        # new prefixes: a repeated token only follows a blank
+        B, C = len(ids), len(toks)
+        repeat = last[:, None] == toks[None, :]  # (B, C)
+        ext = np.where(repeat, p_b[:, None], p_tot[:, None]) + lp[toks][None, :]  # (B, C)
+        if space >= 0:
+            ext[np.ix_(ends_in_space, toks == space)] = NEG_INF  # counted in new_nb above
+
+        # an extension that recreates a prefix already in the beam adds to that beam instead
+        col_of = np.full(V + 1, -1)
+        col_of[toks] = np.arange(C)
+        par_row = row_of[parent[ids]]  # (B,)
+        col = col_of[last]  # (B,), last = -1 reads the spare slot col_of[V]
+        merge = np.flatnonzero((par_row >= 0) & (col >= 0))
+        if len(merge):
+            r, c = par_row[merge], col[merge]
+            new_nb[merge] = np.logaddexp(new_nb[merge], ext[r, c])
+            ext[r, c] = NEG_INF
+
+        score_stay = np.logaddexp(new_b, new_nb) + fused  # (B,)
+        fused_ext = np.broadcast_to(fused[:, None], (B, C))  # (B, C)
+        if scorer is not None:
+            fused_ext = fused_ext.copy()
+            is_space = toks == space
+            if is_space.any():
+                fused_ext[:, is_space] += scorer.completions(ids, last, parent, token)[:, None]
+            if scorer.trie is not None:
+                fused_ext = np.where(scorer.allowed(ids, toks), fused_ext, NEG_INF)
+        score_ext = ext + fused_ext  # (B, C)
+
+        # keep the best beam_size within beam_margin of the best
+        scores = np.concatenate([score_stay, score_ext.ravel()])  # (B + B*C,)
+        keep = np.flatnonzero((scores >= scores.max() - beam_margin) & (scores > NEG_INF))
+        if len(keep) > beam_size:
+            keep = keep[np.argpartition(-scores[keep], beam_size - 1)[:beam_size]]
+        stay = keep[keep < B]
+        r, c = np.divmod(keep[keep >= B] - B, C)
+        if n_nodes + len(r) > capacity:
+            grow = max(capacity, len(r))
+            parent = np.concatenate([parent, np.zeros(grow, np.int64)])
+            token = np.concatenate([token, np.full(grow, -1, np.int64)])
+            row_of = np.concatenate([row_of, np.full(grow, -1, np.int64)])
+            capacity += grow
+        # a prefix that was pruned earlier gets its old node back, so that its children still in
+        # the beam find it as their parent
+        new_ids = np.empty(len(r), np.int64)
+        for j, key in enumerate((ids[r] * V + toks[c]).tolist()):
+            node = children.get(key)
+            if node is None:
+                node = children[key] = n_nodes
+                n_nodes += 1
+            new_ids[j] = node
+        parent[new_ids] = ids[r]
+        token[new_ids] = toks[c]
+        if scorer is not None:
+            scorer.add_nodes(new_ids, ids[r], toks[c])
+
+        row_of[ids] = -1
+        ids = np.concatenate([ids[stay], new_ids])
+        last = np.concatenate([last[stay], toks[c]])
+        p_b = np.concatenate([new_b[stay], np.full(len(r), NEG_INF)])
+        p_nb = np.concatenate([new_nb[stay], ext[r, c]])
+        fused = np.concatenate([fused[stay], fused_ext[r, c]])
+        row_of[ids] = np.arange(len(ids))
+        ends_in_space = last == space if space >= 0 else np.zeros(len(ids), bool)
+
+    # finish: score the last partial word, merge prefixes that differ by a trailing space only
+    p_tot = np.logaddexp(p_b, p_nb)
+    results: dict[tuple[int, ...], list[float]] = {}  # token ids -> [log P_ctc, LM score]
+    for node, t, ctc, f in zip(ids.tolist(), last.tolist(), p_tot.tolist(), fused.tolist()):
+        if scorer is not None:
+            f += scorer.final(node, t, parent, token)
+        backwards = []
+        while node > 1:
+            backwards.append(int(token[node]))
+            node = int(parent[node])
+        if backwards and backwards[0] == space:
+            backwards = backwards[1:]
+        entry = results.setdefault(tuple(reversed(backwards)), [NEG_INF, f])
+        entry[0] = float(np.logaddexp(entry[0], ctc))
+    return sorted(((list(k), ctc + f) for k, (ctc, f) in results.items()), key=lambda x: -x[1])
+
+
+def prefix_beam_search(
+    log_probs: np.ndarray,
+    beam_size: int,
+    blank: int = 0,
+    vocab: list[str] | None = None,
+    lm: NGramLM | None = None,
+    alpha: float = 0.5,
+    beta: float = 1.0,
+    token_min_logp: float = -10.0,
+    top_k: int | None = 16,
+    beam_margin: float = 10.0,
+    blank_skip_logp: float = -1e-3,
+    lm_prefix_prune: bool = False,
+) -> list[int]:
+    """(T, V) log-probs -> token ids of the best beam; see prefix_beam_search_nbest for the arguments.
+
+    beam_size=1 without an LM is best-path (greedy) decoding: a single beam ranked by the summed
+    probability of its prefix could stay on a prefix that the best path has already left.
+    """
+    if beam_size == 1 and lm is None:
+        return greedy_decode(log_probs, blank)
+    beams = prefix_beam_search_nbest(
+        log_probs,
+        beam_size,
+        blank,
+        vocab,
+        lm,
+        alpha,
+        beta,
+        token_min_logp,
+        top_k,
+        beam_margin,
+        blank_skip_logp,
+        lm_prefix_prune,
+    )
+    return beams[0][0]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Many utterances: a process pool over both cores, the LM loaded once per worker
+
+_worker: dict = {}  # per worker process: the LM and the decoding settings
+
+
+def _init_worker(lm: str | NGramLM | None, settings: dict) -> None:
+    try:
+        if isinstance(lm, str):
+            lm = NGramLM.from_arpa(lm) if lm else None
+    except (
+        Exception
+    ) as error:  # kept for the tasks to raise: a failing initializer makes a pool respawn forever
+        lm = error
+    _worker["lm"] = lm
+    _worker["settings"] = settings
+
+
+def _worker_lm() -> NGramLM | None:
+    if isinstance(_worker["lm"], Exception):
+        raise _worker["lm"]
+    return _worker["lm"]
+
+
+def _decode_one(
+    log_probs: np.ndarray, decoder: str, beam_size: int, vocab: list[str], lm, alpha, beta, **kw
+) -> str:
+    if decoder == "greedy":
+        ids = greedy_decode(log_probs)
+    elif decoder in ("beam", "beam_lm"):
+        lm = lm if decoder == "beam_lm" else None
+        ids = prefix_beam_search(log_probs, beam_size, vocab=vocab, lm=lm, alpha=alpha, beta=beta, **kw)
+    else:
+        raise ValueError(f"unknown decoder {decoder!r}; choose greedy, beam or beam_lm")
+    return ids_to_text(ids, vocab)
+
+
+def _decode_task(log_probs: np.ndarray) -> str:
+    return _decode_one(log_probs, lm=_worker_lm(), **_worker["settings"])
+
+
+def _grid_task(log_probs: np.ndarray) -> list[str]:
+    """One utterance decoded at every (alpha, beta) of the grid: its log-probs are sent only once."""
+    settings = dict(_worker["settings"])
+    grid = settings.pop("grid")
+    return [_decode_one(log_probs, lm=_worker_lm(), alpha=a, beta=b, **settings) for a, b in grid]
+
+
+def _run_pool(task, log_probs_list: list[np.ndarray], lm, settings: dict, num_workers: int) -> list:
+    """task over every utterance, results in input order; in this process when one worker is enough."""
+    if num_workers <= 1 or len(log_probs_list) <= 1:
+        _init_worker(lm, settings)
+        return [task(lp) for lp in log_probs_list]
+    # spawn, not fork: the caller may hold torch threads or CUDA state that a forked child must not touch
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(num_workers, initializer=_init_worker, initargs=(lm, settings)) as pool:
+        return pool.map(task, log_probs_list, chunksize=1)
+
+
+def decode_batch(
+    log_probs_list: list[np.ndarray],
+    decoder: str,
+    beam_size: int,
+    vocab: list[str],
+    lm_path_or_lm: str | NGramLM | None = None,
+    alpha: float = 0.5,
+    beta: float = 1.0,
+    num_workers: int = 2,
+    **search_kwargs,
+) -> list[str]:
+    """Decode utterances ((T_i, V) log-probs each) to text, in input order.
+
+    decoder: greedy | beam | beam_lm. lm_path_or_lm: an ARPA path, loaded once in each worker (an
+    NGramLM object is sent to each worker once instead). search_kwargs go to prefix_beam_search.
+    Greedy decoding stays in this process: it is cheaper than sending the log-probs to a worker.
+    """
+    if decoder == "greedy":
+        return [ids_to_text(greedy_decode(lp), vocab) for lp in log_probs_list]
+    if decoder == "beam_lm" and not lm_path_or_lm:
+        raise ValueError("decoder beam_lm needs an LM (ARPA path or NGramLM)")
+    lm = lm_path_or_lm if decoder == "beam_lm" else None
+    settings = dict(
+        decoder=decoder, beam_size=beam_size, vocab=vocab, alpha=alpha, beta=beta, **search_kwargs
+    )
+    return _run_pool(_decode_task, log_probs_list, lm, settings, num_workers)
+
+
+def grid_search_lm(
+    log_probs_list: list[np.ndarray],
+    references: list[str],
+    vocab: list[str],
+    lm_path: str | NGramLM,
+    alphas: list[float],
+    betas: list[float],
+    beam_size: int = 50,
+    num_workers: int = 2,
+    **search_kwargs,
+) -> list[dict]:
+    """WER/CER of LM-fused beam search for every (alpha, beta): rows of dicts alpha, beta, wer, cer."""
+    from calc_metrics import corpus_error_rates
+
+    grid = [(a, b) for a in alphas for b in betas]
+    settings = dict(decoder="beam_lm", beam_size=beam_size, vocab=vocab, grid=grid, **search_kwargs)
+    per_utterance = _run_pool(_grid_task, log_probs_list, lm_path, settings, num_workers)  # (N, grid)
+    rows = []
+    for g, (alpha, beta) in enumerate(grid):
+        rates = corpus_error_rates(references, [texts[g] for texts in per_utterance])
+        rows.append(dict(alpha=alpha, beta=beta, wer=rates["wer"], cer=rates["cer"]))
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    """Grid-search rows as an aligned text table, best WER marked with *."""
+    best = min(range(len(rows)), key=lambda i: (rows[i]["wer"], rows[i]["cer"])) if rows else -1
+    lines = ["alpha |  beta |    wer |    cer", "------+-------+--------+-------"]
+    for i, r in enumerate(rows):
+        mark = " *" if i == best else ""
+        lines.append(
+            f"{r['alpha']:5.2f} | {r['beta']:5.2f} | {100 * r['wer']:5.2f}% | {100 * r['cer']:5.2f}%{mark}"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["build-lm"]:
+        import lm as lm_module
+
+        lm_module.main(["build"] + sys.argv[2:])
+    else:
+        print("usage: python decode.py build-lm --text corpus.txt --order 3 --out lm.arpa", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,241 @@
+import itertools
+from collections import defaultdict
+
+import numpy as np
+import pytest
+
+from decode import (
+    decode_batch,
+    format_table,
+    frame_candidates,
+    greedy_decode,
+    grid_search_lm,
+    ids_to_text,
+    prefix_beam_search,
+    prefix_beam_search_nbest,
+)
+from lm import NGramLM, build_kneser_ney, write_arpa
+
+VOCAB = ["", " ", "'"] + [chr(c) for c in range(ord("a"), ord("z") + 1)]
+EXACT = dict(token_min_logp=-np.inf, top_k=None, beam_margin=np.inf, blank_skip_logp=0.0)
+
+
+def random_log_probs(rng, T, V, scale=1.5):
+    x = rng.normal(size=(T, V)) * scale
+    return x - np.logaddexp.reduce(x, axis=1, keepdims=True)  # (T, V)
+
+
+def spell(frames, floor=1e-4):
+    """(T, V) log-probs from one {token or char: probability} dict per frame; the rest share a floor."""
+    probs = np.full((len(frames), len(VOCAB)), floor)
+    for t, frame in enumerate(frames):
+        for k, p in frame.items():
+            probs[t, VOCAB.index(k) if isinstance(k, str) else k] = p
+    return np.log(probs / probs.sum(axis=1, keepdims=True))
+
+
+def spell_text(text, p=0.9, floor=1e-4):
+    """Each character for one frame, then a blank frame."""
+    return spell([f for ch in text for f in ({ch: p}, {0: p})], floor)
+
+
+def collapse(path, blank=0):
+    return tuple(k for k, _ in itertools.groupby(path) if k != blank)
+
+
+def brute_force_best(log_probs, key=lambda ids: ids):
+    """Most probable labelling (under key) by summing the probability of every alignment."""
+    T, V = log_probs.shape
+    totals = {}
+    for path in itertools.product(range(V), repeat=T):
+        k = key(collapse(path))
+        totals[k] = np.logaddexp(totals.get(k, -np.inf), log_probs[np.arange(T), path].sum())
+    return max(totals.items(), key=lambda kv: kv[1])
+
+
+def test_greedy_hand_built():
+    a, b = VOCAB.index("a"), VOCAB.index("b")
+    frames = [{"a": 0.9}, {"a": 0.9}, {0: 0.9}, {"a": 0.9}, {"b": 0.9}, {"b": 0.9}, {0: 0.9}]
+    assert greedy_decode(spell(frames)) == [a, a, b]  # repeats merged, a blank keeps a repeat
+    assert greedy_decode(spell([{0: 0.9}] * 5)) == []
+    assert greedy_decode(spell([{"c": 0.5}, {"c": 0.9}, {"a": 0.9}, {"t": 0.9}])) == [5, 3, 22]
+    assert greedy_decode(np.zeros((0, len(VOCAB)))) == []
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_beam_size_one_is_greedy(seed):
+    rng = np.random.default_rng(seed)
+    log_probs = random_log_probs(rng, 50, len(VOCAB), scale=3.0)
+    assert prefix_beam_search(log_probs, 1) == greedy_decode(log_probs)
+    assert prefix_beam_search(log_probs, 1, vocab=VOCAB) == greedy_decode(log_probs)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_beam_search_finds_most_probable_labelling(seed):
+    rng = np.random.default_rng(seed)
+    T, V = int(rng.integers(1, 7)), int(rng.integers(3, 5))
+    log_probs = random_log_probs(rng, T, V)
+    best, best_logp = brute_force_best(log_probs)
+    (ids, score), *_ = prefix_beam_search_nbest(log_probs, 2000, **EXACT)
+    assert tuple(ids) == best
+    assert score == pytest.approx(best_logp)
+
+    # with a space token: labellings that differ only in spaces around words are the same text
+    vocab = ["", " ", "a", "b"][:V]
+    text = lambda ids: " ".join("".join(vocab[i] for i in ids).split())  # noqa: E731
+    best, best_logp = brute_force_best(log_probs, text)
+    (ids, score), *_ = prefix_beam_search_nbest(log_probs, 2000, vocab=vocab, **EXACT)
+    assert text(ids) == best
+    assert score == pytest.approx(best_logp)
+
+
+def reference_beam_search(log_probs, beam_size, blank=0):
+    """Textbook CTC prefix beam search over dicts: prefix -> [p_b, p_nb]; the beam_size best by total."""
+    beams = {(): [0.0, -np.inf]}
+    for lp in log_probs:
+        nxt = defaultdict(lambda: [-np.inf, -np.inf])
+        for prefix, (p_b, p_nb) in beams.items():
+            total = np.logaddexp(p_b, p_nb)
+            nxt[prefix][0] = np.logaddexp(nxt[prefix][0], total + lp[blank])
+            if prefix:
+                nxt[prefix][1] = np.logaddexp(nxt[prefix][1], p_nb + lp[prefix[-1]])
+            for k in range(len(lp)):
+                if k != blank:
+                    before = p_b if prefix and prefix[-1] == k else total
+                    nxt[prefix + (k,)][1] = np.logaddexp(nxt[prefix + (k,)][1], before + lp[k])
+        beams = dict(sorted(nxt.items(), key=lambda kv: -np.logaddexp(*kv[1]))[:beam_size])
+    return max(((list(p), np.logaddexp(*s)) for p, s in beams.items()), key=lambda x: x[1])
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_small_beams_match_reference_search(seed):
+    # small beams prune prefixes that come back later: they must merge with their old children
+    rng = np.random.default_rng(seed)
+    log_probs = random_log_probs(rng, 12, 4)
+    for beam_size in (2, 3, 5):
+        ids, score = reference_beam_search(log_probs, beam_size)
+        (got_ids, got_score), *_ = prefix_beam_search_nbest(log_probs, beam_size, **EXACT)
+        assert got_ids == ids
+        assert got_score == pytest.approx(score)
+
+
+def test_nbest_scores_are_labelling_probabilities():
+    rng = np.random.default_rng(0)
+    log_probs = random_log_probs(rng, 4, 3)
+    beams = prefix_beam_search_nbest(log_probs, 2000, **EXACT)
+    # every labelling of 4 frames over 2 symbols is found and their probabilities sum to 1
+    assert np.logaddexp.reduce([score for _, score in beams]) == pytest.approx(0.0)
+    assert [s for _, s in beams] == sorted((s for _, s in beams), reverse=True)
+
+
+def peaky_log_probs(rng, T=120):
+    """CTC-like: mostly confident blanks, character spikes, some competing characters."""
+    logits = rng.normal(size=(T, len(VOCAB)))
+    target = np.where(rng.random(T) < 0.35, rng.integers(1, len(VOCAB), T), 0)
+    logits[np.arange(T), target] += rng.uniform(5, 12, T)
+    rival = np.flatnonzero(rng.random(T) < 0.2)
+    logits[rival, rng.integers(1, len(VOCAB), len(rival))] = logits[rival, target[rival]] - rng.uniform(
+        0, 1, len(rival)
+    )
+    return logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_pruning_keeps_best_path(seed):
+    log_probs = peaky_log_probs(np.random.default_rng(seed))
+    (wide_ids, _), *_ = prefix_beam_search_nbest(log_probs, 64, vocab=VOCAB, **EXACT)
+    (exact_ids, exact_score), *_ = prefix_beam_search_nbest(log_probs, 16, vocab=VOCAB, **EXACT)
+    # default token floor, top-k, margin and blank skipping, at the same beam size
+    (ids, score), *_ = prefix_beam_search_nbest(log_probs, 16, vocab=VOCAB)
+    assert ids == exact_ids == wide_ids
+    assert score == pytest.approx(exact_score, abs=1e-2)
+
+
+def test_frame_candidates():
+    log_probs = np.log(
+        np.array(
+            [
+                [0.5, 0.3, 0.15, 0.05 - 1e-9, 1e-9],  # floor drops the last one, top_k=2 keeps 1 and 2
+                [0.99999, 1e-5, 0, 0, 0],  # near-certain blank: skipped
+                [0.1, 0.06, 0.05, 0.04, 0.75],
+                [0.97, 0.01, 0.01, 0.005, 0.005],  # best is blank, nothing above the floor
+            ]
+        )
+        + 1e-30
+    )
+    cands = frame_candidates(log_probs, blank=0, token_min_logp=np.log(0.02), top_k=2, blank_skip_logp=-1e-3)
+    assert [c.tolist() for c in cands] == [[1, 2], [], [1, 4], []]
+    cands = frame_candidates(log_probs, blank=0, token_min_logp=np.log(0.9), top_k=None, blank_skip_logp=0.0)
+    assert [c.tolist() for c in cands] == [[], [], [4], []]  # the best token always stays
+
+
+def kat_or_cat():
+    """'the kat' by a hair over 'the cat', acoustically."""
+    frames = [f for ch in "the " for f in ({ch: 0.9}, {0: 0.9})]
+    frames += [{"k": 0.5, "c": 0.45}, {0: 0.9}]
+    frames += [f for ch in "at" for f in ({ch: 0.9}, {0: 0.9})]
+    return spell(frames)
+
+
+@pytest.fixture(scope="module")
+def cat_lm():
+    return NGramLM.from_ngrams(
+        build_kneser_ney(["the cat sat", "the cat ran", "a cat", "the dog sat"], order=3)
+    )
+
+
+def test_lm_fusion_prefers_likely_words(cat_lm):
+    log_probs = kat_or_cat()
+    assert ids_to_text(prefix_beam_search(log_probs, 8, vocab=VOCAB), VOCAB) == "the kat"
+    fused = prefix_beam_search(log_probs, 8, vocab=VOCAB, lm=cat_lm, alpha=0.5, beta=1.0)
+    assert ids_to_text(fused, VOCAB) == "the cat"
+    # alpha = 0 leaves only the word bonus, which both spellings get
+    plain = prefix_beam_search(log_probs, 8, vocab=VOCAB, lm=cat_lm, alpha=0.0, beta=1.0)
+    assert ids_to_text(plain, VOCAB) == "the kat"
+    # the partial word "k" starts no LM word: pruned as soon as it appears
+    pruned = prefix_beam_search_nbest(log_probs, 8, vocab=VOCAB, lm=cat_lm, lm_prefix_prune=True)
+    texts = [ids_to_text(ids, VOCAB) for ids, _ in pruned]
+    assert texts[0] == "the cat" and not any("k" in text for text in texts)
+    unpruned = prefix_beam_search_nbest(log_probs, 8, vocab=VOCAB, lm=cat_lm)
+    assert any("k" in ids_to_text(ids, VOCAB) for ids, _ in unpruned)
+
+
+def test_lm_score_adds_up(cat_lm):
+    # certain acoustics: the score is just alpha * log P_lm(sentence) + beta * words
+    log_probs = spell_text("the cat", p=1.0, floor=1e-12)
+    (ids, score), *_ = prefix_beam_search_nbest(log_probs, 4, vocab=VOCAB, lm=cat_lm, alpha=0.7, beta=2.0)
+    assert ids_to_text(ids, VOCAB) == "the cat"
+    assert score == pytest.approx(0.7 * cat_lm.sentence_log_prob(["the", "cat"]) + 2.0 * 2, abs=1e-6)
+
+
+WORDS = ["one", "two", "three", "four", "five", "six", "seventeen"]
+
+
+def test_decode_batch_keeps_input_order(tmp_path):
+    utterances = [spell_text(w) for w in WORDS]
+    assert decode_batch(utterances, "greedy", 1, VOCAB) == WORDS
+    assert decode_batch(utterances, "beam", 8, VOCAB, num_workers=2) == WORDS
+    path = tmp_path / "words.arpa"
+    write_arpa(build_kneser_ney(WORDS + ["the cat sat"], order=2), str(path))
+    utterances.append(kat_or_cat())
+    assert decode_batch(utterances, "beam_lm", 8, VOCAB, str(path), num_workers=2) == WORDS + ["the cat"]
+    with pytest.raises(ValueError):
+        decode_batch(utterances, "nope", 8, VOCAB, num_workers=1)
+
+
+def test_grid_search_lm(cat_lm):
+    pytest.importorskip("calc_metrics")
+    utterances = [kat_or_cat(), spell_text("the dog")]
+    rows = grid_search_lm(
+        utterances, ["the cat", "the dog"], VOCAB, cat_lm, [0.0, 1.0], [0.5], 8, num_workers=1
+    )
+    assert [(r["alpha"], r["beta"]) for r in rows] == [(0.0, 0.5), (1.0, 0.5)]
+    assert rows[0]["wer"] == pytest.approx(0.25) and rows[1]["wer"] == 0.0
+    assert rows[1]["cer"] == 0.0 < rows[0]["cer"]
+
+
+def test_format_table():
+    rows = [dict(alpha=0.5, beta=1.0, wer=0.1, cer=0.05), dict(alpha=1.0, beta=0.0, wer=0.08, cer=0.04)]
+    lines = format_table(rows).splitlines()
+    assert len(lines) == 4 and "alpha" in lines[0]
+    assert "8.00%" in lines[3] and lines[3].endswith("*") and not lines[2].endswith("*")
