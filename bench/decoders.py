@@ -1,0 +1,120 @@
+"""Speed of our CTC prefix beam search against pyctcdecode (no LM) on synthetic peaky CTC output.
+
+    python bench/decoders.py [--utterances 3] [--repeats 3]
+
+The log-probs imitate a trained CTC model: (T=500, V=29), mostly blank frames, 1-2 frame character
+spikes, some frames where two characters compete and some weak characters inside blank runs. Both
+decoders get the same token floor and beam margin (ours keeps its default top-k and blank-frame
+skipping); best paths are compared as text. pyctcdecode is not a project dependency: install it to
+get its columns, else they show "-".
+"""
+
+import argparse
+import logging
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from decode import ids_to_text, prefix_beam_search  # noqa: E402
+
+VOCAB = ["", " ", "'"] + [chr(c) for c in range(ord("a"), ord("z") + 1)]
+TOKEN_MIN_LOGP = -10.0  # both decoders skip tokens below this (the frame's best always stays)
+BEAM_MARGIN = 10.0  # both drop beams this far below the best (pyctcdecode's beam_prune_logp=-10)
+WORDS = """the of and to a in that he was it his i with as had for you her she but not on be at him by so is
+which said all have they this from were my me one there when what would we no out little up""".split()
+
+
+def synthetic_log_probs(rng: np.random.Generator, T: int = 500, V: int = len(VOCAB)) -> np.ndarray:
+    """(T, V) peaky CTC-like log-probs spelling random words, blank = 0."""
+    target = []  # token of each frame
+    while len(target) < T:
+        for ch in " ".join(rng.choice(WORDS, size=8)) + " ":
+            target += [0] * int(rng.integers(1, 6)) + [VOCAB.index(ch)] * int(rng.integers(1, 3))
+    target = np.array(target[:T])  # (T,)
+    logits = rng.normal(0.0, 1.0, size=(T, V))  # (T, V)
+    logits[np.arange(T), target] += rng.uniform(7.0, 12.0, size=T)
+    # acoustic confusions: a competing character close to the spike
+    confused = np.flatnonzero((target > 0) & (rng.random(T) < 0.2))
+    rival = rng.integers(1, V, size=len(confused))
+    logits[confused, rival] = logits[confused, target[confused]] - rng.uniform(0.0, 2.5, size=len(confused))
+    # weak characters inside blank runs, so not every blank frame is certain
+    weak = np.flatnonzero((target == 0) & (rng.random(T) < 0.15))
+    logits[weak, rng.integers(1, V, size=len(weak))] = logits[weak, 0] - rng.uniform(1.0, 6.0, size=len(weak))
+    return logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
+
+
+def best_time(repeats: int, fn, *args, **kwargs) -> tuple[float, object]:
+    """Fastest of `repeats` calls, in seconds, and the call's result."""
+    times, out = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn(*args, **kwargs)
+        times.append(time.perf_counter() - start)
+    return min(times), out
+
+
+def load_pyctcdecode():
+    """pyctcdecode's decoder for VOCAB without an LM, or None when it is not installed."""
+    try:
+        from pyctcdecode import build_ctcdecoder
+    except ImportError:
+        return None
+    logging.getLogger("pyctcdecode").setLevel(logging.ERROR)
+    return build_ctcdecoder(VOCAB)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--utterances", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="the fastest of this many runs counts")
+    parser.add_argument("--beams", type=int, nargs="*", default=[10, 50, 100])
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    rng = np.random.default_rng(args.seed)
+    utterances = [synthetic_log_probs(rng) for _ in range(args.utterances)]
+    theirs = load_pyctcdecode()
+    print("beam | ours_ms | pyctcdecode_ms | speedup | same_best_path")
+    for beam in args.beams:
+        ours_s, theirs_s, same = 0.0, 0.0, True
+        for lp in utterances:
+            seconds, ids = best_time(
+                args.repeats,
+                prefix_beam_search,
+                lp,
+                beam,
+                vocab=VOCAB,
+                token_min_logp=TOKEN_MIN_LOGP,
+                beam_margin=BEAM_MARGIN,
+            )
+            ours_s += seconds
+            if theirs is not None:
+                seconds, text = best_time(
+                    args.repeats,
+                    theirs.decode,
+                    lp,
+                    beam_width=beam,
+                    token_min_logp=TOKEN_MIN_LOGP,
+                    beam_prune_logp=-BEAM_MARGIN,
+                )
+                theirs_s += seconds
+                same &= ids_to_text(ids, VOCAB) == " ".join(text.split())
+        ours_ms = 1000 * ours_s / len(utterances)
+        if theirs is None:
+            print(f"{beam:4d} | {ours_ms:7.1f} | {'-':>14} | {'-':>7} | {'-':>14}")
+            continue
+        theirs_ms = 1000 * theirs_s / len(utterances)
+        speedup = f"{theirs_ms / ours_ms:.1f}x"
+        print(
+            f"{beam:4d} | {ours_ms:7.1f} | {theirs_ms:14.1f} | {speedup:>7} | {'yes' if same else 'no':>14}"
+        )
+
+
+if __name__ == "__main__":
+    main()
