@@ -89,12 +89,11 @@ class _LMScorer:
 
     def completions(self, ids: np.ndarray, last: np.ndarray, parent, token) -> np.ndarray:
         """(B,) score change of ending each beam's word now; -inf for beams with no partial word."""
-        return np.array(
-            [
-                self.complete(int(n), parent, token)[0] if t != self.space else NEG_INF
-                for n, t in zip(ids, last)
-            ]
-        )
+        scores = np.full(len(ids), NEG_INF)
+        for j, (n, t) in enumerate(zip(ids.tolist(), last.tolist())):
+            if t != self.space:
+                scores[j] = (self.completion.get(n) or self.complete(n, parent, token))[0]
+        return scores
 
     def allowed(self, ids: np.ndarray, toks: np.ndarray) -> np.ndarray:
         """(B, C) whether appending each token keeps the partial word a prefix of some vocabulary word."""
