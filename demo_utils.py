@@ -3,12 +3,14 @@
 The functions the notebook calls print what went wrong in plain words instead of raising, so that
 "Run all" never stops on a traceback. Paths are printed relative to the repository.
 
-Re-execute the notebook in place (outputs saved, no absolute paths), e.g. with a tiny checkpoint:
+Re-execute the notebook in place (outputs saved, absolute paths of this machine removed), with the
+samples zipped as a stand-in for a grader's Drive link:
 
-    DEMO_SKIP_INSTALL=1 DEMO_WEIGHTS_LINK=runs/tiny/last.pt DEMO_DATA_LINK=data/demo_samples.zip \\
-        python demo_utils.py execute [demo.ipynb]
+    python -c "import shutil; shutil.make_archive('data/demo_samples', 'zip', '.', 'samples')"
+    DEMO_DATA_LINK=data/demo_samples.zip python demo_utils.py execute
 
-(Once checkpoints/model.pt exists, leave DEMO_WEIGHTS_LINK out.)
+Before checkpoints/model.pt exists, add DEMO_WEIGHTS_LINK=runs/<run>/last.pt (any checkpoint);
+DEMO_SKIP_INSTALL=1 skips the pip cell.
 """
 
 import functools
