@@ -7,6 +7,7 @@ alignment of the prefix is counted once. Per-frame work is vectorised over beams
     python decode.py build-lm --text corpus.txt --order 3 --out lm.arpa   (forwards to lm.py)
 """
 
+import atexit
 import multiprocessing
 import sys
 
@@ -307,19 +308,20 @@ def prefix_beam_search(
 # ---------------------------------------------------------------------------------------------------
 # Many utterances: a process pool over both cores, the LM loaded once per worker
 
-_worker: dict = {}  # per worker process: the LM and the decoding settings
+_worker: dict = {}  # in each worker process: the LM and where it came from
 
 
-def _init_worker(lm: str | NGramLM | None, settings: dict) -> None:
+def _load_lm(lm: str | NGramLM | None) -> None:
+    """Worker initializer (also used in this process): load the LM unless this one is loaded already."""
+    if "source" in _worker and (_worker["source"] is lm or (isinstance(lm, str) and _worker["source"] == lm)):
+        return
+    _worker.pop("source", None)
     try:
-        if isinstance(lm, str):
-            lm = NGramLM.from_arpa(lm) if lm else None
-    except (
-        Exception
-    ) as error:  # kept for the tasks to raise: a failing initializer makes a pool respawn forever
-        lm = error
-    _worker["lm"] = lm
-    _worker["settings"] = settings
+        _worker["lm"] = NGramLM.from_arpa(lm) if isinstance(lm, str) and lm else (lm or None)
+    except Exception as error:  # raised by the tasks: a failing initializer makes a pool respawn forever
+        _worker["lm"] = error
+        return
+    _worker["source"] = lm
 
 
 def _worker_lm() -> NGramLM | None:
@@ -341,26 +343,54 @@ def _decode_one(
     return ids_to_text(ids, vocab)
 
 
-def _decode_task(log_probs: np.ndarray) -> str:
-    return _decode_one(log_probs, lm=_worker_lm(), **_worker["settings"])
+def _decode_task(job: tuple[np.ndarray, dict]) -> str:
+    log_probs, settings = job
+    return _decode_one(log_probs, lm=_worker_lm(), **settings)
 
 
-def _grid_task(log_probs: np.ndarray) -> list[str]:
+def _grid_task(job: tuple[np.ndarray, dict]) -> list[str]:
     """One utterance decoded at every (alpha, beta) of the grid: its log-probs are sent only once."""
-    settings = dict(_worker["settings"])
+    log_probs, settings = job
+    settings = dict(settings)
     grid = settings.pop("grid")
     return [_decode_one(log_probs, lm=_worker_lm(), alpha=a, beta=b, **settings) for a, b in grid]
 
 
-def _run_pool(task, log_probs_list: list[np.ndarray], lm, settings: dict, num_workers: int) -> list:
+_pool: dict = {}  # the last pool, kept for the next call: starting workers and loading an LM take seconds
+
+
+def close_pool() -> None:
+    """Stop the worker processes kept by decode_batch / grid_search_lm (also done at exit)."""
+    if "pool" in _pool:
+        _pool.pop("pool").terminate()
+        _pool.clear()
+
+
+atexit.register(close_pool)
+
+
+def _get_pool(lm: str | NGramLM | None, num_workers: int):
+    same_lm = _pool.get("lm") is lm or (isinstance(lm, str) and _pool.get("lm") == lm)
+    if not (same_lm and _pool.get("num_workers") == num_workers):
+        close_pool()
+        # spawn, not fork: the caller may hold torch threads or CUDA state that a forked child must not touch
+        context = multiprocessing.get_context("spawn")
+        pool = context.Pool(num_workers, initializer=_load_lm, initargs=(lm,))
+        _pool.update(pool=pool, lm=lm, num_workers=num_workers)
+    return _pool["pool"]
+
+
+def _run(task, log_probs_list: list[np.ndarray], lm, settings: dict, num_workers: int) -> list:
     """task over every utterance, results in input order; in this process when one worker is enough."""
-    if num_workers <= 1 or len(log_probs_list) <= 1:
-        _init_worker(lm, settings)
-        return [task(lp) for lp in log_probs_list]
-    # spawn, not fork: the caller may hold torch threads or CUDA state that a forked child must not touch
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(num_workers, initializer=_init_worker, initargs=(lm, settings)) as pool:
-        return pool.map(task, log_probs_list, chunksize=1)
+    jobs = [(lp, settings) for lp in log_probs_list]
+    if num_workers <= 1 or len(jobs) <= 1:
+        _load_lm(lm)
+        return [task(job) for job in jobs]
+    try:
+        return _get_pool(lm, num_workers).map(task, jobs, chunksize=1)
+    except BaseException:
+        close_pool()  # its workers may hold a failed LM load
+        raise
 
 
 def decode_batch(
@@ -388,7 +418,7 @@ def decode_batch(
     settings = dict(
         decoder=decoder, beam_size=beam_size, vocab=vocab, alpha=alpha, beta=beta, **search_kwargs
     )
-    return _run_pool(_decode_task, log_probs_list, lm, settings, num_workers)
+    return _run(_decode_task, log_probs_list, lm, settings, num_workers)
 
 
 def grid_search_lm(
@@ -407,7 +437,7 @@ def grid_search_lm(
 
     grid = [(a, b) for a in alphas for b in betas]
     settings = dict(decoder="beam_lm", beam_size=beam_size, vocab=vocab, grid=grid, **search_kwargs)
-    per_utterance = _run_pool(_grid_task, log_probs_list, lm_path, settings, num_workers)  # (N, grid)
+    per_utterance = _run(_grid_task, log_probs_list, lm_path, settings, num_workers)  # (N, grid)
     rows = []
     for g, (alpha, beta) in enumerate(grid):
         rates = corpus_error_rates(references, [texts[g] for texts in per_utterance])

@@ -4,6 +4,7 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
+import decode
 from decode import (
     decode_batch,
     format_table,
@@ -208,6 +209,12 @@ def test_lm_score_adds_up(cat_lm):
     assert score == pytest.approx(0.7 * cat_lm.sentence_log_prob(["the", "cat"]) + 2.0 * 2, abs=1e-6)
 
 
+@pytest.fixture(autouse=True)
+def stop_workers():
+    yield
+    decode.close_pool()
+
+
 WORDS = ["one", "two", "three", "four", "five", "six", "seventeen"]
 
 
@@ -221,6 +228,21 @@ def test_decode_batch_keeps_input_order(tmp_path):
     assert decode_batch(utterances, "beam_lm", 8, VOCAB, str(path), num_workers=2) == WORDS + ["the cat"]
     with pytest.raises(ValueError):
         decode_batch(utterances, "nope", 8, VOCAB, num_workers=1)
+
+
+def test_decode_batch_reuses_workers_and_reports_errors(tmp_path):
+    utterances = [spell_text(w) for w in WORDS[:3]]
+    path = tmp_path / "words.arpa"
+    write_arpa(build_kneser_ney(WORDS, order=2), str(path))
+    assert decode_batch(utterances, "beam_lm", 4, VOCAB, str(path), num_workers=2) == WORDS[:3]
+    pool = decode._pool["pool"]
+    assert decode_batch(utterances[::-1], "beam_lm", 4, VOCAB, str(path), num_workers=2) == WORDS[2::-1]
+    assert decode._pool["pool"] is pool  # the workers and their LM are kept between calls
+    # a failed LM load in the workers is raised here (a failing pool initializer would hang instead)
+    with pytest.raises(FileNotFoundError):
+        decode_batch(utterances, "beam_lm", 4, VOCAB, str(tmp_path / "missing.arpa"), num_workers=2)
+    with pytest.raises(FileNotFoundError):
+        decode_batch(utterances, "beam_lm", 4, VOCAB, str(tmp_path / "missing.arpa"), num_workers=1)
 
 
 def test_grid_search_lm(cat_lm):
