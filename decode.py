@@ -147,6 +147,8 @@ def prefix_beam_search_nbest(
     of the LM vocabulary. Pass token_min_logp=-inf, top_k=None, beam_margin=inf, blank_skip_logp=0 for
     an exact search (up to beam_size).
     """
+    if beam_size < 1:
+        raise ValueError(f"beam_size must be at least 1, got {beam_size}")
     log_probs = np.asarray(log_probs, np.float64)  # (T, V)
     T, V = log_probs.shape
     space = vocab.index(" ") if vocab is not None and " " in vocab else -1
