@@ -22,17 +22,15 @@ from tqdm import tqdm
 
 from calc_metrics import corpus_error_rates, format_report
 from data import (
-    BLANK,
     VOCAB,
     DataError,
     DurationBatchSampler,
     SpeechDataset,
     collate,
     download_file,
-    ids_to_text,
     read_data,
 )
-from decode import decode_batch, greedy_decode
+from decode import decode_batch, format_table, grid_search_lm
 from train import load_checkpoint, model_from_checkpoint
 
 DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "model.pt"
@@ -112,10 +110,46 @@ def collate_safe(items: list[dict]) -> dict:
 def load_utterances(args) -> list:
     if args.dataset == "librispeech":
         return read_data(args.split, data_root=args.data_dir)
-    path = Path(args.data_dir)
-    if not path.is_dir():
-        raise DataError(f"{path}: folder not found")
-    return read_data(str(path))
+    for folder in args.data_dir.split(","):  # several folders may be joined with commas
+        if not Path(folder).expanduser().is_dir():
+            raise DataError(f"{folder}: folder not found")
+    return read_data(args.data_dir)
+
+
+def decoding_settings(args, checkpoint: dict, cfg) -> dict:
+    """Command line over the checkpoint's tuned settings over the config's. A checkpoint names its
+    LM relative to its own folder, so the shipped model finds the shipped LM from anywhere."""
+    settings = dict(decoder="greedy", beam_size=cfg.beam_size, lm=cfg.lm, alpha=cfg.alpha, beta=cfg.beta)
+    settings.update(checkpoint.get("decoding", {}))
+    chosen = {k: getattr(args, k) for k in settings if getattr(args, k) is not None}
+    settings.update(chosen)
+    if args.tune:
+        settings["decoder"] = "beam_lm"
+    lm = settings["lm"]
+    if lm and not Path(lm).exists() and (Path(args.checkpoint).parent / lm).exists():
+        settings["lm"] = str(Path(args.checkpoint).parent / lm)
+    if settings["decoder"] == "beam_lm" and not (settings["lm"] and Path(settings["lm"]).exists()):
+        if "decoder" in chosen or args.tune:
+            raise ValueError(f"beam_lm decoding needs --lm PATH to an ARPA file (got {settings['lm']!r})")
+        print(f"warning: the checkpoint's LM {lm!r} is missing; decoding with beam search and no LM")
+        settings["decoder"] = "beam"
+    if settings["decoder"] != "beam_lm":
+        settings["lm"] = None
+    return settings
+
+
+def tune(kept: list, refs: dict, decoding: dict, args) -> dict:
+    """Grid-search the LM weight and word bonus; prints the table, returns the best row."""
+    kept = [(uid, lp) for uid, lp in kept if refs.get(uid)]
+    if not kept:
+        sys.exit("error: --tune needs transcriptions")
+    print(f"tuning alpha x beta on {len(kept)} utterances (beam {decoding['beam_size']})")
+    rows = grid_search_lm(
+        [lp for _, lp in kept], [refs[uid] for uid, _ in kept], VOCAB, decoding["lm"],
+        args.alphas, args.betas, beam_size=decoding["beam_size"],
+    )  # fmt: skip
+    print(format_table(rows))
+    return min(rows, key=lambda r: (r["wer"], r["cer"]))
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -137,6 +171,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--lm", default=None, help="ARPA language model for beam_lm")
     parser.add_argument("--alpha", type=float, default=None, help="LM weight")
     parser.add_argument("--beta", type=float, default=None, help="word insertion bonus")
+    parser.add_argument(
+        "--tune", action="store_true", help="grid-search alpha/beta on this (validation!) data"
+    )
+    parser.add_argument("--alphas", type=float, nargs="+", default=[0.0, 0.3, 0.6, 0.9, 1.2, 1.5])
+    parser.add_argument("--betas", type=float, nargs="+", default=[0.0, 1.0, 2.0, 3.0])
     parser.add_argument("--batch_seconds", type=float, default=200.0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--num_workers", type=int, default=2)
@@ -152,13 +191,11 @@ def main(argv: list[str] | None = None) -> dict:
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
     device = "cpu" if device == "auto" else device
     model, cfg = model_from_checkpoint(checkpoint, device)
-    decoder = args.decoder or checkpoint.get("decoder", "greedy")
-    beam_size = args.beam_size or cfg.beam_size
-    lm = args.lm if args.lm is not None else checkpoint.get("lm_path", cfg.lm)
-    alpha = args.alpha if args.alpha is not None else checkpoint.get("alpha", cfg.alpha)
-    beta = args.beta if args.beta is not None else checkpoint.get("beta", cfg.beta)
-    if decoder == "beam_lm" and not (lm and Path(lm).exists()):
-        sys.exit(f"error: --decoder beam_lm needs --lm PATH to an ARPA file (got {lm!r})")
+    try:
+        decoding = decoding_settings(args, checkpoint, cfg)
+    except ValueError as e:
+        sys.exit(f"error: {e}")
+    decoder = decoding["decoder"]
 
     with warnings.catch_warnings(record=True) as caught:  # collect 'skipped' warnings to report once
         warnings.simplefilter("always")
@@ -176,11 +213,15 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     refs = {u.id: u.text for u in utterances if u.text is not None}
-    hyps, failed = {}, []
+    hyps, failed, kept = {}, [], []
     for uid in sorted(skipped_ids):  # unreadable or empty files: an empty prediction keeps ids aligned
         (out / f"{uid}.txt").write_text("\n", encoding="utf-8")
         failed.append(uid)
     print(f"transcribing {len(dataset)} files with {decoder} decoding on {device}")
+    if decoder == "beam_lm":
+        print(
+            f"LM {decoding['lm']}, alpha {decoding['alpha']}, beta {decoding['beta']}, beam {decoding['beam_size']}"
+        )
     for batch in tqdm(loader, desc="inference", unit="batch"):
         for uid, error, _ in batch["errors"]:
             print(f"warning: {error}; writing an empty prediction")
@@ -192,13 +233,23 @@ def main(argv: list[str] | None = None) -> dict:
             log_probs, out_lengths = model(batch["features"].to(device), batch["feature_lengths"].to(device))
         log_probs = log_probs.cpu().numpy()
         per_utt = [np.ascontiguousarray(log_probs[i, : int(n)]) for i, n in enumerate(out_lengths)]
-        if decoder == "greedy":
-            texts = [ids_to_text(greedy_decode(lp, BLANK)) for lp in per_utt]
-        else:
-            texts = decode_batch(per_utt, decoder, beam_size, VOCAB, lm or None, alpha, beta, num_workers=2)
+        if args.tune:
+            kept += list(zip(batch["ids"], per_utt))
+            continue
+        texts = decode_batch(
+            per_utt,
+            decoder,
+            decoding["beam_size"],
+            VOCAB,
+            decoding["lm"],
+            decoding["alpha"],
+            decoding["beta"],
+        )
         for uid, text in zip(batch["ids"], texts):
             (out / f"{uid}.txt").write_text(text + "\n", encoding="utf-8")
             hyps[uid] = text
+    if args.tune:
+        return tune(kept, refs, decoding, args)
     print(
         f"wrote {len(hyps) + len(failed)} predictions to {out}"
         + (f" ({len(failed)} failed)" if failed else "")

@@ -54,8 +54,8 @@ def _hash_id_rows(ids: np.ndarray) -> np.ndarray:
 
 def _open_text(path: str, mode: str = "rt"):
     if str(path).endswith(".gz"):
-        return gzip.open(path, mode, compresslevel=6, encoding="utf-8")  # level 9 writes 3x slower
-    return open(path, mode, encoding="utf-8")
+        return gzip.open(path, mode, compresslevel=6, encoding="utf-8", errors="replace")  # level 9: 3x slower
+    return open(path, mode, encoding="utf-8", errors="replace")  # corpora in other encodings lose a few characters
 
 
 class NGramLM:
