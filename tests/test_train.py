@@ -111,3 +111,33 @@ def test_checkpoint_from_another_vocabulary_is_refused(tone_dataset, tmp_path):
 def test_missing_data_folder_is_a_clear_error(tmp_path):
     with pytest.raises(SystemExit, match="folder not found"):
         inference.main(["--data_dir", str(tmp_path / "nope"), "--checkpoint", str(tmp_path / "none.pt")])
+
+
+def test_checkpoint_decoding_settings_lm_fallback_and_tuning(tone_dataset, tmp_path, capsys):
+    from lm import build_kneser_ney, write_arpa
+
+    run = tmp_path / "run"
+    train.main(tiny_args(tone_dataset, run, "--val_data", "", "--max_steps", "150", "--batch_seconds", "100"))
+    write_arpa(build_kneser_ney(["bad cab", "face", "dad fade", "bead deaf"] * 3, 3), run / "lm.arpa")
+    checkpoint = torch.load(run / "last.pt", weights_only=True)
+    checkpoint["decoding"] = dict(decoder="beam_lm", lm="lm.arpa", alpha=0.5, beta=1.0, beam_size=8)
+    torch.save(checkpoint, run / "released.pt")
+    args = ["--data_dir", str(tone_dataset), "--out", str(tmp_path / "preds"), "--num_workers", "0"]
+
+    result = inference.main([*args, "--checkpoint", str(run / "released.pt")])  # LM found beside it
+    out = capsys.readouterr().out
+    assert "beam_lm decoding" in out and "lm.arpa, alpha 0.5, beta 1.0, beam 8" in out
+    assert result["cer"] < 0.05
+
+    (run / "lm.arpa").rename(tmp_path / "lm.arpa")  # weights without their LM still work
+    inference.main([*args, "--checkpoint", str(run / "released.pt")])
+    out = capsys.readouterr().out
+    assert "LM 'lm.arpa' is missing" in out and "with beam decoding" in out
+
+    best = inference.main(
+        [*args, "--checkpoint", str(run / "released.pt"), "--tune", "--lm", str(tmp_path / "lm.arpa"),
+         "--alphas", "0", "0.5", "--betas", "0", "1"]
+    )  # fmt: skip
+    table = capsys.readouterr().out
+    assert table.count("%") == 2 * 4  # one row per (alpha, beta): wer and cer
+    assert best["alpha"] in (0, 0.5) and best["wer"] <= 1.0
