@@ -220,9 +220,9 @@ def download_librispeech(split: str, root: str | Path) -> Path:
         return split_dir
     root.mkdir(parents=True, exist_ok=True)
     archive = root / f"{split}.tar.gz"
-    if not archive.exists() or _md5(archive) != LIBRISPEECH_MD5[split]:
+    if not archive.exists() or file_digest(archive) != LIBRISPEECH_MD5[split]:
         download_file(f"{LIBRISPEECH_URL}/{split}.tar.gz", archive)
-        if _md5(archive) != LIBRISPEECH_MD5[split]:
+        if file_digest(archive) != LIBRISPEECH_MD5[split]:
             archive.unlink()
             raise DataError(f"{archive}: md5 mismatch after download; the file was removed, run again")
     with tarfile.open(archive) as tar:
@@ -244,8 +244,8 @@ def download_file(url: str, dest: Path) -> None:
     os.replace(tmp, dest)
 
 
-def _md5(path: Path) -> str:
-    digest = hashlib.md5()
+def file_digest(path: Path, algorithm: str = "md5") -> str:
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
             digest.update(chunk)

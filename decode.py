@@ -270,18 +270,7 @@ def prefix_beam_search_nbest(
 
 
 def prefix_beam_search(
-    log_probs: np.ndarray,
-    beam_size: int,
-    blank: int = 0,
-    vocab: list[str] | None = None,
-    lm: NGramLM | None = None,
-    alpha: float = 0.5,
-    beta: float = 1.0,
-    token_min_logp: float = -10.0,
-    top_k: int | None = 16,
-    beam_margin: float = 10.0,
-    blank_skip_logp: float = -1e-3,
-    lm_prefix_prune: bool = False,
+    log_probs: np.ndarray, beam_size: int, blank: int = 0, lm: NGramLM | None = None, **search_kwargs
 ) -> list[int]:
     """(T, V) log-probs -> token ids of the best beam; see prefix_beam_search_nbest for the arguments.
 
@@ -290,21 +279,7 @@ def prefix_beam_search(
     """
     if beam_size == 1 and lm is None:
         return greedy_decode(log_probs, blank)
-    beams = prefix_beam_search_nbest(
-        log_probs,
-        beam_size,
-        blank,
-        vocab,
-        lm,
-        alpha,
-        beta,
-        token_min_logp,
-        top_k,
-        beam_margin,
-        blank_skip_logp,
-        lm_prefix_prune,
-    )
-    return beams[0][0]
+    return prefix_beam_search_nbest(log_probs, beam_size, blank=blank, lm=lm, **search_kwargs)[0][0]
 
 
 # ---------------------------------------------------------------------------------------------------

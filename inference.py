@@ -10,7 +10,6 @@ the corpus WER/CER is printed at the end.
 """
 
 import argparse
-import hashlib
 import re
 import sys
 import warnings
@@ -28,6 +27,7 @@ from data import (
     SpeechDataset,
     collate,
     download_file,
+    file_digest,
     read_data,
 )
 from decode import decode_batch, format_table, grid_search_lm
@@ -41,7 +41,7 @@ def download_weights(source: str, dest: str | Path, sha256: str | None = None) -
     """Fetch a checkpoint from a Google Drive link or file id (with gdown) or a plain http(s) URL,
     and check its sha256 when given. An existing file with the right hash is not fetched again."""
     dest = Path(dest)
-    if dest.exists() and (sha256 is None or _sha256(dest) == sha256):
+    if dest.exists() and (sha256 is None or file_digest(dest, "sha256") == sha256):
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_suffix(dest.suffix + ".part")
@@ -53,7 +53,7 @@ def download_weights(source: str, dest: str | Path, sha256: str | None = None) -
             raise RuntimeError(f"could not download {source}: is the file shared as 'anyone with the link'?")
     else:
         download_file(source, tmp)
-    if sha256 is not None and _sha256(tmp) != sha256:
+    if sha256 is not None and file_digest(tmp, "sha256") != sha256:
         tmp.unlink()
         raise RuntimeError(f"{source}: sha256 mismatch (expected {sha256}); the download was removed")
     tmp.replace(dest)
@@ -66,14 +66,6 @@ def _drive_id(source: str) -> str | None:
         if match := re.search(pattern, source):
             return match.group(1)
     return source if re.fullmatch(r"[\w-]{25,}", source) else None
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def resolve_checkpoint(source: str, sha256: str | None = None) -> Path:

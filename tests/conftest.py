@@ -59,3 +59,20 @@ def tone_dataset(tmp_path) -> Path:
     return write_custom_dir(
         tmp_path / "tones", {"a1": "bad cab", "a2": "face", "a3": "dad fade", "a4": "bead deaf"}
     )
+
+
+@pytest.fixture
+def offline_wandb(tmp_path, monkeypatch):
+    """wandb offline and quiet, all its files under tmp_path; its service process stopped after."""
+    wandb = pytest.importorskip("wandb")
+    for name, value in {
+        "WANDB_MODE": "offline",
+        "WANDB_SILENT": "true",
+        "WANDB_DIR": str(tmp_path),
+        "WANDB_CONFIG_DIR": str(tmp_path / "wandb_config"),
+        "WANDB_CACHE_DIR": str(tmp_path / "wandb_cache"),
+        "WANDB_DATA_DIR": str(tmp_path / "wandb_data"),
+    }.items():
+        monkeypatch.setenv(name, value)
+    yield
+    wandb.teardown()

@@ -25,23 +25,6 @@ EXAMPLES = [
 ]
 
 
-@pytest.fixture
-def offline_wandb(tmp_path, monkeypatch):
-    """wandb offline and quiet, all its files under tmp_path; its service process stopped after."""
-    wandb = pytest.importorskip("wandb")
-    for name, value in {
-        "WANDB_MODE": "offline",
-        "WANDB_SILENT": "true",
-        "WANDB_DIR": str(tmp_path),
-        "WANDB_CONFIG_DIR": str(tmp_path / "wandb_config"),
-        "WANDB_CACHE_DIR": str(tmp_path / "wandb_cache"),
-        "WANDB_DATA_DIR": str(tmp_path / "wandb_data"),
-    }.items():
-        monkeypatch.setenv(name, value)
-    yield
-    wandb.teardown()
-
-
 def log_a_run(run_dir: Path, wandb_mode: str, first_step: int = 1) -> None:
     cfg = get_config("tiny", out_dir=str(run_dir), wandb_mode=wandb_mode)
     rng = np.random.default_rng(0)

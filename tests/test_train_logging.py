@@ -3,28 +3,10 @@
 import json
 
 import matplotlib.image
-import pytest
 import soundfile as sf
 
 import train
 from logger import metric_series, read_metrics
-
-
-@pytest.fixture
-def offline_wandb(tmp_path, monkeypatch):
-    """wandb offline and quiet, all its files under tmp_path; its service process stopped after."""
-    wandb = pytest.importorskip("wandb")
-    for name, value in {
-        "WANDB_MODE": "offline",
-        "WANDB_SILENT": "true",
-        "WANDB_DIR": str(tmp_path),
-        "WANDB_CONFIG_DIR": str(tmp_path / "wandb_config"),
-        "WANDB_CACHE_DIR": str(tmp_path / "wandb_cache"),
-        "WANDB_DATA_DIR": str(tmp_path / "wandb_data"),
-    }.items():
-        monkeypatch.setenv(name, value)
-    yield
-    wandb.teardown()
 
 
 def test_training_logs_metrics_examples_and_wandb_media(tmp_path, tone_dataset, offline_wandb):
