@@ -321,10 +321,11 @@ def get_weights(weights_link: str = "", lm_link: str = "") -> dict | None:
         lm = Path(lm_link) if kind == "local" else _download_lm(lm_link, download_weights)
         if not lm.exists():
             raise DemoError(f"{lm_link}: no such file, and not a Google Drive link or URL")
-    else:  # the checkpoint may name an LM shipped beside it
-        for name in (state.get("lm_path"), cfg.lm):
-            if name and Path(name).is_file():
-                lm = Path(name)
+    else:  # the checkpoint may name an LM shipped beside it (its path relative to the checkpoint)
+        name = state.get("decoding", {}).get("lm") or cfg.lm
+        for candidate in (Path(name), checkpoint.parent / name) if name else ():
+            if candidate.is_file():
+                lm = candidate
                 break
     print(f"language model: {rel(lm)}" if lm else "language model: none (beam search without an LM)")
     LOADED["weights"] = dict(checkpoint=checkpoint, lm=lm)
