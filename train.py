@@ -4,6 +4,7 @@
     python train.py --preset small --train_data PATH/train-clean-5 --val_speakers 19 32 --max_steps 5000
     python train.py --resume --out_dir runs/default                  # continue exactly where it stopped
     python train.py plot runs/a runs/b --out curves.png              # loss / WER / CER / LR curves
+    python train.py export runs/a/best.pt checkpoints/model.pt --decoder beam_lm --lm lm.arpa.gz
 
 The loop is written out top to bottom: data, model, optimiser, then steps with periodic validation
 and checkpoints. Checkpoints are written atomically (temporary file, then rename), so a crash or
@@ -14,6 +15,7 @@ import argparse
 import math
 import os
 import random
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -137,6 +139,38 @@ def model_from_checkpoint(checkpoint: dict, device="cpu") -> tuple[QuartzNet, Co
     return model.to(device).eval(), cfg
 
 
+def export_main(argv: list[str]) -> Path:
+    """`python train.py export RUN/best.pt checkpoints/model.pt [--lm LM --alpha A --beta B]`: a small
+    half-precision checkpoint for inference (no optimizer), with its decoding settings and LM beside it."""
+    parser = argparse.ArgumentParser(prog="train.py export", description=export_main.__doc__)
+    parser.add_argument("source")
+    parser.add_argument("dest")
+    parser.add_argument("--decoder", choices=["greedy", "beam", "beam_lm"], default="beam")
+    parser.add_argument("--beam_size", type=int, default=50)
+    parser.add_argument("--lm", default="", help="ARPA file; copied beside dest")
+    parser.add_argument("--alpha", type=float, default=0.5)
+    parser.add_argument("--beta", type=float, default=1.0)
+    args = parser.parse_args(argv)
+    checkpoint, dest = load_checkpoint(args.source), Path(args.dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    decoding = dict(decoder=args.decoder, beam_size=args.beam_size, alpha=args.alpha, beta=args.beta, lm="")
+    if args.lm:
+        decoding["lm"] = Path(args.lm).name  # relative to the checkpoint's folder
+        if Path(args.lm).resolve() != (dest.parent / decoding["lm"]).resolve():
+            shutil.copyfile(args.lm, dest.parent / decoding["lm"])
+    state = dict(
+        model={k: v.half() if v.is_floating_point() else v for k, v in checkpoint["model"].items()},
+        **{k: checkpoint[k] for k in ("config", "vocab", "step", "epoch", "epoch_batch")},
+        val=checkpoint.get("val", {}),
+        decoding=decoding,
+    )
+    tmp = dest.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, dest)
+    print(f"{dest}: {dest.stat().st_size / 2**20:.1f} MiB, decoding {decoding}")
+    return dest
+
+
 # ----------------------------------------------------------------------------- validation
 
 
@@ -201,6 +235,8 @@ def main(argv: list[str] | None = None) -> dict:
         from logger import plot_main
 
         return plot_main(argv[1:])
+    if argv[:1] == ["export"]:
+        return export_main(argv[1:])
     args = parse_args(argv)
 
     # -------- config: from the command line, or from the checkpoint being resumed

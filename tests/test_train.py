@@ -118,10 +118,12 @@ def test_checkpoint_decoding_settings_lm_fallback_and_tuning(tone_dataset, tmp_p
 
     run = tmp_path / "run"
     train.main(tiny_args(tone_dataset, run, "--val_data", "", "--max_steps", "150", "--batch_seconds", "100"))
-    write_arpa(build_kneser_ney(["bad cab", "face", "dad fade", "bead deaf"] * 3, 3), run / "lm.arpa")
-    checkpoint = torch.load(run / "last.pt", weights_only=True)
-    checkpoint["decoding"] = dict(decoder="beam_lm", lm="lm.arpa", alpha=0.5, beta=1.0, beam_size=8)
-    torch.save(checkpoint, run / "released.pt")
+    write_arpa(build_kneser_ney(["bad cab", "face", "dad fade", "bead deaf"] * 3, 3), tmp_path / "lm.arpa")
+    train.main(["export", str(run / "last.pt"), str(run / "released.pt"), "--decoder", "beam_lm",
+                "--lm", str(tmp_path / "lm.arpa"), "--alpha", "0.5", "--beta", "1.0", "--beam_size", "8"])  # fmt: skip
+    released = torch.load(run / "released.pt", weights_only=True)
+    assert "optimizer" not in released and released["model"]["c4.weight"].dtype == torch.float16
+    assert (run / "lm.arpa").exists()  # copied beside the checkpoint
     args = ["--data_dir", str(tone_dataset), "--out", str(tmp_path / "preds"), "--num_workers", "0"]
 
     result = inference.main([*args, "--checkpoint", str(run / "released.pt")])  # LM found beside it
@@ -129,7 +131,7 @@ def test_checkpoint_decoding_settings_lm_fallback_and_tuning(tone_dataset, tmp_p
     assert "beam_lm decoding" in out and "lm.arpa, alpha 0.5, beta 1.0, beam 8" in out
     assert result["cer"] < 0.05
 
-    (run / "lm.arpa").rename(tmp_path / "lm.arpa")  # weights without their LM still work
+    (run / "lm.arpa").unlink()  # weights without their LM still work
     inference.main([*args, "--checkpoint", str(run / "released.pt")])
     out = capsys.readouterr().out
     assert "LM 'lm.arpa' is missing" in out and "with beam decoding" in out
