@@ -149,7 +149,7 @@ def read_librispeech_dir(root: str | Path) -> list[Utterance]:
             if not line.strip():
                 continue
             uid, _, text = line.strip().partition(" ")
-            path = trans.parent / f"{uid}.flac"
+            path = (trans.parent / f"{uid}.flac").resolve()  # the cached manifest works from any folder
             utterances.append(Utterance(uid, str(path), _duration(path), normalize_text(text)))
     if not utterances:
         raise DataError(f"{root}: no LibriSpeech transcripts (*.trans.txt) found")
