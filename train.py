@@ -30,6 +30,7 @@ from config import Config, add_config_args, config_from_args, config_from_dict, 
 from data import (
     BLANK,
     VOCAB,
+    DataError,
     DurationBatchSampler,
     SpeechDataset,
     collate,
@@ -404,4 +405,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (DataError, FileNotFoundError, ValueError) as e:  # bad input: one clear line, no traceback
+        sys.exit(f"error: {e}")
