@@ -15,8 +15,8 @@ python train.py --preset small --train_data "$ls5" --val_data "" --val_speakers 
 python train.py plot "$run" --out docs/curves.png
 
 VAL_SPEAKERS="$val_speakers" bash recipes/build_lm.sh "$data" lm/lm3.arpa.gz
-python inference.py --data_dir "$val_dirs" --checkpoint "$run/best.pt" --tune --lm lm/lm3.arpa.gz \
-  --alphas 0.3 0.6 0.9 1.2 1.5 --betas 0 1 2 3 | tee "$run/tune.txt"
+python inference.py --data_dir "$val_dirs" --checkpoint "$run/best.pt" --tune --lm lm/lm3.arpa.gz --beam_size 50 \
+  --alphas 0.2 0.4 0.6 0.8 1.0 --betas 0 1 2 3 4 | tee "$run/tune.txt"
 # pick the starred row of the table:
 best=$(grep '\*' "$run/tune.txt" | tr -d '|*' | awk '{print $1, $2}')
 read -r alpha beta <<< "$best"
