@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Augmentation on vs off: the same short 'small' run twice, side by side (1 thread each), on
+# train-clean-5 with the four validation speakers held out.
+#   bash recipes/augment_ablation.sh DATA_DIR
+set -euo pipefail
+data=${1:?usage: augment_ablation.sh DATA_DIR}
+ls5=$data/voice-age-mini-librispeech/LibriSpeech/train-clean-5
+common=(--preset small --train_data "$ls5" --val_data "" --val_speakers 19 3664 1970 6848
+        --max_steps 450 --warmup_steps 100 --eval_every 450 --save_every 100 --num_workers 0
+        --threads 1 --beam_size 1 --wandb_mode disabled)
+off=(--speed_prob 0 --gain_prob 0 --noise_prob 0 --reverb_prob 0 --bandlimit_prob 0 --freq_masks 0 --time_masks 0)
+python train.py "${common[@]}" --out_dir runs/aug_on > runs/aug_on.log 2>&1 &
+python train.py "${common[@]}" "${off[@]}" --out_dir runs/aug_off > runs/aug_off.log 2>&1
+wait
+grep -h "^step 450" runs/aug_on.log runs/aug_off.log
