@@ -15,7 +15,6 @@ import sys
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -31,7 +30,7 @@ from data import (
     read_data,
 )
 from decode import decode_batch, format_table, grid_search_lm
-from train import load_checkpoint, model_from_checkpoint
+from train import load_checkpoint, model_from_checkpoint, utterance_log_probs
 
 DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "model.pt"
 MIN_SECONDS = 0.1  # shorter clips carry no speech the model can recognise
@@ -221,10 +220,7 @@ def main(argv: list[str] | None = None) -> dict:
             failed.append(uid)
         if not batch["ids"]:
             continue
-        with torch.no_grad():
-            log_probs, out_lengths = model(batch["features"].to(device), batch["feature_lengths"].to(device))
-        log_probs = log_probs.cpu().numpy()
-        per_utt = [np.ascontiguousarray(log_probs[i, : int(n)]) for i, n in enumerate(out_lengths)]
+        per_utt = utterance_log_probs(model, batch, device)
         if args.tune:
             kept += list(zip(batch["ids"], per_utt))
             continue

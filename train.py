@@ -34,7 +34,6 @@ from data import (
     DurationBatchSampler,
     SpeechDataset,
     collate,
-    ids_to_text,
     read_data,
     speaker_of,
 )
@@ -176,14 +175,11 @@ def export_main(argv: list[str]) -> Path:
 
 
 @torch.no_grad()
-def transcribe(model, batch, device) -> tuple[list[np.ndarray], list[str]]:
-    """A collated batch -> per-utterance log_probs (T', V) as numpy, and greedy transcripts."""
-    from decode import greedy_decode
-
+def utterance_log_probs(model, batch, device) -> list[np.ndarray]:
+    """A collated batch -> per-utterance log_probs (T'_i, V) as numpy, padding cut off."""
     log_probs, out_lengths = model(batch["features"].to(device), batch["feature_lengths"].to(device))
-    log_probs = log_probs.float().cpu().numpy()
-    per_utt = [log_probs[i, : int(n)] for i, n in enumerate(out_lengths)]
-    return per_utt, [ids_to_text(greedy_decode(lp, BLANK)) for lp in per_utt]
+    log_probs = log_probs.float().cpu().numpy()  # (B, T', V)
+    return [np.ascontiguousarray(log_probs[i, : int(n)]) for i, n in enumerate(out_lengths)]
 
 
 @torch.no_grad()
@@ -192,14 +188,13 @@ def evaluate(model, loader, device, cfg: Config) -> tuple[dict, list[dict]]:
     from decode import decode_batch
 
     model.eval()
-    ids, refs, greedy, all_log_probs = [], [], [], []
+    ids, refs, all_log_probs = [], [], []
     for batch in loader:
-        log_probs, hyps = transcribe(model, batch, device)
         ids += batch["ids"]
         refs += batch["texts"]
-        greedy += hyps
-        all_log_probs += log_probs
+        all_log_probs += utterance_log_probs(model, batch, device)
     model.train()
+    greedy = decode_batch(all_log_probs, "greedy", 1, VOCAB)
     m = corpus_error_rates(refs, greedy)
     metrics = {"val/wer": m["wer"], "val/cer": m["cer"]}
     if cfg.beam_size > 1:
