@@ -255,8 +255,16 @@ def smooth(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def plot_runs(run_dirs: list, out_png) -> None:
-    """2x2 figure of train loss, val WER, val CER and learning rate against step, one line per run."""
+def minutes_of_steps(rows: list[dict], steps: np.ndarray) -> np.ndarray:
+    """Wall-clock minutes from a run's first log line to each step (a resumed run includes its pause)."""
+    start = min(row["time"] for row in rows)
+    at = {row["step"]: (row["time"] - start) / 60 for row in rows if "time" in row}
+    return np.array([at[s] for s in steps], dtype=np.float64)
+
+
+def plot_runs(run_dirs: list, out_png, x: str = "step") -> None:
+    """2x2 figure of train loss, val WER, val CER and learning rate against step or wall-clock
+    minutes (x="minutes", to compare runs of different speed), one line per run."""
     from matplotlib.figure import Figure  # no pyplot: no global backend, no window
 
     fig = Figure(figsize=(12, 8), layout="constrained")
@@ -271,6 +279,7 @@ def plot_runs(run_dirs: list, out_png) -> None:
         rows, label, color = read_metrics(run_dir), Path(run_dir).resolve().name, f"C{i % 10}"
         for ax, key, _, _ in panels:
             steps, values = metric_series(rows, key)
+            steps = minutes_of_steps(rows, steps) if x == "minutes" else steps
             if key == "train/loss" and len(values):
                 ax.plot(steps, values, color=color, alpha=0.2, linewidth=0.8)
                 values = smooth(values)
@@ -280,11 +289,12 @@ def plot_runs(run_dirs: list, out_png) -> None:
                 )
             if key.startswith("val/"):  # beam-search WER/CER, when train.py logs them
                 steps, values = metric_series(rows, key.replace("val/", "val/beam_"))
+                steps = minutes_of_steps(rows, steps) if x == "minutes" else steps
                 if len(values):
                     ax.plot(steps, values, color=color, linestyle="--", label=f"{label} (beam)")
     for ax, key, title, log_scale in panels:
         ax.set_title(title)
-        ax.set_xlabel("step")
+        ax.set_xlabel("wall-clock minutes" if x == "minutes" else "step")
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize="small")
@@ -304,9 +314,10 @@ def plot_main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="plot", description="Plot training curves of run folders.")
     parser.add_argument("run_dirs", nargs="+", help="run folders, each with a metrics.jsonl")
     parser.add_argument("--out", default="curves.png", help="PNG file to write")
+    parser.add_argument("--x", default="step", choices=["step", "minutes"], help="horizontal axis")
     args = parser.parse_args(argv)
     try:
-        plot_runs(args.run_dirs, args.out)
+        plot_runs(args.run_dirs, args.out, x=args.x)
     except FileNotFoundError as e:
         raise SystemExit(f"error: {e}") from None
     print(f"wrote {args.out}")

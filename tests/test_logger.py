@@ -12,6 +12,7 @@ from config import get_config
 from logger import (
     RunLogger,
     metric_series,
+    minutes_of_steps,
     plot_main,
     plot_runs,
     read_metrics,
@@ -158,3 +159,13 @@ def test_plot_runs_draws_a_png_from_two_runs(tmp_path, capsys):
     assert (tmp_path / "one.png").stat().st_size > 0
     with pytest.raises(SystemExit, match="metrics.jsonl"):
         plot_main([str(tmp_path / "missing"), "--out", str(tmp_path / "x.png")])
+
+
+def test_minutes_of_steps_counts_from_the_first_log_line(tmp_path):
+    rows = [{"step": 0, "time": 1000.0, "val/cer": 1.0}, {"step": 10, "time": 1090.0, "train/loss": 3.0}]
+    rows += [{"step": 20, "time": 1300.0, "val/cer": 0.5}]
+    steps, _ = metric_series(rows, "val/cer")
+    assert minutes_of_steps(rows, steps).tolist() == [0.0, 5.0]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    plot_main([str(tmp_path), "--x", "minutes", "--out", str(tmp_path / "t.png")])
+    assert matplotlib.image.imread(tmp_path / "t.png").shape == (800, 1200, 4)
