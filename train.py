@@ -16,7 +16,9 @@ import math
 import os
 import random
 import shutil
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -211,6 +213,21 @@ def evaluate(model, loader, device, cfg: Config) -> tuple[dict, list[dict]]:
 # ----------------------------------------------------------------------------- main
 
 
+def _stop(signum, frame):
+    raise KeyboardInterrupt  # `kill`, a notebook's stop button or a job scheduler save like Ctrl-C
+
+
+def catch_stop_signals() -> dict:
+    """Make SIGTERM, and SIGINT even where a background shell ignores it, raise KeyboardInterrupt.
+    Returns the previous handlers for `signal.signal` to restore."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}  # only the main thread may set handlers
+    return {
+        signal.SIGTERM: signal.signal(signal.SIGTERM, _stop),
+        signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),
+    }
+
+
 def parse_args(argv) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Train a QuartzNet CTC speech recognizer.")
     add_config_args(parser)
@@ -262,7 +279,14 @@ def main(argv: list[str] | None = None) -> dict:
     sampler = DurationBatchSampler(
         [u.duration for u in train_set.utterances], cfg.batch_seconds, seed=cfg.seed
     )
-    loader_args = dict(collate_fn=collate, num_workers=cfg.num_workers, persistent_workers=False)
+    # A new worker each epoch picks up the dataset's epoch (it seeds the augmentations). "spawn": a
+    # forked worker would copy, page by page, the gigabytes of freed activation memory in this process.
+    loader_args = dict(
+        collate_fn=collate,
+        num_workers=cfg.num_workers,
+        persistent_workers=False,
+        multiprocessing_context="spawn" if cfg.num_workers > 0 else None,
+    )
     val_loader = None
     if val_utts:
         val_set = SpeechDataset(val_utts, cfg, train=False)
@@ -325,6 +349,7 @@ def main(argv: list[str] | None = None) -> dict:
     model.train()
     bar = tqdm(total=cfg.max_steps, initial=step, desc="train", unit="step", dynamic_ncols=True)
     last_batch, audio_seconds, t0 = None, 0.0, time.time()
+    previous_handlers = catch_stop_signals()
     try:
         while step < cfg.max_steps:
             train_set.set_epoch(epoch)
@@ -393,6 +418,8 @@ def main(argv: list[str] | None = None) -> dict:
         raise
     finally:
         bar.close()
+        for signum, handler in previous_handlers.items():
+            signal.signal(signum, handler)
     save("last.pt")
     log.close()
     print(f"done: {step} steps; checkpoints in {out_dir}")

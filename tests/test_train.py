@@ -1,5 +1,8 @@
+import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -61,6 +64,41 @@ def test_resume_after_interrupt_matches_an_uninterrupted_run(tmp_path, monkeypat
     straight, resumed = _params(tmp_path / "straight" / "last.pt"), _params(tmp_path / "broken" / "last.pt")
     for name in straight:
         assert torch.equal(straight[name], resumed[name]), name
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_stop_signals_save_a_resumable_checkpoint(tmp_path, signum):
+    """`kill PID`, a notebook's stop, or Ctrl-C even for a job a script put in the background (which
+    starts with SIGINT ignored) end training with last.pt saved at the current step."""
+    data_dir = write_custom_dir(tmp_path / "d", random_texts(6, seed=4))
+    run = tmp_path / "run"
+    cmd = [sys.executable, "train.py", *tiny_args(data_dir, run, "--val_data", "", "--max_steps", "100000")]
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # as `cmd &` in a script
+    )  # fmt: skip
+    deadline = time.time() + 240
+    while not (run / "metrics.jsonl").exists() or "train/loss" not in (run / "metrics.jsonl").read_text():
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()[0][-2000:]
+        time.sleep(0.2)
+    proc.send_signal(signum)
+    output = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 130, output[-2000:]
+    logged = max(json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines())
+    saved = torch.load(run / "last.pt", weights_only=True)["step"]
+    assert 5 <= logged <= saved < 100000
+    assert "continue with --resume" in output
+
+
+def test_data_loader_workers_train_exactly_like_the_main_process(tmp_path):
+    """Workers get the epoch that seeds the augmentations: 1 worker gives the same weights as none."""
+    data_dir = write_custom_dir(tmp_path / "d", random_texts(6, seed=3))
+    common = ["--val_data", "", "--max_steps", "6", "--batch_seconds", "4", "--threads", "1"]  # as in workers
+    train.main(tiny_args(data_dir, tmp_path / "main", *common))
+    train.main(tiny_args(data_dir, tmp_path / "worker", *common, "--num_workers", "1"))
+    in_main, in_worker = _params(tmp_path / "main" / "last.pt"), _params(tmp_path / "worker" / "last.pt")
+    for name in in_main:
+        assert torch.equal(in_main[name], in_worker[name]), name
 
 
 def test_command_line_train_infer_score(tmp_path):
