@@ -185,13 +185,15 @@ def utterance_log_probs(model, batch, device) -> list[np.ndarray]:
 
 
 @torch.no_grad()
-def evaluate(model, loader, device, cfg: Config) -> tuple[dict, list[dict]]:
-    """Greedy (and beam, no LM) WER/CER over a loader, and per-utterance examples."""
+def evaluate(model, loader, device, cfg: Config) -> tuple[dict, list[dict], dict]:
+    """Greedy (and beam, no LM) WER/CER over a loader, per-utterance examples, and the loader's
+    first batch (its spectrogram and audio go to the logs without reading it again)."""
     from decode import decode_batch
 
     model.eval()
-    ids, refs, all_log_probs = [], [], []
+    ids, refs, all_log_probs, first_batch = [], [], [], None
     for batch in loader:
+        first_batch = first_batch or batch
         ids += batch["ids"]
         refs += batch["texts"]
         all_log_probs += utterance_log_probs(model, batch, device)
@@ -207,7 +209,7 @@ def evaluate(model, loader, device, cfg: Config) -> tuple[dict, list[dict]]:
     for i in random.Random(0).sample(range(len(refs)), min(cfg.num_examples, len(refs))):
         e = corpus_error_rates([refs[i]], [greedy[i]])
         examples.append(dict(id=ids[i], target=refs[i], prediction=greedy[i], cer=e["cer"], wer=e["wer"]))
-    return metrics, examples
+    return metrics, examples, first_batch
 
 
 # ----------------------------------------------------------------------------- main
@@ -324,8 +326,8 @@ def main(argv: list[str] | None = None) -> dict:
         )
 
     def validate(train_batch):
-        metrics, examples = evaluate(model, val_loader, device, cfg)
-        shown = {"val": next(iter(val_loader))} | ({"train": train_batch} if train_batch else {})
+        metrics, examples, val_batch = evaluate(model, val_loader, device, cfg)
+        shown = {"val": val_batch} | ({"train": train_batch} if train_batch else {})
         log.log_validation(
             step,
             metrics,
