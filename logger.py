@@ -257,9 +257,9 @@ def smooth(values: np.ndarray) -> np.ndarray:
 
 def minutes_of_steps(rows: list[dict], steps: np.ndarray) -> np.ndarray:
     """Wall-clock minutes from a run's first log line to each step (a resumed run includes its pause)."""
-    start = min(row["time"] for row in rows)
-    at = {row["step"]: (row["time"] - start) / 60 for row in rows if "time" in row}
-    return np.array([at[s] for s in steps], dtype=np.float64)
+    times = {row["step"]: row["time"] for row in rows if "time" in row}
+    start = min(times.values())
+    return np.array([(times[s] - start) / 60 for s in steps], dtype=np.float64)
 
 
 def plot_runs(run_dirs: list, out_png, x: str = "step") -> None:
