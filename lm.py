@@ -1,10 +1,11 @@
-"""Word n-gram language model: ARPA reader with back-off, Kneser-Ney builder, ARPA writer, download.
+"""Word n-gram language model: ARPA reader with back-off, Kneser-Ney builder, ARPA writer.
 
-    python lm.py build --text corpus.txt --order 3 --out lm.arpa --max_vocab 100000 --prune 2
+    python lm.py build --text corpus.txt --order 3 --out lm.arpa.gz --max_vocab 200000 --prune 1 2 3
     python lm.py download --name 3-gram.pruned.1e-7 --dest data/lm
 
 Probabilities are natural-log everywhere in this module; ARPA files store log10 and are converted on
 read and write. Words are lower-cased on load, so LibriSpeech's upper-case ARPA files work as they are.
+The counting and smoothing of the builder are in kneser_ney.py.
 """
 
 import argparse
@@ -16,10 +17,11 @@ import sys
 import time
 import urllib.request
 from array import array
-from collections import Counter, defaultdict
 from collections.abc import Iterable
 
 import numpy as np
+
+import kneser_ney
 
 LM_URLS = {
     "3-gram.pruned.1e-7": "https://www.openslr.org/resources/11/3-gram.pruned.1e-7.arpa.gz",
@@ -29,6 +31,7 @@ LM_URLS = {
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 LN10 = math.log(10.0)
 ARPA_LOG10_ZERO = -99.0  # what ARPA files write for probability 0 (e.g. unigram <s>)
+ARPA_WRITE_ROWS = 1 << 20  # n-grams formatted per slice when writing an ARPA file
 
 # n-grams are looked up by a 63-bit polynomial hash of their word ids, kept in one sorted int64 array
 # per order: ~16 bytes per n-gram instead of hundreds for Python dicts of tuples
@@ -226,7 +229,7 @@ class NGramLM:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Building: interpolated modified Kneser-Ney (Chen & Goodman), written as an ARPA back-off model
+# Building: interpolated modified Kneser-Ney (kneser_ney.py) on a corpus of word ids, written as ARPA
 
 
 def normalize_text(text: str) -> str:
@@ -235,17 +238,63 @@ def normalize_text(text: str) -> str:
     return " ".join(w.strip("'") for w in text.split() if w.strip("'"))
 
 
-def _discounts(adjusted: Iterable[int]) -> tuple[float, float, float]:
-    """Modified KN discounts (D1, D2, D3+) from counts-of-counts; plain KN (or 0.5) when data is too small."""
-    n = Counter(min(c, 4) for c in adjusted)
-    n1, n2, n3, n4 = (n.get(k, 0) for k in (1, 2, 3, 4))
-    y = n1 / (n1 + 2 * n2) if n1 and n2 else 0.5
-    if n1 and n2 and n3 and n4:
-        d = (1 - 2 * y * n2 / n1, 2 - 3 * y * n3 / n2, 3 - 4 * y * n4 / n3)
-        if all(0 < dk < k for k, dk in enumerate(d, start=1)):
-            return d
-    y = y if 0 < y < 1 else 0.5
-    return (y, y, y)
+def corpus_ids(
+    sentences: Iterable[str | list[str]], min_count: int = 1, max_vocab: int = 0, max_words: int = 0
+) -> tuple[list[str], np.ndarray]:
+    """Words (id -> word: <s>, </s>, <unk>, then by falling count) and the corpus as one int32 id array.
+
+    sentences: text lines (normalised with normalize_text) or lists of words; each becomes <s> ... </s>.
+    Words seen fewer than min_count times, or beyond the max_vocab most frequent, become <unk>.
+    max_words > 0 stops after the sentence that reaches that many words (a prefix of a big corpus).
+    """
+    first_seen = {BOS: 0, EOS: 1, UNK: 2}  # provisional ids in order of appearance, ranked below
+    chunks, chunk, n_words = [], [], 0
+    for s in sentences:
+        words = normalize_text(s).split() if isinstance(s, str) else list(s)
+        if not words:
+            continue
+        chunk.append(0)
+        chunk.extend([first_seen.setdefault(w, len(first_seen)) for w in words])
+        chunk.append(1)
+        n_words += len(words)
+        if len(chunk) > 1 << 22:  # Python ints cost 8x an int32: keep lists short
+            chunks.append(np.array(chunk, np.int32))
+            chunk = []
+        if max_words and n_words >= max_words:
+            break
+    chunks.append(np.array(chunk, np.int32))
+    corpus = np.concatenate(chunks)
+    counts = np.bincount(corpus, minlength=len(first_seen))
+    words = list(first_seen)
+    ranked = sorted(range(3, len(words)), key=lambda i: (-counts[i], words[i]))
+    kept = [i for i in ranked if counts[i] >= min_count][: max_vocab if max_vocab > 0 else None]
+    new_id = np.full(len(words), 2, np.int32)  # everything not kept is <unk>
+    new_id[:3] = np.arange(3)
+    new_id[kept] = np.arange(3, 3 + len(kept), dtype=np.int32)
+    return [BOS, EOS, UNK] + [words[i] for i in kept], new_id[corpus]
+
+
+def build_tables(
+    sentences: Iterable[str | list[str]],
+    order: int = 3,
+    min_count: int = 1,
+    max_vocab: int = 0,
+    prune: int | list[int] = 1,
+    max_words: int = 0,
+) -> tuple[list[str], list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+    """Kneser-Ney back-off model as arrays: (words, per order (word ids (N, n), log p, log back-off)).
+
+    prune: n-grams of order >= 2 seen fewer times are dropped; one cut-off for all orders or one per
+    order (the unigram entry is ignored), never falling with the order. Back-off weights are
+    renormalised, so every distribution still sums to 1. Natural log; unigram <s> gets ARPA's -99.
+    """
+    words, corpus = corpus_ids(sentences, min_count, max_vocab, max_words)
+    cutoffs = [prune] * order if isinstance(prune, int) else list(prune)
+    tables = kneser_ney.count_ngrams(corpus, order, len(words), eos=1)
+    del corpus
+    ngrams = kneser_ney.kneser_ney(tables, bos=0, prune=cutoffs)
+    ngrams[0][1][0] = ARPA_LOG10_ZERO * LN10  # <s> is never predicted
+    return words, ngrams
 
 
 def build_kneser_ney(
@@ -253,117 +302,50 @@ def build_kneser_ney(
     order: int = 3,
     min_count: int = 1,
     max_vocab: int = 0,
-    prune: int = 1,
+    prune: int | list[int] = 1,
 ) -> list[dict[tuple[str, ...], tuple[float, float]]]:
-    """Interpolated modified Kneser-Ney n-gram model as back-off n-grams.
+    """build_tables as one dict per order: n-gram (tuple of words) -> (log P(w | h), log backoff), for
+    small corpora (tests, examples); big ones go through build_tables and write_arpa_tables."""
+    words, ngrams = build_tables(sentences, order, min_count, max_vocab, prune)
+    return [
+        {tuple(words[i] for i in g): (float(p), float(b)) for g, p, b in zip(ids.tolist(), logp, backoff)}
+        for ids, logp, backoff in ngrams
+    ]
 
-    sentences: text lines (normalised with normalize_text) or lists of words.
-    min_count / max_vocab: words seen fewer than min_count times, or beyond the max_vocab most frequent,
-    become <unk>. prune: n-grams of order >= 2 seen fewer than prune times are dropped and their
-    contexts' back-off weights renormalised, so every distribution still sums to 1.
-    Returns one dict per order: n-gram (tuple of words) -> (log P(w | h), log backoff(n-gram)), natural log.
-    """
-    corpus = [normalize_text(s).split() if isinstance(s, str) else list(s) for s in sentences]
-    corpus = [s for s in corpus if s]
-    word_counts = Counter(w for s in corpus for w in s)
-    kept = sorted((w for w, c in word_counts.items() if c >= min_count), key=lambda w: (-word_counts[w], w))
-    kept = kept[:max_vocab] if max_vocab > 0 else kept
-    words = [BOS, EOS, UNK] + [w for w in kept if w not in (BOS, EOS, UNK)]
-    word_id = {w: i for i, w in enumerate(words)}
-    bos, eos, unk = 0, 1, 2
 
-    # raw counts of every n-gram in <s> sentence </s>; nothing ends with <s>
-    raw: list[Counter] = [Counter() for _ in range(order)]
-    for s in corpus:
-        ids = [bos] + [word_id.get(w, unk) for w in s] + [eos]
-        for n in range(1, order + 1):
-            raw[n - 1].update(zip(*(ids[k : len(ids) - n + 1 + k] for k in range(n))))
-
-    # adjusted counts: raw for the highest order and n-grams starting with <s>, else the number of
-    # distinct words seen before the n-gram (continuation counts: how many contexts it completes)
-    adjusted = [dict(c) for c in raw[:-1]] + [raw[-1]]
-    for n in range(1, order):
-        continuation: Counter = Counter(g[1:] for g in raw[n])
-        for g in adjusted[n - 1]:
-            if g[0] != bos:
-                adjusted[n - 1][g] = continuation[g]
-    del adjusted[0][(bos,)]  # <s> is never predicted
-
-    # interpolation from unigrams up: p(w|h) = (a(hw) - D(a(hw))) / a(h.) + gamma(h) p(w|h[1:])
-    probs: list[dict] = []
-    gammas: list[dict] = []
-    n_predicted = len(words) - 1  # the uniform base distribution is over every word but <s>
-    for n in range(1, order + 1):
-        d1, d2, d3 = _discounts(adjusted[n - 1].values())
-        discount = [0.0, d1, d2] + [d3] * (1 + max(adjusted[n - 1].values(), default=0))  # by count
-        total: dict = defaultdict(int)
-        discounted: dict = defaultdict(float)
-        for g, c in adjusted[n - 1].items():
-            total[g[:-1]] += c
-            discounted[g[:-1]] += discount[c]
-        gamma = {h: discounted[h] / total[h] for h in total}
-        lower = probs[-1] if probs else None
-        p = {}
-        for g, c in adjusted[n - 1].items():
-            base = lower[g[1:]] if lower is not None else 1.0 / n_predicted
-            p[g] = (c - discount[c]) / total[g[:-1]] + gamma[g[:-1]] * base
-        if n == 1:
-            for w in range(len(words)):
-                if w != bos:
-                    p.setdefault((w,), gamma[()] / n_predicted)  # e.g. <unk> when nothing was mapped to it
-        probs.append(p)
-        gammas.append(gamma)
-
-    # pruning by raw count keeps every kept n-gram's context and suffix too
-    def kept(n: int, g: tuple) -> bool:
-        return n == 0 or prune <= 1 or raw[n][g] >= prune
-
-    backoffs: list[dict] = [{} for _ in range(order)]
-    for n in range(1, order):
-        if prune <= 1:
-            backoffs[n - 1] = gammas[n]
-            continue
-        # renormalise: the probability left for unseen words, over what the lower order gives them
-        left: dict = defaultdict(lambda: 1.0)
-        left_lower: dict = defaultdict(lambda: 1.0)
-        for g, pg in probs[n].items():
-            if kept(n, g):
-                left[g[:-1]] -= pg
-                left_lower[g[:-1]] -= probs[n - 1][g[1:]]
-        for h in gammas[n]:
-            if kept(n - 1, h):
-                backoffs[n - 1][h] = max(left[h], 1e-12) / max(left_lower[h], 1e-12)
-
-    out = []
-    for n in range(order):
-        bo = backoffs[n]
-        table = (
-            {(BOS,): (ARPA_LOG10_ZERO * LN10, math.log(bo[(bos,)]) if order > 1 else 0.0)} if n == 0 else {}
-        )
-        for g, pg in probs[n].items():
-            if kept(n, g):
-                table[tuple(words[i] for i in g)] = (math.log(pg), math.log(bo[g]) if g in bo else 0.0)
-        out.append(table)
-    return out
+def write_arpa_tables(words: list[str], ngrams: list[tuple[np.ndarray, np.ndarray, np.ndarray]], path: str):
+    """Write build_tables' arrays as an ARPA file (.gz compresses); log10 with 7 decimals."""
+    order = len(ngrams)
+    words_arr = np.array(words, dtype=object)
+    with _open_text(path, "wt") as f:
+        f.write("\\data\\\n")
+        for n, (ids, _, _) in enumerate(ngrams, start=1):
+            f.write(f"ngram {n}={len(ids)}\n")
+        for n, (ids, logp, backoff) in enumerate(ngrams, start=1):
+            f.write(f"\n\\{n}-grams:\n")
+            for start in range(0, len(ids), ARPA_WRITE_ROWS):  # in slices: one Python string per row
+                rows = slice(start, start + ARPA_WRITE_ROWS)
+                grams = [" ".join(g) for g in words_arr[ids[rows]].tolist()]
+                p10 = (logp[rows] / LN10).tolist()
+                if n < order:
+                    b10 = (backoff[rows] / LN10).tolist()
+                    lines = [f"{p:.7f}\t{g}\t{b:.7f}" for p, g, b in zip(p10, grams, b10)]
+                else:
+                    lines = [f"{p:.7f}\t{g}" for p, g in zip(p10, grams)]
+                f.write("\n".join(lines) + "\n")
+        f.write("\n\\end\\\n")
 
 
 def write_arpa(ngrams: list[dict[tuple[str, ...], tuple[float, float]]], path: str) -> None:
-    """Write natural-log n-grams (build_kneser_ney's output) as an ARPA file (.gz compresses)."""
-    order = len(ngrams)
-    with _open_text(path, "wt") as f:
-        f.write("\\data\\\n")
-        for n, table in enumerate(ngrams, start=1):
-            f.write(f"ngram {n}={len(table)}\n")
-        for n, table in enumerate(ngrams, start=1):
-            f.write(f"\n\\{n}-grams:\n")
-            lines = []
-            for g, (logp, backoff) in table.items():
-                line = f"{logp / LN10:.7f}\t{' '.join(g)}"
-                if n < order:
-                    line += f"\t{backoff / LN10:.7f}"
-                lines.append(line)
-            f.write("\n".join(lines) + "\n")
-        f.write("\n\\end\\\n")
+    """Write build_kneser_ney's dicts as an ARPA file (.gz compresses)."""
+    words = [g[0] for g in ngrams[0]]
+    word_id = {w: i for i, w in enumerate(words)}
+    tables = []
+    for n, table in enumerate(ngrams, start=1):
+        ids = np.array([[word_id[w] for w in g] for g in table], np.int64).reshape(-1, n)
+        values = np.array(list(table.values()), np.float64).reshape(-1, 2)
+        tables.append((ids, values[:, 0], values[:, 1]))
+    write_arpa_tables(words, tables, path)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -403,7 +385,17 @@ def main(argv: list[str] | None = None) -> None:
     build.add_argument(
         "--max_vocab", type=int, default=0, help="keep this many most frequent words (0 = all)"
     )
-    build.add_argument("--prune", type=int, default=1, help="drop n-grams (order >= 2) seen fewer times")
+    build.add_argument(
+        "--prune",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="drop n-grams seen fewer times: one cut-off, or one "
+        "per order from unigrams (whose entry is ignored), e.g. 1 1 2 3",
+    )
+    build.add_argument(
+        "--max_words", type=int, default=0, help="use the corpus up to this many words (0 = all)"
+    )
     download = sub.add_parser("download", help="download a LibriSpeech ARPA model")
     download.add_argument("--name", choices=list(LM_URLS), default="3-gram.pruned.1e-7")
     download.add_argument("--dest", default="data/lm")
@@ -413,12 +405,17 @@ def main(argv: list[str] | None = None) -> None:
         print(download_lm(args.name, args.dest))
         return
     start = time.time()
+    prune = args.prune[0] if len(args.prune) == 1 else args.prune
     with _open_text(args.text) as f:
-        sentences = [line for line in (normalize_text(x) for x in f) if line]
-    ngrams = build_kneser_ney(sentences, args.order, args.min_count, args.max_vocab, args.prune)
-    write_arpa(ngrams, args.out)
-    counts = " ".join(f"{n}-grams={len(t)}" for n, t in enumerate(ngrams, start=1))
-    print(f"{args.out}: {len(sentences)} sentences, {counts}, {time.time() - start:.1f}s", file=sys.stderr)
+        words, ngrams = build_tables(f, args.order, args.min_count, args.max_vocab, prune, args.max_words)
+    counts = " ".join(f"{n}-grams={len(ids)}" for n, (ids, _, _) in enumerate(ngrams, start=1))
+    print(
+        f"{args.out}: {len(words)} words in the vocabulary, {counts}, {time.time() - start:.0f}s",
+        file=sys.stderr,
+    )
+    write_arpa_tables(words, ngrams, args.out)
+    del ngrams
+    print(f"{args.out}: written, {time.time() - start:.0f}s", file=sys.stderr)
 
 
 if __name__ == "__main__":

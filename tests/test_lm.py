@@ -1,9 +1,21 @@
 import gzip
 import math
+from collections import Counter
 
 import pytest
 
-from lm import BOS, EOS, LN10, NGramLM, build_kneser_ney, main, normalize_text, write_arpa
+import kneser_ney
+from lm import (
+    BOS,
+    EOS,
+    LN10,
+    NGramLM,
+    build_kneser_ney,
+    corpus_ids,
+    main,
+    normalize_text,
+    write_arpa,
+)
 
 # upper-case words as in LibriSpeech's ARPA files; log10 values
 ARPA = """\\data\\
@@ -94,10 +106,54 @@ def _all_contexts(ngrams):
     return contexts
 
 
-@pytest.mark.parametrize("prune,max_vocab", [(1, 0), (2, 0), (1, 12)])
-def test_kneser_ney_distributions_sum_to_one(prune, max_vocab):
-    ngrams = build_kneser_ney(CORPUS, order=3, prune=prune, max_vocab=max_vocab)
+def _table_counts(tables, words):
+    """count_ngrams' tables as {n-gram: raw count} and {n-gram: its suffix}, n-grams as word tuples."""
+    counts, suffixes = {}, {}
+    grams = [(w,) for w in words]  # the rows of the latest table, as words
+    for n, table in enumerate(tables):
+        if n:
+            rows = [grams[c] + (words[w],) for c, w in zip(table["context"], table["word"])]
+            suffixes.update((g, grams[s]) for g, s in zip(rows, table["suffix"]))
+            grams = rows
+        counts.update((g, int(c)) for g, c in zip(grams, table["count"]))
+    return counts, suffixes
+
+
+def test_count_ngrams_by_hand():
+    words, ids = corpus_ids(["a b a", "B A!", "c"], max_vocab=2)  # "c" is the rarest: <unk>
+    assert words == [BOS, EOS, "<unk>", "a", "b"]
+    assert ids.tolist() == [0, 3, 4, 3, 1, 0, 4, 3, 1, 0, 2, 1]
+    counts, suffixes = _table_counts(kneser_ney.count_ngrams(ids, 3, len(words), eos=1), words)
+    assert {g: c for g, c in counts.items() if c} == {
+        (BOS,): 3, (EOS,): 3, ("<unk>",): 1, ("a",): 3, ("b",): 2,
+        (BOS, "a"): 1, ("a", "b"): 1, ("b", "a"): 2, ("a", EOS): 2, (BOS, "b"): 1,
+        (BOS, "<unk>"): 1, ("<unk>", EOS): 1,
+        (BOS, "a", "b"): 1, ("a", "b", "a"): 1, ("b", "a", EOS): 2, (BOS, "b", "a"): 1,
+        (BOS, "<unk>", EOS): 1,
+    }  # fmt: skip
+    # nothing crosses a sentence end, and unseen words still get a unigram row
+    assert ("a", EOS, BOS) not in counts and (EOS, BOS) not in counts and counts[("a",)] == 3
+    # continuation counts come from the suffix links: "b a" completes 2 distinct trigrams
+    assert sorted(g for g, s in suffixes.items() if s == ("b", "a")) == [(BOS, "b", "a"), ("a", "b", "a")]
+    assert suffixes[("b", "a", EOS)] == ("a", EOS)
+
+
+@pytest.mark.parametrize(
+    "order,prune,max_vocab",
+    [(3, 1, 0), (3, 2, 0), (3, 1, 12), (4, 1, 0), (4, [1, 1, 2, 2], 0), (4, [1, 2, 2, 3], 10)],
+)
+def test_kneser_ney_distributions_sum_to_one(order, prune, max_vocab):
+    ngrams = build_kneser_ney(CORPUS, order=order, prune=prune, max_vocab=max_vocab)
     lm = NGramLM.from_ngrams(ngrams)
+    assert lm.order == order
+    if prune != 1:  # kept n-grams were seen at least their order's cut-off times
+        cutoffs = [prune] * order if isinstance(prune, int) else prune
+        counts = Counter()
+        for s in CORPUS:
+            ids = [BOS] + [w if w in lm.vocab else "<unk>" for w in normalize_text(s).split()] + [EOS]
+            counts.update(tuple(ids[i : i + n]) for n in range(2, order + 1) for i in range(len(ids) - n + 1))
+        assert all(counts[g] >= cutoffs[len(g) - 1] for table in ngrams[1:] for g in table)
+        assert len(ngrams[-1]) < sum(1 for g in counts if len(g) == order)
     predicted = [w for w in lm.vocab if w != BOS]  # every word, <unk> and </s>
     if max_vocab:
         assert len(predicted) == max_vocab + 2

@@ -1,0 +1,147 @@
+"""Interpolated modified Kneser-Ney (Chen & Goodman) from a corpus of word ids, by sorted counting in numpy.
+
+The corpus is one int32 array of word ids, "<s> w w w </s> <s> w ...". Every n-gram becomes one int64 key,
+
+    key = (row of its first n-1 words in the sorted table of (n-1)-grams) << bits | its last word
+
+so sorting the keys sorts the n-grams lexicographically, and each order's table is a few plain arrays, one
+entry per distinct n-gram (~20 bytes each). Counting an order costs one argsort of the corpus positions:
+about 28 bytes per corpus word at the peak, e.g. 2.5 GB for 80 M words, however many n-grams there are.
+
+Probabilities come out as an ARPA back-off model: p(w | h) for each kept n-gram and back-off weights chosen so
+that every context's distribution still sums to 1 after pruning.
+"""
+
+import numpy as np
+
+NO_NGRAM = -1  # row value of corpus positions where no n-gram of this order starts (it would cross </s>)
+MIN_LEFT = 1e-12  # floor for the probability mass left to unseen words, against rounding below zero
+
+
+def count_ngrams(corpus: np.ndarray, order: int, n_words: int, eos: int) -> list[dict[str, np.ndarray]]:
+    """Tables of every distinct n-gram of orders 1..order, each sorted lexicographically.
+
+    corpus: int32 word ids, each sentence as <s> ... </s>. Table n-1 (0-based) holds, per n-gram:
+    count (raw count), context (its row in table n-2 of the first n-1 words), word (last word id) and
+    suffix (its row in table n-2 of the last n-1 words). Table 0 has one row per word id, seen or not.
+    """
+    bits = max(1, (n_words - 1).bit_length())
+    tables = [
+        {
+            "count": np.bincount(corpus, minlength=n_words),
+            "context": np.zeros(n_words, np.int32),  # every unigram has the empty context
+            "word": np.arange(n_words, dtype=np.int32),
+        }
+    ]
+    row = corpus  # row of the n-gram starting at each corpus position, in the latest table
+    for n in range(2, order + 1):
+        starts = len(corpus) - n + 1  # positions where an n-gram fits before the end
+        # an n-gram may end with </s> but not continue past it
+        valid = (row[:starts] != NO_NGRAM) & (corpus[n - 2 : n - 2 + starts] != eos)
+        keys = (row[:starts].astype(np.int64) << bits) | corpus[n - 1 :]
+        keys[~valid] = np.iinfo(np.int64).max  # sorts last, then cut off
+        n_valid = int(valid.sum())
+        del valid
+        by_key = np.argsort(keys)[:n_valid]
+        keys = keys[by_key]
+        new = np.empty(n_valid, bool)
+        new[:1] = True
+        np.not_equal(keys[1:], keys[:-1], out=new[1:])
+        first = np.flatnonzero(new)  # where each distinct n-gram starts in the sorted keys
+        unique_keys = keys[first]
+        del keys
+        next_row = np.full(len(corpus), NO_NGRAM, np.int32)
+        next_row[by_key] = np.cumsum(new, dtype=np.int32) - 1
+        del new
+        tables.append(
+            {
+                "count": np.diff(np.append(first, n_valid)).astype(np.int32),
+                "context": (unique_keys >> bits).astype(np.int32),
+                "word": (unique_keys & ((1 << bits) - 1)).astype(np.int32),
+                # the last n-1 words of an n-gram at position i are the (n-1)-gram at i + 1
+                "suffix": row[by_key[first] + 1].astype(np.int32),
+            }
+        )
+        del by_key, first, unique_keys
+        row = next_row
+    return tables
+
+
+def discounts(adjusted: np.ndarray) -> tuple[float, float, float]:
+    """Modified KN discounts (D1, D2, D3+) from counts-of-counts; plain KN (or 0.5) when data is too small."""
+    n1, n2, n3, n4 = (int(x) for x in np.bincount(np.minimum(adjusted, 4), minlength=5)[1:5])
+    y = n1 / (n1 + 2 * n2) if n1 and n2 else 0.5
+    if n1 and n2 and n3 and n4:
+        d = (1 - 2 * y * n2 / n1, 2 - 3 * y * n3 / n2, 3 - 4 * y * n4 / n3)
+        if all(0 < dk < k for k, dk in enumerate(d, start=1)):
+            return d
+    y = y if 0 < y < 1 else 0.5
+    return (y, y, y)
+
+
+def kneser_ney(
+    tables: list[dict[str, np.ndarray]], bos: int, prune: list[int]
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Back-off model from count_ngrams' tables: per order, (word ids (N, n), log p, log back-off).
+
+    prune[n - 1]: n-grams of order n (>= 2) seen fewer times are dropped. The cut-offs must not fall with
+    the order, so that every kept n-gram's context and suffix are kept too. Natural log; the unigram <s>
+    gets probability 0 (log -inf), as it is never predicted.
+    """
+    order = len(tables)
+    prune = [1] + [max(1, p) for p in prune[1:order]] + [prune[-1]] * (order - len(prune))
+    assert all(a <= b for a, b in zip(prune, prune[1:])), "cut-offs must not fall with the order"
+    n_predicted = len(tables[0]["count"]) - 1  # the uniform base distribution is over every word but <s>
+
+    # adjusted counts: the number of distinct words seen before an n-gram (how many contexts it completes),
+    # but the raw count for the highest order and for n-grams starting with <s>, which nothing precedes
+    for lower, higher in zip(tables, tables[1:]):
+        continuation = np.bincount(higher["suffix"], minlength=len(lower["count"]))
+        lower["adjusted"] = np.where(continuation > 0, continuation, lower["count"]).astype(np.int32)
+    tables[-1]["adjusted"] = tables[-1]["count"].copy()
+    tables[0]["adjusted"][bos] = 0  # <s> is never predicted
+
+    # interpolation from unigrams up: p(w|h) = (a(hw) - D(a(hw))) / a(h.) + gamma(h) p(w|h[1:])
+    probs: list[np.ndarray] = []
+    for n, table in enumerate(tables):
+        a, context = table.pop("adjusted"), table["context"]
+        d = np.array([0.0, *discounts(a)])[np.minimum(a, 3)]
+        n_contexts = 1 if n == 0 else len(tables[n - 1]["count"])
+        total = np.bincount(context, weights=a, minlength=n_contexts)
+        gamma = np.bincount(context, weights=d, minlength=n_contexts) / np.maximum(total, 1)
+        p = a.astype(np.float64)  # in place from here: the biggest order has tens of millions of rows
+        del a
+        p -= d
+        p /= total[context]
+        del d
+        interpolated = gamma[context]
+        interpolated *= probs[-1][table["suffix"]] if n else 1.0 / n_predicted
+        p += interpolated
+        probs.append(p)
+        del interpolated
+
+    # pruning by raw count; a context's back-off weight gives its unseen words what the lower order gives
+    # them, renormalised: (1 - sum of its kept p(w|h)) / (1 - sum of the same words' p(w|h[1:]))
+    kept = [np.ones(len(tables[0]["count"]), bool)]
+    kept += [t["count"] >= p for t, p in zip(tables[1:], prune[1:])]
+    backoffs = []
+    for n in range(order - 1):
+        higher, keep = tables[n + 1], kept[n + 1]
+        context = higher["context"][keep]
+        size = len(tables[n]["count"])
+        left = 1 - np.bincount(context, weights=probs[n + 1][keep], minlength=size)
+        left_lower = 1 - np.bincount(context, weights=probs[n][higher["suffix"][keep]], minlength=size)
+        backoffs.append(np.log(np.maximum(left, MIN_LEFT) / np.maximum(left_lower, MIN_LEFT)))
+    backoffs.append(np.zeros(len(tables[-1]["count"])))
+
+    out = []
+    ids = np.arange(len(tables[0]["count"]), dtype=np.int32)[:, None]
+    for n, table in enumerate(tables):
+        keep = kept[n]
+        if n:
+            new_row = np.cumsum(kept[n - 1]) - 1  # rows of the kept (n-1)-grams among themselves
+            ids = np.hstack([ids[new_row[table["context"][keep]]], table["word"][keep, None]])
+        with np.errstate(divide="ignore"):
+            logp = np.log(probs[n][keep])
+        out.append((ids, logp, backoffs[n][keep]))
+    return out
