@@ -1,15 +1,17 @@
-"""Word n-gram language model: ARPA reader with back-off, Kneser-Ney builder, ARPA writer.
+"""Word n-gram language model: ARPA reader with back-off, binary cache, Kneser-Ney builder, ARPA writer.
 
     python lm.py build --text corpus.txt --order 3 --out lm.arpa.gz --max_vocab 200000 --prune 1 2 3
     python lm.py download --name 3-gram.pruned.1e-7 --dest data/lm
 
 Probabilities are natural-log everywhere in this module; ARPA files store log10 and are converted on
 read and write. Words are lower-cased on load, so LibriSpeech's upper-case ARPA files work as they are.
-The counting and smoothing of the builder are in kneser_ney.py.
+NGramLM.from_arpa caches the model in a binary file beside the ARPA one (lm.arpa.gz -> lm.arpa.gz.bin),
+mapped from disk on later loads. The counting and smoothing of the builder are in kneser_ney.py.
 """
 
 import argparse
 import gzip
+import json
 import math
 import os
 import re
@@ -33,6 +35,12 @@ LN10 = math.log(10.0)
 ARPA_LOG10_ZERO = -99.0  # what ARPA files write for probability 0 (e.g. unigram <s>)
 ARPA_WRITE_ROWS = 1 << 20  # n-grams formatted per slice when writing an ARPA file
 
+# binary cache beside an ARPA file: magic, header length (8 bytes little-endian), JSON header, then the
+# arrays, each at a multiple of BINARY_ALIGN bytes from the end of the header, so they map from disk as-is
+BINARY_SUFFIX = ".bin"
+BINARY_MAGIC = b"NGRAMLM1"
+BINARY_ALIGN = 64
+
 # n-grams are looked up by a 63-bit polynomial hash of their word ids, kept in one sorted int64 array
 # per order: ~16 bytes per n-gram instead of hundreds for Python dicts of tuples
 _HASH_MUL = 0x9E3779B97F4A7C15
@@ -55,6 +63,12 @@ def _hash_id_rows(ids: np.ndarray) -> np.ndarray:
     return (h & np.uint64(_MASK63)).astype(np.int64)
 
 
+def _binary_data_start(header_size: int) -> int:
+    """Where the arrays of a binary LM begin: after magic, header length and header, aligned."""
+    end = len(BINARY_MAGIC) + 8 + header_size
+    return -(-end // BINARY_ALIGN) * BINARY_ALIGN
+
+
 def _open_text(path: str, mode: str = "rt"):
     # errors="replace": corpora in other encodings lose a few characters; gzip level 9 is 3x slower than 6
     if str(path).endswith(".gz"):
@@ -72,23 +86,28 @@ class NGramLM:
 
         unk_logp is the log-prob of an out-of-vocabulary word when the model has no <unk>.
         """
-        self.words = words
-        self.vocab = {w: i for i, w in enumerate(words)}  # word -> id
-        self.order = len(ngrams)
-        self.unk_logp = unk_logp
-        self.counts = [len(ids) for ids, _, _ in ngrams]
-        self._keys, self._logp, self._backoff = [], [], []
+        keys, logps, backoffs = [], [], []
         for ids, logp, backoff in ngrams:
-            keys = _hash_id_rows(np.asarray(ids, np.int64).reshape(len(ids), -1))
-            order = np.argsort(keys, kind="stable")
-            keys, ids = keys[order], np.asarray(ids)[order]
-            dup = np.flatnonzero(keys[1:] == keys[:-1])
+            key = _hash_id_rows(np.asarray(ids, np.int64).reshape(len(ids), -1))
+            order = np.argsort(key, kind="stable")
+            key, ids = key[order], np.asarray(ids)[order]
+            dup = np.flatnonzero(key[1:] == key[:-1])
             if len(dup) and not np.array_equal(ids[dup], ids[dup + 1]):
                 raise ValueError("n-gram hash collision; this model cannot be loaded")
-            first = np.concatenate([[True], keys[1:] != keys[:-1]])  # a repeated n-gram keeps its first entry
-            self._keys.append(keys[first])
-            self._logp.append(np.asarray(logp, np.float64)[order][first])
-            self._backoff.append(np.asarray(backoff, np.float64)[order][first])
+            first = np.concatenate([[True], key[1:] != key[:-1]])  # a repeated n-gram keeps its first entry
+            keys.append(key[first])
+            logps.append(np.asarray(logp, np.float64)[order][first])
+            backoffs.append(np.asarray(backoff, np.float64)[order][first])
+        self._set_tables(words, keys, logps, backoffs, unk_logp)
+
+    def _set_tables(self, words: list[str], keys: list, logps: list, backoffs: list, unk_logp: float):
+        """keys[n-1]: sorted hashes of the n-grams, with their natural-log p and back-off in the same order."""
+        self.words = words
+        self.vocab = {w: i for i, w in enumerate(words)}  # word -> id
+        self.order = len(keys)
+        self.unk_logp = unk_logp
+        self.counts = [len(k) for k in keys]
+        self._keys, self._logp, self._backoff = keys, logps, backoffs
         self._unk = self.vocab.get(UNK, -1)
         self._cache: dict[tuple, float] = {}
         self._tries: dict[tuple, tuple] = {}
@@ -170,9 +189,77 @@ class NGramLM:
             self._tries[key] = (children, np.array(masks, np.uint64))
         return self._tries[key]
 
+    def save_binary(self, path: str) -> None:
+        """Write the model in the binary format (BINARY_MAGIC): read back by from_binary with the same scores.
+
+        Arrays: words (UTF-8, newline-separated), and per order n: keys{n} (sorted int64 n-gram hashes),
+        logp{n} (float64, natural log) and, below the highest order, backoff{n} (float64, natural log).
+        """
+        arrays = {"words": np.frombuffer("\n".join(self.words).encode(), np.uint8)}
+        for n in range(1, self.order + 1):
+            arrays[f"keys{n}"] = self._keys[n - 1]
+            arrays[f"logp{n}"] = self._logp[n - 1]
+            if n < self.order:  # the highest order has no back-off
+                arrays[f"backoff{n}"] = self._backoff[n - 1]
+        header, offset = {"order": self.order, "arrays": {}}, 0
+        for name, a in arrays.items():
+            header["arrays"][name] = [a.dtype.str, list(a.shape), offset]
+            offset += -(-a.nbytes // BINARY_ALIGN) * BINARY_ALIGN
+        blob = json.dumps(header).encode()
+        partial = f"{path}.part{os.getpid()}"  # readers never see a half-written file
+        with open(partial, "wb") as f:
+            f.write(BINARY_MAGIC + len(blob).to_bytes(8, "little") + blob)
+            for name, a in arrays.items():
+                f.seek(_binary_data_start(len(blob)) + header["arrays"][name][2])
+                f.write(np.ascontiguousarray(a).data)  # no copy of big arrays
+        os.replace(partial, path)
+
     @classmethod
-    def from_arpa(cls, path: str, unk_logp: float = -10.0) -> "NGramLM":
-        """Read an ARPA file (.arpa or .arpa.gz); words are lower-cased, log10 becomes natural log."""
+    def from_binary(cls, path: str, unk_logp: float = -10.0) -> "NGramLM":
+        """Read save_binary's file. The arrays are mapped from disk, not read: loading takes well under a
+        second and memory grows only with the pages that queries touch (shared by every process)."""
+        with open(path, "rb") as f:
+            if f.read(len(BINARY_MAGIC)) != BINARY_MAGIC:
+                raise ValueError(f"{path}: not an n-gram LM binary")
+            size = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(size))
+        data = np.memmap(path, np.uint8, "r")
+        start = _binary_data_start(size)
+
+        def array(name: str) -> np.ndarray:
+            dtype, shape, offset = header["arrays"][name]
+            nbytes = int(np.dtype(dtype).itemsize * np.prod(shape))
+            return data[start + offset : start + offset + nbytes].view(dtype).reshape(shape)
+
+        order = header["order"]
+        words = bytes(array("words")).decode().split("\n")
+        keys = [array(f"keys{n}") for n in range(1, order + 1)]
+        logps = [array(f"logp{n}") for n in range(1, order + 1)]
+        backoffs = [array(f"backoff{n}") for n in range(1, order)] + [np.zeros(0)]
+        lm = cls.__new__(cls)
+        lm._set_tables(words, keys, logps, backoffs, unk_logp)
+        return lm
+
+    @classmethod
+    def from_arpa(cls, path: str, unk_logp: float = -10.0, cache: bool = True) -> "NGramLM":
+        """Read an ARPA file (.arpa or .arpa.gz); words are lower-cased, log10 becomes natural log.
+
+        With cache, the model is also written in the binary format beside the file (path + BINARY_SUFFIX)
+        and read from there next time, as long as that is newer than the ARPA file: seconds, not minutes.
+        """
+        binary = path + BINARY_SUFFIX
+        if cache and os.path.exists(binary) and os.path.getmtime(binary) >= os.path.getmtime(path):
+            return cls.from_binary(binary, unk_logp)
+        lm = cls._parse_arpa(path, unk_logp)
+        if cache:
+            try:
+                lm.save_binary(binary)
+            except OSError as e:  # e.g. a read-only folder: the model works, only slower to load
+                print(f"not caching {binary}: {e}", file=sys.stderr)
+        return lm
+
+    @classmethod
+    def _parse_arpa(cls, path: str, unk_logp: float) -> "NGramLM":
         words: list[str] = []
         word_id: dict[str, int] = {}
         # per order: (flat word ids, log10 p, log10 backoff); typed arrays keep big files' memory small
@@ -416,6 +503,8 @@ def main(argv: list[str] | None = None) -> None:
     write_arpa_tables(words, ngrams, args.out)
     del ngrams
     print(f"{args.out}: written, {time.time() - start:.0f}s", file=sys.stderr)
+    NGramLM.from_arpa(args.out)  # writes the binary cache once, now
+    print(f"{args.out}{BINARY_SUFFIX}: written, {time.time() - start:.0f}s", file=sys.stderr)
 
 
 if __name__ == "__main__":

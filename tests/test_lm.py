@@ -1,11 +1,14 @@
 import gzip
 import math
+import os
 from collections import Counter
 
+import numpy as np
 import pytest
 
 import kneser_ney
 from lm import (
+    BINARY_SUFFIX,
     BOS,
     EOS,
     LN10,
@@ -216,3 +219,35 @@ def test_prefix_trie():
     assert next_chars("don") == {"'"}
     assert next_chars("cat") == set()
     assert walk("x") == -1
+
+
+def test_binary_cache_gives_the_arpa_scores(tmp_path, monkeypatch):
+    ngrams = build_kneser_ney(CORPUS, order=4, prune=[1, 1, 2, 2])
+    path = tmp_path / "kn.arpa.gz"
+    write_arpa(ngrams, str(path))
+    parsed = NGramLM.from_arpa(str(path))  # parses, and writes the binary beside the file
+    binary = str(path) + BINARY_SUFFIX
+    assert os.path.exists(binary)
+
+    def no_parsing(*args):
+        raise AssertionError("the binary should have been used")
+
+    monkeypatch.setattr(NGramLM, "_parse_arpa", classmethod(no_parsing))
+    loaded = NGramLM.from_arpa(str(path))
+    assert isinstance(loaded._keys[0], np.memmap)  # mapped from disk, not read
+    assert (loaded.order, loaded.words, loaded.counts) == (parsed.order, parsed.words, parsed.counts)
+    for h in _all_contexts(ngrams) | {("san", "cat", "zebra"), ()}:
+        for w in parsed.vocab:
+            if w != BOS:
+                assert loaded.log_prob(w, h) == parsed.log_prob(w, h)
+    assert loaded.sentence_log_prob(["i", "saw", "a", "zebra"]) == parsed.sentence_log_prob(
+        ["i", "saw", "a", "zebra"]
+    )
+    alphabet = ["", " ", "'"] + [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    (c1, m1), (c2, m2) = loaded.prefix_trie(alphabet), parsed.prefix_trie(alphabet)
+    assert c1 == c2 and np.array_equal(m1, m2)
+
+    # an ARPA file newer than its binary is read again (and the binary rewritten)
+    os.utime(binary, (os.path.getmtime(path) - 10,) * 2)
+    with pytest.raises(AssertionError, match="binary"):
+        NGramLM.from_arpa(str(path))
