@@ -6,6 +6,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
+import corpus
 import kneser_ney
 from lm import (
     BINARY_SUFFIX,
@@ -251,3 +252,17 @@ def test_binary_cache_gives_the_arpa_scores(tmp_path, monkeypatch):
     os.utime(binary, (os.path.getmtime(path) - 10,) * 2)
     with pytest.raises(AssertionError, match="binary"):
         NGramLM.from_arpa(str(path))
+
+
+def test_corpus_drops_excluded_books(tmp_path):
+    books = tmp_path / "books"
+    (books / "Twain, Mark").mkdir(parents=True)
+    (books / "Austen, Jane").mkdir()
+    (books / "Twain, Mark" / "Adventures of Huckleberry Finn.txt").write_text("YOU DON'T KNOW ABOUT ME\n")
+    (books / "Austen, Jane" / "Emma.txt").write_text("EMMA WOODHOUSE, HANDSOME, CLEVER, AND RICH.\n\n")
+    extra = tmp_path / "bible.txt"
+    extra.write_text("In the beginning\n")
+    out = tmp_path / "corpus.txt"
+    exclude = os.path.join(os.path.dirname(__file__), "..", "recipes", "exclude_books.txt")
+    corpus.main([str(books), str(extra), "--exclude", exclude, "--out", str(out)])
+    assert out.read_text() == "emma woodhouse handsome clever and rich\nin the beginning\n"
