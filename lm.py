@@ -229,7 +229,8 @@ class NGramLM:
         def array(name: str) -> np.ndarray:
             dtype, shape, offset = header["arrays"][name]
             nbytes = int(np.dtype(dtype).itemsize * np.prod(shape))
-            return data[start + offset : start + offset + nbytes].view(dtype).reshape(shape)
+            # a plain ndarray on the mapped pages: np.memmap's subclass hooks make each query ~25% slower
+            return data[start + offset : start + offset + nbytes].view(dtype).reshape(shape).view(np.ndarray)
 
         order = header["order"]
         words = bytes(array("words")).decode().split("\n")
