@@ -50,7 +50,7 @@ def _measure(path: str, binary: bool, val_text: str) -> dict:
             sentences = [s.split() for s in (normalize_text(x) for x in f) if s]
         start = time.time()
         row["ppl"], row["oov"] = perplexity(lm, sentences)
-        row["score_s"] = time.time() - start
+        row["query_us"] = (time.time() - start) / (len(sentences) + sum(map(len, sentences))) * 1e6
         row["scored_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return row
 
@@ -75,9 +75,9 @@ def main() -> None:
     args = parser.parse_args()
     print(
         "| LM | vocabulary | n-grams per order | ARPA.gz MB | binary MB | load ARPA s / peak MB "
-        "| load binary s / peak MB | peak MB after scoring | perplexity | OOV % |"
+        "| load binary s / peak MB | peak MB after scoring | µs per query | perplexity | OOV % |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for path in args.lms:
         if not os.path.exists(path + BINARY_SUFFIX):
             NGramLM.from_arpa(path)  # writes the cache
@@ -88,6 +88,7 @@ def main() -> None:
             f"| {os.path.basename(path)} | {mapped['vocab']:,} | {' / '.join(f'{c:,}' for c in mapped['counts'])} "
             f"| {os.path.getsize(path) / 1e6:.1f} | {os.path.getsize(path + BINARY_SUFFIX) / 1e6:.0f} | {arpa} "
             f"| {mapped['load_s']:.2f} / {mapped['load_rss_mb']:.0f} | {mapped['scored_rss_mb']:.0f} "
+            f"| {mapped['query_us']:.0f} "
             f"| {mapped['ppl']:.0f} | {100 * mapped['oov']:.2f} |",
             flush=True,
         )
