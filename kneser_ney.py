@@ -81,13 +81,15 @@ def discounts(adjusted: np.ndarray) -> tuple[float, float, float]:
 
 
 def kneser_ney(
-    tables: list[dict[str, np.ndarray]], bos: int, prune: list[int]
+    tables: list[dict[str, np.ndarray]], bos: int, prune: list[int], unseen: int = -1
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Back-off model from count_ngrams' tables: per order, (word ids (N, n), log p, log back-off).
 
     prune[n - 1]: n-grams of order n (>= 2) seen fewer times are dropped. The cut-offs must not fall with
     the order, so that every kept n-gram's context and suffix are kept too. Natural log; the unigram <s>
-    gets probability 0 (log -inf), as it is never predicted.
+    gets probability 0 (log -inf), as it is never predicted. unseen (a word id, e.g. <unk>) is predicted
+    as if never seen: its unigram gets only the uniform share, and n-grams ending with it (kept as
+    contexts of longer ones) get what backing off would give it.
     """
     order = len(tables)
     prune = [1] + [max(1, p) for p in prune[1:order]] + [prune[-1]] * (order - len(prune))
@@ -101,6 +103,8 @@ def kneser_ney(
         lower["adjusted"] = np.where(continuation > 0, continuation, lower["count"]).astype(np.int32)
     tables[-1]["adjusted"] = tables[-1]["count"].copy()
     tables[0]["adjusted"][bos] = 0  # <s> is never predicted
+    if unseen >= 0:
+        tables[0]["adjusted"][unseen] = 0
 
     # interpolation from unigrams up: p(w|h) = (a(hw) - D(a(hw))) / a(h.) + gamma(h) p(w|h[1:])
     probs: list[np.ndarray] = []
@@ -127,13 +131,18 @@ def kneser_ney(
     kept += [t["count"] >= p for t, p in zip(tables[1:], prune[1:])]
     backoffs = []
     for n in range(order - 1):
-        higher, keep = tables[n + 1], kept[n + 1]
+        higher = tables[n + 1]
+        keep = kept[n + 1] & (higher["word"] != unseen)  # those that predict their word explicitly
         context = higher["context"][keep]
         size = len(tables[n]["count"])
         left = 1 - np.bincount(context, weights=probs[n + 1][keep], minlength=size)
         left_lower = 1 - np.bincount(context, weights=probs[n][higher["suffix"][keep]], minlength=size)
         backoffs.append(np.log(np.maximum(left, MIN_LEFT) / np.maximum(left_lower, MIN_LEFT)))
     backoffs.append(np.zeros(len(tables[-1]["count"])))
+    for n in range(1, order):  # rows ending with the unseen word: the back-off's value, from below
+        rows = np.flatnonzero(kept[n] & (tables[n]["word"] == unseen))
+        context, suffix = tables[n]["context"][rows], tables[n]["suffix"][rows]
+        probs[n][rows] = np.exp(backoffs[n - 1][context]) * probs[n - 1][suffix]
 
     out = []
     ids = np.arange(len(tables[0]["count"]), dtype=np.int32)[:, None]

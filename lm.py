@@ -369,18 +369,22 @@ def build_tables(
     max_vocab: int = 0,
     prune: int | list[int] = 1,
     max_words: int = 0,
+    unk_counts: bool = False,
 ) -> tuple[list[str], list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
     """Kneser-Ney back-off model as arrays: (words, per order (word ids (N, n), log p, log back-off)).
 
     prune: n-grams of order >= 2 seen fewer times are dropped; one cut-off for all orders or one per
     order (the unigram entry is ignored), never falling with the order. Back-off weights are
     renormalised, so every distribution still sums to 1. Natural log; unigram <s> gets ARPA's -99.
+    unk_counts: <unk> gets the probability of the words it replaced (a closed-vocabulary LM). Off by
+    default: a decoder that spells words freely scores every misspelling as <unk>, and with 155 M words
+    cut to 200k, <unk> would be as likely as "the"; off, it gets an unseen word's probability.
     """
     words, corpus = corpus_ids(sentences, min_count, max_vocab, max_words)
     cutoffs = [prune] * order if isinstance(prune, int) else list(prune)
     tables = kneser_ney.count_ngrams(corpus, order, len(words), eos=1)
     del corpus
-    ngrams = kneser_ney.kneser_ney(tables, bos=0, prune=cutoffs)
+    ngrams = kneser_ney.kneser_ney(tables, bos=0, prune=cutoffs, unseen=-1 if unk_counts else 2)
     ngrams[0][1][0] = ARPA_LOG10_ZERO * LN10  # <s> is never predicted
     return words, ngrams
 
@@ -391,10 +395,11 @@ def build_kneser_ney(
     min_count: int = 1,
     max_vocab: int = 0,
     prune: int | list[int] = 1,
+    unk_counts: bool = False,
 ) -> list[dict[tuple[str, ...], tuple[float, float]]]:
     """build_tables as one dict per order: n-gram (tuple of words) -> (log P(w | h), log backoff), for
     small corpora (tests, examples); big ones go through build_tables and write_arpa_tables."""
-    words, ngrams = build_tables(sentences, order, min_count, max_vocab, prune)
+    words, ngrams = build_tables(sentences, order, min_count, max_vocab, prune, unk_counts=unk_counts)
     return [
         {tuple(words[i] for i in g): (float(p), float(b)) for g, p, b in zip(ids.tolist(), logp, backoff)}
         for ids, logp, backoff in ngrams
@@ -481,6 +486,7 @@ def main(argv: list[str] | None = None) -> None:
         help="drop n-grams seen fewer times: one cut-off, or one "
         "per order from unigrams (whose entry is ignored), e.g. 1 1 2 3",
     )
+    build.add_argument("--unk_counts", action="store_true", help="<unk> gets the replaced words' probability")
     build.add_argument(
         "--max_words", type=int, default=0, help="use the corpus up to this many words (0 = all)"
     )
@@ -495,7 +501,9 @@ def main(argv: list[str] | None = None) -> None:
     start = time.time()
     prune = args.prune[0] if len(args.prune) == 1 else args.prune
     with _open_text(args.text) as f:
-        words, ngrams = build_tables(f, args.order, args.min_count, args.max_vocab, prune, args.max_words)
+        words, ngrams = build_tables(
+            f, args.order, args.min_count, args.max_vocab, prune, args.max_words, args.unk_counts
+        )
     counts = " ".join(f"{n}-grams={len(ids)}" for n, (ids, _, _) in enumerate(ngrams, start=1))
     print(
         f"{args.out}: {len(words)} words in the vocabulary, {counts}, {time.time() - start:.0f}s",

@@ -143,11 +143,20 @@ def test_count_ngrams_by_hand():
 
 
 @pytest.mark.parametrize(
-    "order,prune,max_vocab",
-    [(3, 1, 0), (3, 2, 0), (3, 1, 12), (4, 1, 0), (4, [1, 1, 2, 2], 0), (4, [1, 2, 2, 3], 10)],
+    "order,prune,max_vocab,unk_counts",
+    [
+        (3, 1, 0, False),
+        (3, 2, 0, False),
+        (3, 1, 12, False),
+        (3, 2, 12, True),
+        (4, 1, 0, False),
+        (4, [1, 1, 2, 2], 0, False),
+        (4, [1, 2, 2, 3], 10, False),
+        (4, [1, 1, 2, 2], 10, True),
+    ],
 )
-def test_kneser_ney_distributions_sum_to_one(order, prune, max_vocab):
-    ngrams = build_kneser_ney(CORPUS, order=order, prune=prune, max_vocab=max_vocab)
+def test_kneser_ney_distributions_sum_to_one(order, prune, max_vocab, unk_counts):
+    ngrams = build_kneser_ney(CORPUS, order=order, prune=prune, max_vocab=max_vocab, unk_counts=unk_counts)
     lm = NGramLM.from_ngrams(ngrams)
     assert lm.order == order
     if prune != 1:  # kept n-grams were seen at least their order's cut-off times
@@ -164,6 +173,16 @@ def test_kneser_ney_distributions_sum_to_one(order, prune, max_vocab):
     for h in _all_contexts(ngrams):
         total = sum(math.exp(lm.log_prob(w, h)) for w in predicted)
         assert total == pytest.approx(1.0, abs=1e-9), h
+
+
+def test_unk_is_as_unlikely_as_an_unseen_word():
+    # a decoder that spells freely scores misspellings as <unk>: it must not be likelier than real words
+    closed = NGramLM.from_ngrams(build_kneser_ney(CORPUS, order=3, max_vocab=8, unk_counts=True))
+    lm = NGramLM.from_ngrams(build_kneser_ney(CORPUS, order=3, max_vocab=8))
+    assert lm.log_prob("zebra") == min(lm.log_prob(w) for w in lm.vocab if w != BOS)
+    for h in [(), ("the",), (BOS, "the"), ("swam", "in")]:  # "swam" is <unk> too
+        assert lm.log_prob("zebra", h) < closed.log_prob("zebra", h) - 1
+    assert closed.log_prob("zebra") > closed.log_prob("dog")  # <unk> stands for 30 rarer words there
 
 
 def test_kneser_ney_prefers_words_seen_in_many_contexts():
