@@ -58,24 +58,54 @@ def frame_candidates(
 
 
 class _LMScorer:
-    """Shallow-fusion bookkeeping for one utterance: LM score changes of prefixes, cached per trie node."""
+    """Shallow-fusion bookkeeping for one utterance, cached per trie node of the search.
+
+    A prefix's fused score is alpha * log P_lm(its finished words) + beta * words, plus unk_score for
+    each character of a word past the point where it stopped being the start of any LM word (the end of
+    a word that is no LM word counts as one such character), plus a
+    look-ahead for its unfinished word: alpha * the best unigram log-prob of a vocabulary word it can
+    still become. Without these a partial word is free until it ends, so the search prefers long run-on
+    non-words that pay once, and delays ending words that would pay now. When the word ends, its
+    look-ahead is replaced by its real score. unk_score = -inf keeps only vocabulary words.
+    """
 
     def __init__(
-        self, lm: NGramLM, vocab: list[str], space: int, alpha: float, beta: float, prefix_prune: bool
+        self, lm: NGramLM, vocab: list[str], space: int, alpha: float, beta: float, unk_score: float
     ):
         self.lm, self.vocab, self.space, self.alpha, self.beta = lm, vocab, space, alpha, beta
+        self.unk_score = unk_score
         self.n_history = lm.order - 1
         self.history = {1: (BOS,)}  # node ending in a space (or the root) -> LM history after it
         self.completion: dict[int, tuple[float, tuple]] = {}  # node -> (score change, history after)
-        self.trie = lm.prefix_trie(vocab) if prefix_prune else None
-        self.state = {1: 0}  # node -> its partial word's state in the LM's character trie
+        self.trie = lm.word_trie(vocab)
+        self.state = {1: 0}  # node -> trie state of its partial word: 0 none, -1 outside the vocabulary
+        self.token_length = np.array([len(token) for token in vocab])  # (V,)
 
     def _history_after(self, history: tuple, word: str) -> tuple:
         history = history + (word,)
         return history[len(history) - self.n_history :] if self.n_history else ()
 
+    def lookahead(self, states: np.ndarray) -> np.ndarray:
+        """Trie states (any shape) -> look-ahead of the partial word (0 for none or an unknown one)."""
+        return np.where(states > 0, self.alpha * self.trie.best[np.maximum(states, 0)], 0.0)
+
+    def extend(self, states: np.ndarray, toks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(B,) partial-word states and (C,) tokens -> (B, C) next states and fused score changes."""
+        child = self.trie.step(
+            np.repeat(states[:, None], len(toks), 1), np.broadcast_to(toks, (len(states), len(toks)))
+        )
+        unknown = self.unk_score * self.token_length[toks]  # (C,) charged per character outside the trie
+        change = (
+            np.where(child < 0, unknown[None, :], self.lookahead(child)) - self.lookahead(states)[:, None]
+        )
+        return child, change
+
+    def states(self, ids: np.ndarray) -> np.ndarray:
+        return np.array([self.state[n] for n in ids.tolist()], np.int64)
+
     def complete(self, node: int, parent: np.ndarray, token: np.ndarray) -> tuple[float, tuple]:
-        """Score change (alpha * log P(word | history) + beta) when node's partial word ends here."""
+        """Score change when node's partial word ends here: alpha * log P(word | history) + beta
+        replaces its look-ahead; an unknown word keeps the unk_score it paid and pays one more."""
         if node not in self.completion:
             chars = []
             start = node
@@ -85,6 +115,10 @@ class _LMScorer:
             word = "".join(reversed(chars))
             history = self.history[start]
             score = self.alpha * self.lm.log_prob(word, history) + self.beta
+            state = self.state[node]
+            score -= float(self.lookahead(np.array(state)))
+            if state < 0 or not self.trie.is_word[state]:
+                score += self.unk_score
             self.completion[node] = (score, self._history_after(history, word))
         return self.completion[node]
 
@@ -96,24 +130,16 @@ class _LMScorer:
                 scores[j] = (self.completion.get(n) or self.complete(n, parent, token))[0]
         return scores
 
-    def allowed(self, ids: np.ndarray, toks: np.ndarray) -> np.ndarray:
-        """(B, C) whether appending each token keeps the partial word a prefix of some vocabulary word."""
-        children, masks = self.trie
-        states = np.array([self.state.get(int(n), -1) for n in ids])  # (B,) -1: not a prefix (never kept)
-        bits = masks[np.maximum(states, 0)][:, None] >> toks.astype(np.uint64)[None, :]  # (B, C)
-        ok = ((bits & np.uint64(1)) == 1) & (states[:, None] >= 0)
-        ok[:, toks == self.space] = True
-        return ok
-
-    def add_nodes(self, new_ids: np.ndarray, parents: np.ndarray, toks: np.ndarray) -> None:
-        """Register nodes just created: LM history after a completed word, trie state of a partial word."""
-        V = len(self.vocab)
-        for n, p, t in zip(new_ids.tolist(), parents.tolist(), toks.tolist()):
+    def add_nodes(
+        self, new_ids: np.ndarray, parents: np.ndarray, toks: np.ndarray, states: np.ndarray
+    ) -> None:
+        """Register nodes just created: LM history after a finished word, trie state of a partial word."""
+        for n, p, t, s in zip(new_ids.tolist(), parents.tolist(), toks.tolist(), states.tolist()):
             if t == self.space:
                 self.history[n] = self.completion[p][1]
                 self.state[n] = 0
-            elif self.trie is not None:
-                self.state[n] = self.trie[0].get(self.state.get(p, -1) * V + t, -1)
+            else:
+                self.state[n] = s
 
     def final(self, node: int, last: int, parent, token) -> float:
         """Score change at the end of the utterance: the last partial word, then </s>."""
@@ -135,7 +161,7 @@ def prefix_beam_search_nbest(
     top_k: int | None = 16,
     beam_margin: float = 10.0,
     blank_skip_logp: float = -1e-3,
-    lm_prefix_prune: bool = False,
+    unk_score: float = -3.0,
 ) -> list[tuple[list[int], float]]:
     """CTC prefix beam search; (T, V) log-probs -> beams as (token ids, score), best first.
 
@@ -143,8 +169,8 @@ def prefix_beam_search_nbest(
     With vocab (which must then contain " "), spaces are word boundaries: leading and repeated spaces do
     not make new prefixes, a trailing space is dropped, and the LM scores each word as it completes.
     Pruning per frame: candidate tokens (see frame_candidates), then at most beam_size prefixes no more
-    than beam_margin below the best. lm_prefix_prune drops prefixes whose partial word starts no word
-    of the LM vocabulary. Pass token_min_logp=-inf, top_k=None, beam_margin=inf, blank_skip_logp=0 for
+    than beam_margin below the best. unk_score is added for each character of a word from where it
+    stops being the start of any LM word, and once more at its end; -inf keeps only vocabulary words. Pass token_min_logp=-inf, top_k=None, beam_margin=inf, blank_skip_logp=0 for
     an exact search (up to beam_size).
     """
     if beam_size < 1:
@@ -154,7 +180,7 @@ def prefix_beam_search_nbest(
     space = vocab.index(" ") if vocab is not None and " " in vocab else -1
     if lm is not None and space < 0:
         raise ValueError("LM fusion needs a vocab with a space token")
-    scorer = _LMScorer(lm, vocab, space, alpha, beta, lm_prefix_prune) if lm is not None else None
+    scorer = _LMScorer(lm, vocab, space, alpha, beta, unk_score) if lm is not None else None
     cands = frame_candidates(log_probs, blank, token_min_logp, top_k, blank_skip_logp)
 
     # trie of prefixes: node 1 is the empty prefix, node 0 a sentinel parent no beam ever holds
@@ -208,12 +234,12 @@ def prefix_beam_search_nbest(
         score_stay = np.logaddexp(new_b, new_nb) + fused  # (B,)
         fused_ext = np.broadcast_to(fused[:, None], (B, C))  # (B, C)
         if scorer is not None:
-            fused_ext = fused_ext.copy()
+            states = scorer.states(ids)  # (B,)
+            child, change = scorer.extend(states, toks)  # (B, C) each
+            fused_ext = fused_ext + change
             is_space = toks == space
             if is_space.any():
-                fused_ext[:, is_space] += scorer.completions(ids, last, parent, token)[:, None]
-            if scorer.trie is not None:
-                fused_ext = np.where(scorer.allowed(ids, toks), fused_ext, NEG_INF)
+                fused_ext[:, is_space] = (fused + scorer.completions(ids, last, parent, token))[:, None]
         score_ext = ext + fused_ext  # (B, C)
 
         # keep the best beam_size within beam_margin of the best
@@ -241,7 +267,7 @@ def prefix_beam_search_nbest(
         parent[new_ids] = ids[r]
         token[new_ids] = toks[c]
         if scorer is not None:
-            scorer.add_nodes(new_ids, ids[r], toks[c])
+            scorer.add_nodes(new_ids, ids[r], toks[c], child[r, c])
 
         row_of[ids] = -1
         ids = np.concatenate([ids[stay], new_ids])

@@ -190,11 +190,11 @@ def test_lm_fusion_prefers_likely_words(cat_lm):
     assert ids_to_text(prefix_beam_search(log_probs, 8, vocab=VOCAB), VOCAB) == "the kat"
     fused = prefix_beam_search(log_probs, 8, vocab=VOCAB, lm=cat_lm, alpha=0.5, beta=1.0)
     assert ids_to_text(fused, VOCAB) == "the cat"
-    # alpha = 0 leaves only the word bonus, which both spellings get
-    plain = prefix_beam_search(log_probs, 8, vocab=VOCAB, lm=cat_lm, alpha=0.0, beta=1.0)
+    # alpha = 0 and no unknown-word score leave only the word bonus, which both spellings get
+    plain = prefix_beam_search(log_probs, 8, vocab=VOCAB, lm=cat_lm, alpha=0.0, beta=1.0, unk_score=0.0)
     assert ids_to_text(plain, VOCAB) == "the kat"
-    # the partial word "k" starts no LM word: pruned as soon as it appears
-    pruned = prefix_beam_search_nbest(log_probs, 8, vocab=VOCAB, lm=cat_lm, lm_prefix_prune=True)
+    # the partial word "k" starts no LM word: with unk_score -inf it is pruned as soon as it appears
+    pruned = prefix_beam_search_nbest(log_probs, 8, vocab=VOCAB, lm=cat_lm, unk_score=-np.inf)
     texts = [ids_to_text(ids, VOCAB) for ids, _ in pruned]
     assert texts[0] == "the cat" and not any("k" in text for text in texts)
     unpruned = prefix_beam_search_nbest(log_probs, 8, vocab=VOCAB, lm=cat_lm)
@@ -207,6 +207,75 @@ def test_lm_score_adds_up(cat_lm):
     (ids, score), *_ = prefix_beam_search_nbest(log_probs, 4, vocab=VOCAB, lm=cat_lm, alpha=0.7, beta=2.0)
     assert ids_to_text(ids, VOCAB) == "the cat"
     assert score == pytest.approx(0.7 * cat_lm.sentence_log_prob(["the", "cat"]) + 2.0 * 2, abs=1e-6)
+
+
+def run_on(words, space_p=0.3):
+    """Each word spelled clearly, with a weak space between words (blank is likelier): greedy runs on."""
+    frames = []
+    for i, word in enumerate(words):
+        if i:
+            frames.append({" ": space_p, 0: 1 - space_p})
+        frames += [f for ch in word for f in ({ch: 0.9}, {0: 0.9})]
+    return spell(frames)
+
+
+@pytest.mark.parametrize("alpha", [0.5, 1.0, 2.0])
+def test_lm_fusion_splits_run_on_words(cat_lm, alpha):
+    log_probs = run_on(["the", "cat", "sat", "the", "dog", "ran"])
+    assert ids_to_text(greedy_decode(log_probs), VOCAB) == "thecatsatthedogran"
+    fused = prefix_beam_search(log_probs, 16, vocab=VOCAB, lm=cat_lm, alpha=alpha, beta=1.0)
+    assert ids_to_text(fused, VOCAB) == "the cat sat the dog ran"
+
+
+def fused_score(log_probs, text, lm, alpha, beta, unk_score):
+    """log P_ctc(text) summed over every alignment by brute force, plus the LM terms of its words."""
+    T, V = log_probs.shape
+    ctc = -np.inf
+    for path in itertools.product(range(V), repeat=T):
+        if " ".join("".join(VOCAB_AB[i] for i in collapse(path)).split()) == text:
+            ctc = np.logaddexp(ctc, log_probs[np.arange(T), path].sum())
+    words = text.split()
+    # characters of "word$" past its longest start shared with some "vocabulary word$"
+    starts = {w[:i] for w in lm.vocab for w in [w + "$"] for i in range(len(w) + 1)}
+    unknown = sum(
+        len(w) - max(i for i in range(len(w) + 1) if w[:i] in starts) for w in (w + "$" for w in words)
+    )
+    return ctc + alpha * lm.sentence_log_prob(words) + beta * len(words) + unk_score * unknown
+
+
+VOCAB_AB = ["", " ", "a", "b"]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_fused_score_is_ctc_plus_lm_by_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    lm = NGramLM.from_ngrams(build_kneser_ney(["a b", "ab a", "b b a", "a ab"], order=2))  # no "ba", "bb"
+    log_probs = random_log_probs(rng, 6, len(VOCAB_AB))
+    alpha, beta, unk = rng.uniform(0.2, 2.0), rng.uniform(0, 3), -rng.uniform(1, 5)
+    beams = prefix_beam_search_nbest(
+        log_probs, 4000, vocab=VOCAB_AB, lm=lm, alpha=alpha, beta=beta, unk_score=unk, **EXACT
+    )
+    texts = {" ".join("".join(VOCAB_AB[i] for i in ids).split()) for ids, _ in beams}
+    assert len(texts) == len(beams)  # texts that differ only in spaces were merged
+    for ids, score in beams[:5]:
+        text = " ".join("".join(VOCAB_AB[i] for i in ids).split())
+        assert score == pytest.approx(fused_score(log_probs, text, lm, alpha, beta, unk))
+    best = max(texts, key=lambda text: fused_score(log_probs, text, lm, alpha, beta, unk))
+    assert " ".join("".join(VOCAB_AB[i] for i in beams[0][0]).split()) == best
+
+
+def test_larger_lm_weight_degrades_gracefully(cat_lm):
+    # a clear acoustic path with words outside the LM: no alpha may empty the output or drop words,
+    # and the lexicon-constrained search still gives vocabulary words
+    log_probs = spell_text("the cat sat on the mat")
+    previous = "the cat sat on the mat"
+    for alpha in np.linspace(0.0, 2.0, 9):
+        search = dict(vocab=VOCAB, lm=cat_lm, alpha=alpha, beta=1.0)
+        text = ids_to_text(prefix_beam_search(log_probs, 16, **search), VOCAB)
+        assert len(text.split()) == 6 and sum(a != b for a, b in zip(text, previous)) <= 4, (alpha, text)
+        previous = text
+        text = ids_to_text(prefix_beam_search(log_probs, 16, unk_score=-np.inf, **search), VOCAB)
+        assert len(text.split()) >= 4 and set(text.split()) <= set(cat_lm.vocab), (alpha, text)
 
 
 @pytest.fixture(autouse=True)
@@ -249,7 +318,7 @@ def test_grid_search_lm(cat_lm):
     pytest.importorskip("calc_metrics")
     utterances = [kat_or_cat(), spell_text("the dog")]
     rows = grid_search_lm(
-        utterances, ["the cat", "the dog"], VOCAB, cat_lm, [0.0, 1.0], [0.5], 8, num_workers=1
+        utterances, ["the cat", "the dog"], VOCAB, cat_lm, [0.0, 1.0], [0.5], 8, num_workers=1, unk_score=0.0
     )
     assert [(r["alpha"], r["beta"]) for r in rows] == [(0.0, 0.5), (1.0, 0.5)]
     assert rows[0]["wer"] == pytest.approx(0.25) and rows[1]["wer"] == 0.0
