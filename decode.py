@@ -78,7 +78,6 @@ class _LMScorer:
         self.history = {1: (BOS,)}  # node ending in a space (or the root) -> LM history after it
         self.completion: dict[int, tuple[float, tuple]] = {}  # node -> (score change, history after)
         self.trie = lm.word_trie(vocab)
-        self.state = {1: 0}  # node -> trie state of its partial word: 0 none, -1 outside the vocabulary
         self.token_length = np.array([len(token) for token in vocab])  # (V,)
 
     def _history_after(self, history: tuple, word: str) -> tuple:
@@ -90,20 +89,19 @@ class _LMScorer:
         return np.where(states > 0, self.alpha * self.trie.best[np.maximum(states, 0)], 0.0)
 
     def extend(self, states: np.ndarray, toks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(B,) partial-word states and (C,) tokens -> (B, C) next states and fused score changes."""
+        """(B,) trie states of the beams' partial words (0: none, -1: outside the vocabulary) and (C,)
+        tokens -> (B, C) next states and fused score changes."""
         child = self.trie.step(
             np.repeat(states[:, None], len(toks), 1), np.broadcast_to(toks, (len(states), len(toks)))
         )
+        child[:, toks == self.space] = 0  # a space ends the word (its score change is completions')
         unknown = self.unk_score * self.token_length[toks]  # (C,) charged per character outside the trie
         change = (
             np.where(child < 0, unknown[None, :], self.lookahead(child)) - self.lookahead(states)[:, None]
         )
         return child, change
 
-    def states(self, ids: np.ndarray) -> np.ndarray:
-        return np.array([self.state[n] for n in ids.tolist()], np.int64)
-
-    def complete(self, node: int, parent: np.ndarray, token: np.ndarray) -> tuple[float, tuple]:
+    def complete(self, node: int, state: int, parent: np.ndarray, token: np.ndarray) -> tuple[float, tuple]:
         """Score change when node's partial word ends here: alpha * log P(word | history) + beta
         replaces its look-ahead; an unknown word keeps the unk_score it paid and pays one more."""
         if node not in self.completion:
@@ -115,37 +113,30 @@ class _LMScorer:
             word = "".join(reversed(chars))
             history = self.history[start]
             score = self.alpha * self.lm.log_prob(word, history) + self.beta
-            state = self.state[node]
             score -= float(self.lookahead(np.array(state)))
             if state < 0 or not self.trie.is_word[state]:
                 score += self.unk_score
             self.completion[node] = (score, self._history_after(history, word))
         return self.completion[node]
 
-    def completions(self, ids: np.ndarray, last: np.ndarray, parent, token) -> np.ndarray:
+    def completions(self, ids: np.ndarray, last: np.ndarray, states: np.ndarray, parent, token) -> np.ndarray:
         """(B,) score change of ending each beam's word now; -inf for beams with no partial word."""
         scores = np.full(len(ids), NEG_INF)
-        for j, (n, t) in enumerate(zip(ids.tolist(), last.tolist())):
-            if t != self.space:
-                scores[j] = (self.completion.get(n) or self.complete(n, parent, token))[0]
+        for j in np.flatnonzero(last != self.space).tolist():
+            n = int(ids[j])
+            scores[j] = (self.completion.get(n) or self.complete(n, int(states[j]), parent, token))[0]
         return scores
 
-    def add_nodes(
-        self, new_ids: np.ndarray, parents: np.ndarray, toks: np.ndarray, states: np.ndarray
-    ) -> None:
-        """Register nodes just created: LM history after a finished word, trie state of a partial word."""
-        for n, p, t, s in zip(new_ids.tolist(), parents.tolist(), toks.tolist(), states.tolist()):
-            if t == self.space:
-                self.history[n] = self.completion[p][1]
-                self.state[n] = 0
-            else:
-                self.state[n] = s
+    def add_words(self, new_ids: np.ndarray, parents: np.ndarray, toks: np.ndarray) -> None:
+        """Register the LM history after each word that the nodes just created (by a space) finished."""
+        for n, p in zip(new_ids[toks == self.space].tolist(), parents[toks == self.space].tolist()):
+            self.history[n] = self.completion[p][1]
 
-    def final(self, node: int, last: int, parent, token) -> float:
+    def final(self, node: int, last: int, state: int, parent, token) -> float:
         """Score change at the end of the utterance: the last partial word, then </s>."""
         score, history = 0.0, self.history.get(node)
         if last != self.space and node != 1:
-            score, history = self.complete(node, parent, token)
+            score, history = self.complete(node, state, parent, token)
         return score + self.alpha * self.lm.log_prob(EOS, history)
 
 
@@ -197,7 +188,8 @@ def prefix_beam_search_nbest(
     last = np.array([space])  # (B,) its last token (-1: none)
     p_b = np.array([0.0])  # (B,) log P(prefix, ending in blank)
     p_nb = np.array([NEG_INF])  # (B,) log P(prefix, ending in its last token)
-    fused = np.array([0.0])  # (B,) LM score of the prefix (alpha * log P_lm + beta * words)
+    fused = np.array([0.0])  # (B,) LM score of the prefix (see _LMScorer)
+    states = np.array([0])  # (B,) vocabulary-trie state of its partial word (0: none, -1: unknown)
     row_of[1] = 0
     ends_in_space = last == space if space >= 0 else np.zeros(1, bool)
 
@@ -234,12 +226,13 @@ def prefix_beam_search_nbest(
         score_stay = np.logaddexp(new_b, new_nb) + fused  # (B,)
         fused_ext = np.broadcast_to(fused[:, None], (B, C))  # (B, C)
         if scorer is not None:
-            states = scorer.states(ids)  # (B,)
             child, change = scorer.extend(states, toks)  # (B, C) each
             fused_ext = fused_ext + change
             is_space = toks == space
             if is_space.any():
-                fused_ext[:, is_space] = (fused + scorer.completions(ids, last, parent, token))[:, None]
+                fused_ext[:, is_space] = (fused + scorer.completions(ids, last, states, parent, token))[
+                    :, None
+                ]
         score_ext = ext + fused_ext  # (B, C)
 
         # keep the best beam_size within beam_margin of the best
@@ -267,7 +260,7 @@ def prefix_beam_search_nbest(
         parent[new_ids] = ids[r]
         token[new_ids] = toks[c]
         if scorer is not None:
-            scorer.add_nodes(new_ids, ids[r], toks[c], child[r, c])
+            scorer.add_words(new_ids, ids[r], toks[c])
 
         row_of[ids] = -1
         ids = np.concatenate([ids[stay], new_ids])
@@ -275,15 +268,18 @@ def prefix_beam_search_nbest(
         p_b = np.concatenate([new_b[stay], np.full(len(r), NEG_INF)])
         p_nb = np.concatenate([new_nb[stay], ext[r, c]])
         fused = np.concatenate([fused[stay], fused_ext[r, c]])
+        states = np.concatenate([states[stay], child[r, c] if scorer is not None else np.zeros(len(r), int)])
         row_of[ids] = np.arange(len(ids))
         ends_in_space = last == space if space >= 0 else np.zeros(len(ids), bool)
 
     # finish: score the last partial word, merge prefixes that differ by a trailing space only
     p_tot = np.logaddexp(p_b, p_nb)
     results: dict[tuple[int, ...], list[float]] = {}  # token ids -> [log P_ctc, LM score]
-    for node, t, ctc, f in zip(ids.tolist(), last.tolist(), p_tot.tolist(), fused.tolist()):
+    for node, t, s, ctc, f in zip(
+        ids.tolist(), last.tolist(), states.tolist(), p_tot.tolist(), fused.tolist()
+    ):
         if scorer is not None:
-            f += scorer.final(node, t, parent, token)
+            f += scorer.final(node, t, s, parent, token)
         backwards = []
         while node > 1:
             backwards.append(int(token[node]))
