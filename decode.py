@@ -113,11 +113,16 @@ class _LMScorer:
             word = "".join(reversed(chars))
             history = self.history[start]
             score = self.alpha * self.lm.log_prob(word, history) + self.beta
-            score -= float(self.lookahead(np.array(state)))
+            if state > 0:
+                score -= self.alpha * float(self.trie.best[state])  # the look-ahead it carried
             if state < 0 or not self.trie.is_word[state]:
                 score += self.unk_score
             self.completion[node] = (score, self._history_after(history, word))
         return self.completion[node]
+
+    def completion_bound(self, states: np.ndarray) -> np.ndarray:
+        """(B,) upper bound of completions(): log P(word | history) <= 0, unk_score <= 0."""
+        return self.beta - self.lookahead(states)
 
     def completions(self, ids: np.ndarray, last: np.ndarray, states: np.ndarray, parent, token) -> np.ndarray:
         """(B,) score change of ending each beam's word now; -inf for beams with no partial word."""
@@ -228,11 +233,19 @@ def prefix_beam_search_nbest(
         if scorer is not None:
             child, change = scorer.extend(states, toks)  # (B, C) each
             fused_ext = fused_ext + change
-            is_space = toks == space
-            if is_space.any():
-                fused_ext[:, is_space] = (fused + scorer.completions(ids, last, states, parent, token))[
-                    :, None
-                ]
+            if (toks == space).any():
+                # ending a word asks the LM: only for beams that can still make the cut below, known
+                # from every other candidate's score and an upper bound of the word's score change
+                s = int(np.flatnonzero(toks == space)[0])
+                known = np.concatenate([score_stay, np.delete(ext + fused_ext, s, axis=1).ravel()])
+                floor = known.max() - beam_margin if len(known) else NEG_INF
+                if len(known) >= beam_size:
+                    floor = max(floor, np.partition(known, len(known) - beam_size)[len(known) - beam_size])
+                maybe = np.flatnonzero(ext[:, s] + fused + scorer.completion_bound(states) >= floor)
+                fused_ext[:, s] = NEG_INF
+                fused_ext[maybe, s] = fused[maybe] + scorer.completions(
+                    ids[maybe], last[maybe], states[maybe], parent, token
+                )
         score_ext = ext + fused_ext  # (B, C)
 
         # keep the best beam_size within beam_margin of the best
