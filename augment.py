@@ -20,8 +20,8 @@ import torchaudio.functional as F
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from audio import AUDIO_EXTENSIONS, HOP_LENGTH, SAMPLE_RATE, load_audio, log_mel_spectrogram
 from config import add_config_args, config_from_args
-from data import AUDIO_EXTENSIONS, HOP_LENGTH, load_audio, log_mel_spectrogram
 
 NOISE_COLORS = ("white", "pink", "brown")
 NOISE_EXPONENTS = {"white": 0.0, "pink": 1.0, "brown": 2.0}  # noise power spectrum ~ 1 / f^exponent
@@ -240,7 +240,7 @@ def augmentation_examples(
     training: name -> (title, audio (N',), log-mel features (cfg.n_mels, T')), "original" first."""
 
     def example(title: str, augmented: np.ndarray) -> tuple[str, np.ndarray, torch.Tensor]:
-        return title, augmented, log_mel_spectrogram(augmented, cfg.n_mels, sample_rate)
+        return title, augmented, log_mel_spectrogram(augmented, cfg.n_mels)
 
     speed = (cfg.speed_min, cfg.speed_max)[rng.integers(2)]
     gain_db = (-cfg.gain_db, cfg.gain_db)[rng.integers(2)]
@@ -337,18 +337,18 @@ def main(argv: list[str] | None = None) -> None:
     if not args.out and not args.grid:
         parser.error("give --out DIR, --grid PATH or both")
     cfg = config_from_args(args)
-    audio = load_audio(args.audio, cfg.sample_rate)
-    examples = augmentation_examples(audio, cfg.sample_rate, cfg, np.random.default_rng(cfg.seed))
+    audio = load_audio(args.audio)
+    examples = augmentation_examples(audio, SAMPLE_RATE, cfg, np.random.default_rng(cfg.seed))
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         for name, (_, augmented, _) in examples.items():
             if name != "masks":  # masks act on features only: its audio is the original
-                sf.write(out / f"{name}.wav", augmented, cfg.sample_rate)
-            save_png(out / f"{name}.png", before_after_image(examples, name, cfg.sample_rate))
+                sf.write(out / f"{name}.wav", augmented, SAMPLE_RATE)
+            save_png(out / f"{name}.png", before_after_image(examples, name, SAMPLE_RATE))
         print(f"wrote {len(examples)} examples (wav and png) to {out}")
     if args.grid:
-        save_png(args.grid, grid_image(examples, cfg.sample_rate))
+        save_png(args.grid, grid_image(examples, SAMPLE_RATE))
         print(f"wrote {args.grid}")
 
 

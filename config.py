@@ -16,7 +16,6 @@ class Config:
     val_data: str = "dev-clean"
     val_speakers: tuple[str, ...] = ()  # LibriSpeech speakers moved from train_data to validation
     data_root: str = "data"
-    sample_rate: int = 16000
     n_mels: int = 64
     max_duration: float = 17.0  # seconds; longer training utterances are skipped
     batch_seconds: float = 240.0  # padded audio seconds per training batch
@@ -70,12 +69,7 @@ class Config:
     time_mask_width: int = 40  # frames, at most
     time_mask_ratio: float = 0.05  # and at most this fraction of the utterance per mask
 
-    # decoding
-    decoder: str = "greedy"  # greedy | beam | beam_lm
-    beam_size: int = 50
-    lm: str = ""  # ARPA file (.arpa or .arpa.gz) for beam_lm
-    alpha: float = 0.5
-    beta: float = 1.0
+    beam_size: int = 50  # validation also decodes with a beam this wide (1: greedy only)
 
     # logging and output
     out_dir: str = "runs/default"
@@ -134,7 +128,10 @@ PRESETS: dict[str, dict] = {
 }
 
 
-def get_config(preset: str = "base", **overrides) -> Config:
+DEFAULT_PRESET = "small"
+
+
+def get_config(preset: str = DEFAULT_PRESET, **overrides) -> Config:
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     return dataclasses.replace(Config(), **{**PRESETS[preset], **overrides})
@@ -174,7 +171,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
-    return get_config(getattr(args, "preset", "small"), **overrides_from_args(args))
+    return get_config(getattr(args, "preset", DEFAULT_PRESET), **overrides_from_args(args))
 
 
 def config_from_dict(values: dict) -> Config:
