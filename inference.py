@@ -55,7 +55,8 @@ def decoding_options(checkpoint: dict, checkpoint_path: Path, **chosen) -> Decod
     return options
 
 
-def _load(data_dir, checkpoint, sha256, dataset, split, device, decoding: dict):
+def _load(data_dir, checkpoint=DEFAULT_CHECKPOINT, sha256=None, dataset="custom", split="test-clean",
+          device="auto", **decoding):  # fmt: skip
     """-> model, tokenizer, decoding options, the dataset and the device, with 'skipped' warnings printed."""
     if dataset != "librispeech":
         for folder in str(data_dir).split(","):  # several folders may be joined with commas
@@ -88,15 +89,13 @@ def _log_probs(model, data, batch_seconds: float, device, num_workers: int):
 
 
 def transcribe(
-    data_dir, out="preds", checkpoint=DEFAULT_CHECKPOINT, *, sha256=None, dataset="custom",
-    split="test-clean", batch_seconds=200.0, device="auto", num_workers=2, **decoding,
-) -> dict:  # fmt: skip
-    """Transcribe a folder (see the module's docstring) to OUT/<id>.txt; decoding: DecodingOptions
-    fields (decoder, beam_size, lm, alpha, beta, ...) over the checkpoint's. -> dict(predictions,
-    failed) and, when there are transcriptions, the corpus WER/CER (calc_metrics)."""
-    model, tokenizer, options, data, device = _load(
-        data_dir, checkpoint, sha256, dataset, split, device, decoding
-    )
+    data_dir, out="preds", checkpoint=DEFAULT_CHECKPOINT, *, batch_seconds=200.0, num_workers=2, **kwargs
+) -> dict:
+    """Transcribe a folder (see the module's docstring) to OUT/<id>.txt with a checkpoint (path, URL
+    or Drive link). kwargs: sha256 (of a downloaded checkpoint), dataset ("custom" or "librispeech"
+    with split), device, and DecodingOptions fields (decoder, beam_size, lm, alpha, beta, ...) over
+    the checkpoint's. -> dict(predictions, failed) and, with transcriptions, the corpus WER/CER."""
+    model, tokenizer, options, data, device = _load(data_dir, checkpoint, **kwargs)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     refs = {u.id: u.text for u in data.utterances + data.skipped if u.text is not None}
@@ -161,16 +160,10 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def tune(
-    data_dir, out, alphas, betas, checkpoint=DEFAULT_CHECKPOINT, *, sha256=None, dataset="custom",
-    split="test-clean", batch_seconds=200.0, device="auto", num_workers=2, **decoding,
-) -> dict:  # fmt: skip
+def tune(data_dir, out, alphas, betas, *, batch_seconds=200.0, num_workers=2, **kwargs) -> dict:
     """Grid-search the LM weight and word bonus on labelled data: prints the table, writes it with
-    the best row to OUT/tune.json and returns the best row."""
-    decoding["decoder"] = "beam_lm"
-    model, tokenizer, options, data, device = _load(
-        data_dir, checkpoint, sha256, dataset, split, device, decoding
-    )
+    the best row to OUT/tune.json and returns the best row. kwargs: as transcribe's."""
+    model, tokenizer, options, data, device = _load(data_dir, **dict(kwargs, decoder="beam_lm"))
     refs = {u.id: u.text for u in data.utterances if u.text}
     kept = [(uid, lp) for ids, _, lps in _log_probs(model, data, batch_seconds, device, num_workers)
             for uid, lp in zip(ids, lps) if uid in refs]  # fmt: skip
