@@ -20,8 +20,8 @@ import torchaudio.functional as F
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from audio import AUDIO_EXTENSIONS, HOP_LENGTH, SAMPLE_RATE, load_audio, log_mel_spectrogram
 from config import add_config_args, config_from_args
-from data import AUDIO_EXTENSIONS, HOP_LENGTH, load_audio, log_mel_spectrogram
 
 NOISE_COLORS = ("white", "pink", "brown")
 NOISE_EXPONENTS = {"white": 0.0, "pink": 1.0, "brown": 2.0}  # noise power spectrum ~ 1 / f^exponent
@@ -240,7 +240,7 @@ def augmentation_examples(
     training: name -> (title, audio (N',), log-mel features (cfg.n_mels, T')), "original" first."""
 
     def example(title: str, augmented: np.ndarray) -> tuple[str, np.ndarray, torch.Tensor]:
-        return title, augmented, log_mel_spectrogram(augmented, cfg.n_mels, sample_rate)
+        return title, augmented, log_mel_spectrogram(augmented, cfg.n_mels)
 
     speed = (cfg.speed_min, cfg.speed_max)[rng.integers(2)]
     gain_db = (-cfg.gain_db, cfg.gain_db)[rng.integers(2)]
@@ -274,25 +274,18 @@ def augmentation_examples(
     return examples
 
 
-def plot_log_mel(ax, features: torch.Tensor, title: str, sample_rate: int, vmin: float, vmax: float) -> None:
-    n_mels, n_frames = features.shape
-    seconds = n_frames * HOP_LENGTH / sample_rate
-    ax.imshow(
-        features.numpy(), origin="lower", aspect="auto", extent=(0, seconds, 0, n_mels), vmin=vmin, vmax=vmax
-    )
-    ax.set_title(title, fontsize=8)
-    ax.tick_params(labelsize=6)
-
-
-def render_panels(panels: list[tuple[str, torch.Tensor]], sample_rate: int, n_cols: int) -> np.ndarray:
-    """Log-mel panels [(title, (n_mels, T))] on one shared time axis and colour scale
-    (from the first panel) -> RGB image (H, W, 3) uint8."""
+def render_panels(panels: list[tuple[str, torch.Tensor]], n_cols: int) -> np.ndarray:
+    """Log-mel panels [(title, (n_mels, T))] on one shared time axis and colour scale (from the
+    first panel) -> RGB image (H, W, 3) uint8."""
     n_rows = -(-len(panels) // n_cols)
     fig = Figure(figsize=(3.6 * n_cols, 1.4 * n_rows), dpi=80, layout="constrained")
     axes = fig.subplots(n_rows, n_cols, sharex=True, sharey=True, squeeze=False).ravel()
     vmin, vmax = np.percentile(panels[0][1].numpy(), [1, 99])
     for ax, (title, features) in zip(axes, panels):
-        plot_log_mel(ax, features, title, sample_rate, vmin, vmax)
+        extent = (0, features.shape[1] * HOP_LENGTH / SAMPLE_RATE, 0, features.shape[0])
+        ax.imshow(features.numpy(), origin="lower", aspect="auto", extent=extent, vmin=vmin, vmax=vmax)
+        ax.set_title(title, fontsize=8)
+        ax.tick_params(labelsize=6)
     for ax in axes[len(panels) :]:
         ax.set_visible(False)
     for ax in axes[-n_cols:]:
@@ -302,19 +295,6 @@ def render_panels(panels: list[tuple[str, torch.Tensor]], sample_rate: int, n_co
     canvas = FigureCanvasAgg(fig)
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
-
-
-def before_after_image(examples: dict, name: str, sample_rate: int) -> np.ndarray:
-    """The original's and one augmentation's log-mel side by side -> RGB image (H, W, 3) uint8."""
-    (_, _, before), (title, _, after) = examples["original"], examples[name]
-    if name == "original":
-        return render_panels([(title, before)], sample_rate, n_cols=1)
-    return render_panels([("original", before), (title, after)], sample_rate, n_cols=2)
-
-
-def grid_image(examples: dict, sample_rate: int, n_cols: int = 2) -> np.ndarray:
-    """Every example's log-mel in one grid -> RGB image (H, W, 3) uint8."""
-    return render_panels([(title, features) for title, _, features in examples.values()], sample_rate, n_cols)
 
 
 def save_png(path: str | Path, image: np.ndarray) -> None:
@@ -337,18 +317,21 @@ def main(argv: list[str] | None = None) -> None:
     if not args.out and not args.grid:
         parser.error("give --out DIR, --grid PATH or both")
     cfg = config_from_args(args)
-    audio = load_audio(args.audio, cfg.sample_rate)
-    examples = augmentation_examples(audio, cfg.sample_rate, cfg, np.random.default_rng(cfg.seed))
+    examples = augmentation_examples(
+        load_audio(args.audio), SAMPLE_RATE, cfg, np.random.default_rng(cfg.seed)
+    )
+    original = ("original", examples["original"][2])
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        for name, (_, augmented, _) in examples.items():
+        for name, (title, augmented, features) in examples.items():
             if name != "masks":  # masks act on features only: its audio is the original
-                sf.write(out / f"{name}.wav", augmented, cfg.sample_rate)
-            save_png(out / f"{name}.png", before_after_image(examples, name, cfg.sample_rate))
+                sf.write(out / f"{name}.wav", augmented, SAMPLE_RATE)
+            panels = [original] + [(title, features)] * (name != "original")
+            save_png(out / f"{name}.png", render_panels(panels, n_cols=len(panels)))
         print(f"wrote {len(examples)} examples (wav and png) to {out}")
     if args.grid:
-        save_png(args.grid, grid_image(examples, cfg.sample_rate))
+        save_png(args.grid, render_panels([(title, features) for title, _, features in examples.values()], 2))
         print(f"wrote {args.grid}")
 
 

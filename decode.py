@@ -1,21 +1,41 @@
-"""CTC decoding: greedy, prefix beam search with word n-gram shallow fusion, and batch helpers.
+"""CTC decoding: greedy, and prefix beam search with word n-gram shallow fusion, configured by one
+DecodingOptions; `decode_batch` decodes many utterances, in a pool of worker processes when given one.
 
 All scores are natural-log. A prefix is an integer node id in a trie (parent + token arrays); each beam
 keeps the prefix's log-probability of ending in blank (p_b) and in a non-blank token (p_nb), so every
 alignment of the prefix is counted once. Per-frame work is vectorised over beams and candidate tokens.
-
-    python decode.py build-lm --text corpus.txt --order 3 --out lm.arpa   (forwards to lm.py)
+`vocab` is the tokenizer's symbol list: blank at 0, " " the word boundary.
 """
 
-import atexit
+import dataclasses
 import multiprocessing
-import sys
+from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
 from lm import BOS, EOS, NGramLM
 
 NEG_INF = float("-inf")
+DECODERS = ("greedy", "beam", "beam_lm")
+
+
+@dataclass
+class DecodingOptions:
+    decoder: str = "greedy"  # greedy | beam | beam_lm
+    beam_size: int = 50
+    lm: str = ""  # ARPA file (.arpa or .arpa.gz), for beam_lm
+    alpha: float = 0.5  # LM weight
+    beta: float = 1.0  # word insertion bonus
+    token_min_logp: float = -10.0  # per-frame pruning: see frame_candidates
+    top_k: int | None = 16
+    beam_margin: float = 10.0
+    blank_skip_logp: float = -1e-3
+    unk_score: float = -3.0  # per character of a word outside the LM vocabulary; -inf: only its words
+
+    def search_kwargs(self) -> dict:
+        """The keyword arguments of prefix_beam_search_nbest (all but decoder, beam_size and lm)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("decoder", "beam_size", "lm")}
 
 
 def greedy_decode(log_probs: np.ndarray, blank: int = 0) -> list[int]:
@@ -25,11 +45,6 @@ def greedy_decode(log_probs: np.ndarray, blank: int = 0) -> list[int]:
     keep[1:] = best[1:] != best[:-1]
     best = best[keep]
     return best[best != blank].tolist()
-
-
-def ids_to_text(ids: list[int], vocab: list[str]) -> str:
-    """Token ids -> text with single spaces between words."""
-    return " ".join("".join(vocab[i] for i in ids).split())
 
 
 def frame_candidates(
@@ -317,163 +332,67 @@ def prefix_beam_search(
     return prefix_beam_search_nbest(log_probs, beam_size, blank=blank, lm=lm, **search_kwargs)[0][0]
 
 
+def decode(
+    log_probs: np.ndarray, vocab: list[str], options: DecodingOptions, lm: NGramLM | None = None
+) -> list[int]:
+    """(T, V) log-probs -> token ids, by options.decoder; lm is used by beam_lm only."""
+    if options.decoder == "greedy":
+        return greedy_decode(log_probs)
+    if options.decoder not in DECODERS:
+        raise ValueError(f"unknown decoder {options.decoder!r}; choose {', '.join(DECODERS)}")
+    lm = lm if options.decoder == "beam_lm" else None
+    return prefix_beam_search(log_probs, options.beam_size, vocab=vocab, lm=lm, **options.search_kwargs())
+
+
 # ---------------------------------------------------------------------------------------------------
-# Many utterances: a process pool over both cores, the LM loaded once per worker
-
-_worker: dict = {}  # in each worker process: the LM and where it came from
+# Many utterances: a pool of worker processes, each loading the LM once
 
 
-def _load_lm(lm: str | NGramLM | None) -> None:
-    """Worker initializer (also used in this process): load the LM unless this one is loaded already."""
-    if "source" in _worker and (_worker["source"] is lm or (isinstance(lm, str) and _worker["source"] == lm)):
-        return
-    _worker.pop("source", None)
+@lru_cache(maxsize=1)
+def load_lm(path: str) -> NGramLM:
+    """The ARPA model at path, read once per process."""
+    return NGramLM.from_arpa(path)
+
+
+def _init_worker(lm_path: str) -> None:
     try:
-        _worker["lm"] = NGramLM.from_arpa(lm) if isinstance(lm, str) and lm else (lm or None)
-    except Exception as error:  # raised by the tasks: a failing initializer makes a pool respawn forever
-        _worker["lm"] = error
-        return
-    _worker["source"] = lm
+        if lm_path:
+            load_lm(lm_path)
+    except Exception:  # raised again by the tasks: a failing initializer makes a pool respawn forever
+        pass
 
 
-def _worker_lm() -> NGramLM | None:
-    if isinstance(_worker["lm"], Exception):
-        raise _worker["lm"]
-    return _worker["lm"]
+def _decode_task(job: tuple) -> list[list[int]]:
+    """One utterance decoded with each of a list of options: its log-probs are sent only once."""
+    log_probs, vocab, options_list = job
+    return [
+        decode(log_probs, vocab, o, load_lm(o.lm) if o.decoder == "beam_lm" else None) for o in options_list
+    ]
 
 
-def _decode_one(
-    log_probs: np.ndarray, decoder: str, beam_size: int, vocab: list[str], lm, alpha, beta, **kw
-) -> str:
-    if decoder == "greedy":
-        ids = greedy_decode(log_probs)
-    elif decoder in ("beam", "beam_lm"):
-        lm = lm if decoder == "beam_lm" else None
-        ids = prefix_beam_search(log_probs, beam_size, vocab=vocab, lm=lm, alpha=alpha, beta=beta, **kw)
-    else:
-        raise ValueError(f"unknown decoder {decoder!r}; choose greedy, beam or beam_lm")
-    return ids_to_text(ids, vocab)
-
-
-def _decode_task(job: tuple[np.ndarray, dict]) -> str:
-    log_probs, settings = job
-    return _decode_one(log_probs, lm=_worker_lm(), **settings)
-
-
-def _grid_task(job: tuple[np.ndarray, dict]) -> list[str]:
-    """One utterance decoded at every (alpha, beta) of the grid: its log-probs are sent only once."""
-    log_probs, settings = job
-    settings = dict(settings)
-    grid = settings.pop("grid")
-    return [_decode_one(log_probs, lm=_worker_lm(), alpha=a, beta=b, **settings) for a, b in grid]
-
-
-_pool: dict = {}  # the last pool, kept for the next call: starting workers and loading an LM take seconds
-
-
-def close_pool() -> None:
-    """Stop the worker processes kept by decode_batch / grid_search_lm (also done at exit)."""
-    if "pool" in _pool:
-        _pool.pop("pool").terminate()
-        _pool.clear()
-
-
-atexit.register(close_pool)
-
-
-def _get_pool(lm: str | NGramLM | None, num_workers: int):
-    same_lm = _pool.get("lm") is lm or (isinstance(lm, str) and _pool.get("lm") == lm)
-    if not (same_lm and _pool.get("num_workers") == num_workers):
-        close_pool()
-        # spawn, not fork: the caller may hold torch threads or CUDA state that a forked child must not touch
-        context = multiprocessing.get_context("spawn")
-        pool = context.Pool(num_workers, initializer=_load_lm, initargs=(lm,))
-        _pool.update(pool=pool, lm=lm, num_workers=num_workers)
-    return _pool["pool"]
-
-
-def _run(task, log_probs_list: list[np.ndarray], lm, settings: dict, num_workers: int) -> list:
-    """task over every utterance, results in input order; in this process when one worker is enough."""
-    jobs = [(lp, settings) for lp in log_probs_list]
-    if num_workers <= 1 or len(jobs) <= 1:
-        _load_lm(lm)
-        return [task(job) for job in jobs]
-    try:
-        return _get_pool(lm, num_workers).map(task, jobs, chunksize=1)
-    except BaseException:
-        close_pool()  # its workers may hold a failed LM load
-        raise
+def decoder_pool(lm_path: str = "", num_workers: int = 2):
+    """A process pool for decode_batch whose workers read the LM at lm_path once, when they start.
+    Use it as a context manager; it serves any number of decode_batch calls with that LM."""
+    # spawn, not fork: the caller may hold torch threads or CUDA state that a forked child must not touch
+    return multiprocessing.get_context("spawn").Pool(num_workers, _init_worker, (lm_path,))
 
 
 def decode_batch(
     log_probs_list: list[np.ndarray],
-    decoder: str,
-    beam_size: int,
     vocab: list[str],
-    lm_path_or_lm: str | NGramLM | None = None,
-    alpha: float = 0.5,
-    beta: float = 1.0,
-    num_workers: int = 2,
-    **search_kwargs,
-) -> list[str]:
-    """Decode utterances ((T_i, V) log-probs each) to text, in input order.
-
-    decoder: greedy | beam | beam_lm. lm_path_or_lm: an ARPA path, loaded once in each worker (an
-    NGramLM object is sent to each worker once instead). search_kwargs go to prefix_beam_search.
-    Greedy decoding stays in this process: it is cheaper than sending the log-probs to a worker.
-    """
-    if decoder == "greedy":
-        return [ids_to_text(greedy_decode(lp), vocab) for lp in log_probs_list]
-    if decoder == "beam_lm" and not lm_path_or_lm:
-        raise ValueError("decoder beam_lm needs an LM (ARPA path or NGramLM)")
-    lm = lm_path_or_lm if decoder == "beam_lm" else None
-    settings = dict(
-        decoder=decoder, beam_size=beam_size, vocab=vocab, alpha=alpha, beta=beta, **search_kwargs
-    )
-    return _run(_decode_task, log_probs_list, lm, settings, num_workers)
-
-
-def grid_search_lm(
-    log_probs_list: list[np.ndarray],
-    references: list[str],
-    vocab: list[str],
-    lm_path: str | NGramLM,
-    alphas: list[float],
-    betas: list[float],
-    beam_size: int = 50,
-    num_workers: int = 2,
-    **search_kwargs,
-) -> list[dict]:
-    """WER/CER of LM-fused beam search for every (alpha, beta): rows of dicts alpha, beta, wer, cer."""
-    from calc_metrics import corpus_error_rates
-
-    grid = [(a, b) for a in alphas for b in betas]
-    settings = dict(decoder="beam_lm", beam_size=beam_size, vocab=vocab, grid=grid, **search_kwargs)
-    per_utterance = _run(_grid_task, log_probs_list, lm_path, settings, num_workers)  # (N, grid)
-    rows = []
-    for g, (alpha, beta) in enumerate(grid):
-        rates = corpus_error_rates(references, [texts[g] for texts in per_utterance])
-        rows.append(dict(alpha=alpha, beta=beta, wer=rates["wer"], cer=rates["cer"]))
-    return rows
-
-
-def format_table(rows: list[dict]) -> str:
-    """Grid-search rows as an aligned text table, best WER marked with *."""
-    best = min(range(len(rows)), key=lambda i: (rows[i]["wer"], rows[i]["cer"])) if rows else -1
-    lines = ["alpha |  beta |    wer |    cer", "------+-------+--------+-------"]
-    for i, r in enumerate(rows):
-        mark = " *" if i == best else ""
-        lines.append(
-            f"{r['alpha']:5.2f} | {r['beta']:5.2f} | {100 * r['wer']:5.2f}% | {100 * r['cer']:5.2f}%{mark}"
-        )
-    return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    if sys.argv[1:2] == ["build-lm"]:
-        import lm as lm_module
-
-        lm_module.main(["build"] + sys.argv[2:])
+    options: DecodingOptions | list[DecodingOptions],
+    pool=None,
+) -> list:
+    """Decode utterances ((T_i, V) log-probs each) to token ids, in input order: a list of ids per
+    utterance, or with a list of options, a list (one per option) per utterance. Beam search runs in
+    `pool` (see decoder_pool) when given, else here; greedy decoding always runs here."""
+    options_list = options if isinstance(options, list) else [options]
+    for o in options_list:
+        if o.decoder == "beam_lm" and not o.lm:
+            raise ValueError("decoder beam_lm needs an LM (options.lm, an ARPA path)")
+    jobs = [(lp, vocab, options_list) for lp in log_probs_list]
+    if pool is None or len(jobs) <= 1 or all(o.decoder == "greedy" for o in options_list):
+        results = [_decode_task(job) for job in jobs]
     else:
-        print("usage: python decode.py build-lm --text corpus.txt --order 3 --out lm.arpa", file=sys.stderr)
-        sys.exit(2)
+        results = pool.map(_decode_task, jobs, chunksize=1)
+    return results if isinstance(options, list) else [r[0] for r in results]

@@ -10,16 +10,16 @@ read and write. Words are lower-cased on load, so LibriSpeech's upper-case ARPA 
 import argparse
 import gzip
 import math
-import os
 import re
 import sys
 import time
-import urllib.request
 from array import array
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 
 import numpy as np
+
+from tokenizer import normalize_text
 
 LM_URLS = {
     "3-gram.pruned.1e-7": "https://www.openslr.org/resources/11/3-gram.pruned.1e-7.arpa.gz",
@@ -264,12 +264,6 @@ class WordTrie:
 # Building: interpolated modified Kneser-Ney (Chen & Goodman), written as an ARPA back-off model
 
 
-def normalize_text(text: str) -> str:
-    """Lower-case; keep a-z, apostrophes inside words and single spaces."""
-    text = re.sub(r"[^a-z' ]+", " ", text.lower())
-    return " ".join(w.strip("'") for w in text.split() if w.strip("'"))
-
-
 def _discounts(adjusted: Iterable[int]) -> tuple[float, float, float]:
     """Modified KN discounts (D1, D2, D3+) from counts-of-counts; plain KN (or 0.5) when data is too small."""
     n = Counter(min(c, 4) for c in adjusted)
@@ -407,22 +401,9 @@ def write_arpa(ngrams: list[dict[tuple[str, ...], tuple[float, float]]], path: s
 
 def download_lm(name: str, dest_dir: str) -> str:
     """Download one of LibriSpeech's official ARPA models (a key of LM_URLS) into dest_dir; returns its path."""
-    from tqdm import tqdm
+    from download import download
 
-    url = LM_URLS[name]
-    os.makedirs(dest_dir, exist_ok=True)
-    path = os.path.join(dest_dir, os.path.basename(url))
-    if os.path.exists(path):
-        return path
-    partial = path + ".part"
-    with urllib.request.urlopen(url) as response, open(partial, "wb") as f:
-        size = int(response.headers.get("Content-Length", 0)) or None
-        with tqdm(total=size, unit="B", unit_scale=True, desc=os.path.basename(path)) as bar:
-            while chunk := response.read(1 << 20):
-                f.write(chunk)
-                bar.update(len(chunk))
-    os.replace(partial, path)
-    return path
+    return str(download(LM_URLS[name], dest_dir))
 
 
 def main(argv: list[str] | None = None) -> None:

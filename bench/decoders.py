@@ -19,9 +19,11 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from decode import ids_to_text, prefix_beam_search  # noqa: E402
+from decode import prefix_beam_search  # noqa: E402
+from tokenizer import Tokenizer  # noqa: E402
 
-VOCAB = ["", " ", "'"] + [chr(c) for c in range(ord("a"), ord("z") + 1)]
+TOKENIZER = Tokenizer()
+VOCAB = TOKENIZER.vocab
 TOKEN_MIN_LOGP = -10.0  # both decoders skip tokens below this (the frame's best always stays)
 BEAM_MARGIN = 10.0  # both drop beams this far below the best (pyctcdecode's beam_prune_logp=-10)
 WORDS = """the of and to a in that he was it his i with as had for you her she but not on be at him by so is
@@ -104,7 +106,7 @@ def main() -> None:
                     beam_prune_logp=-BEAM_MARGIN,
                 )
                 theirs_s += seconds
-                same &= ids_to_text(ids, VOCAB) == " ".join(text.split())
+                same &= TOKENIZER.decode(ids) == " ".join(text.split())
         ours_ms = 1000 * ours_s / len(utterances)
         if theirs is None:
             print(f"{beam:4d} | {ours_ms:7.1f} | {'-':>14} | {'-':>7} | {'-':>14}")

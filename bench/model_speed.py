@@ -16,8 +16,8 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from config import get_config  # noqa: E402
-from data import VOCAB  # noqa: E402
 from model import QuartzNet, num_params  # noqa: E402
+from tokenizer import Tokenizer  # noqa: E402
 
 VARIANTS = {  # name -> overrides of the `small` preset (as in recipes/experiments.sh)
     "small": {},
@@ -51,7 +51,7 @@ def main() -> None:
     base = None
     for name, overrides in VARIANTS.items():
         cfg = get_config("small", **overrides)
-        model = QuartzNet(cfg, len(VOCAB))
+        model = QuartzNet(cfg, len(Tokenizer()))
         seconds = forward_backward_seconds(model, cfg.n_mels, args.repeats)
         base = base or seconds
         print(f"| {name} | {num_params(model) / 1e6:.2f} M | {seconds:.2f} | {seconds / base:.2f}x |")

@@ -4,20 +4,27 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-import decode
 from decode import (
+    DecodingOptions,
     decode_batch,
-    format_table,
+    decoder_pool,
     frame_candidates,
     greedy_decode,
-    grid_search_lm,
-    ids_to_text,
     prefix_beam_search,
     prefix_beam_search_nbest,
 )
+from inference import format_table, grid_search_lm
 from lm import NGramLM, build_kneser_ney, write_arpa
+from tokenizer import Tokenizer
 
-VOCAB = ["", " ", "'"] + [chr(c) for c in range(ord("a"), ord("z") + 1)]
+TOKENIZER = Tokenizer()
+VOCAB = TOKENIZER.vocab
+
+
+def ids_to_text(ids, vocab):
+    return Tokenizer(vocab).decode(ids)
+
+
 EXACT = dict(token_min_logp=-np.inf, top_k=None, beam_margin=np.inf, blank_skip_logp=0.0)
 
 
@@ -278,48 +285,65 @@ def test_larger_lm_weight_degrades_gracefully(cat_lm):
         assert len(text.split()) >= 4 and set(text.split()) <= set(cat_lm.vocab), (alpha, text)
 
 
-@pytest.fixture(autouse=True)
-def stop_workers():
-    yield
-    decode.close_pool()
-
-
 WORDS = ["one", "two", "three", "four", "five", "six", "seventeen"]
+
+
+def texts(log_probs_list, options, pool=None):
+    return [TOKENIZER.decode(ids) for ids in decode_batch(log_probs_list, VOCAB, options, pool)]
 
 
 def test_decode_batch_keeps_input_order(tmp_path):
     utterances = [spell_text(w) for w in WORDS]
-    assert decode_batch(utterances, "greedy", 1, VOCAB) == WORDS
-    assert decode_batch(utterances, "beam", 8, VOCAB, num_workers=2) == WORDS
+    assert texts(utterances, DecodingOptions("greedy", 1)) == WORDS
+    with decoder_pool("", num_workers=2) as pool:
+        assert texts(utterances, DecodingOptions("beam", 8), pool) == WORDS
     path = tmp_path / "words.arpa"
     write_arpa(build_kneser_ney(WORDS + ["the cat sat"], order=2), str(path))
     utterances.append(kat_or_cat())
-    assert decode_batch(utterances, "beam_lm", 8, VOCAB, str(path), num_workers=2) == WORDS + ["the cat"]
+    with decoder_pool(str(path), num_workers=2) as pool:
+        assert texts(utterances, DecodingOptions("beam_lm", 8, lm=str(path)), pool) == WORDS + ["the cat"]
     with pytest.raises(ValueError):
-        decode_batch(utterances, "nope", 8, VOCAB, num_workers=1)
+        texts(utterances, DecodingOptions("nope", 8))
+    with pytest.raises(ValueError, match="needs an LM"):
+        texts(utterances, DecodingOptions("beam_lm", 8))
 
 
 def test_decode_batch_reuses_workers_and_reports_errors(tmp_path):
     utterances = [spell_text(w) for w in WORDS[:3]]
     path = tmp_path / "words.arpa"
     write_arpa(build_kneser_ney(WORDS, order=2), str(path))
-    assert decode_batch(utterances, "beam_lm", 4, VOCAB, str(path), num_workers=2) == WORDS[:3]
-    pool = decode._pool["pool"]
-    assert decode_batch(utterances[::-1], "beam_lm", 4, VOCAB, str(path), num_workers=2) == WORDS[2::-1]
-    assert decode._pool["pool"] is pool  # the workers and their LM are kept between calls
+    options = DecodingOptions("beam_lm", 4, lm=str(path))
+    with decoder_pool(str(path), num_workers=2) as pool:
+        workers = sorted(p.pid for p in pool._pool)
+        assert texts(utterances, options, pool) == WORDS[:3]
+        assert texts(utterances[::-1], options, pool) == WORDS[2::-1]
+        assert sorted(p.pid for p in pool._pool) == workers  # the workers and their LM are kept between calls
     # a failed LM load in the workers is raised here (a failing pool initializer would hang instead)
+    missing = DecodingOptions("beam_lm", 4, lm=str(tmp_path / "missing.arpa"))
+    with decoder_pool(missing.lm, num_workers=2) as pool, pytest.raises(FileNotFoundError):
+        texts(utterances, missing, pool)
     with pytest.raises(FileNotFoundError):
-        decode_batch(utterances, "beam_lm", 4, VOCAB, str(tmp_path / "missing.arpa"), num_workers=2)
-    with pytest.raises(FileNotFoundError):
-        decode_batch(utterances, "beam_lm", 4, VOCAB, str(tmp_path / "missing.arpa"), num_workers=1)
+        texts(utterances, missing)
 
 
-def test_grid_search_lm(cat_lm):
-    pytest.importorskip("calc_metrics")
-    utterances = [kat_or_cat(), spell_text("the dog")]
-    rows = grid_search_lm(
-        utterances, ["the cat", "the dog"], VOCAB, cat_lm, [0.0, 1.0], [0.5], 8, num_workers=1, unk_score=0.0
+def test_options_reach_the_search():
+    options = DecodingOptions("beam", 8, top_k=None, beam_margin=float("inf"))
+    kwargs = options.search_kwargs()
+    assert (
+        kwargs["top_k"] is None and kwargs["alpha"] == 0.5 and "decoder" not in kwargs and "lm" not in kwargs
     )
+    log_probs = kat_or_cat()
+    assert decode_batch([log_probs], VOCAB, options) == [
+        prefix_beam_search(log_probs, 8, vocab=VOCAB, **kwargs)
+    ]
+
+
+def test_grid_search_lm(tmp_path):
+    path = tmp_path / "cat.arpa"
+    write_arpa(build_kneser_ney(["the cat sat", "the cat ran", "a cat", "the dog sat"], order=3), str(path))
+    utterances = [kat_or_cat(), spell_text("the dog")]
+    options = DecodingOptions("beam_lm", 8, lm=str(path), unk_score=0.0)  # alpha 0: acoustics only
+    rows = grid_search_lm(utterances, ["the cat", "the dog"], TOKENIZER, options, [0.0, 1.0], [0.5])
     assert [(r["alpha"], r["beta"]) for r in rows] == [(0.0, 0.5), (1.0, 0.5)]
     assert rows[0]["wer"] == pytest.approx(0.25) and rows[1]["wer"] == 0.0
     assert rows[1]["cer"] == 0.0 < rows[0]["cer"]

@@ -4,7 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from lm import BOS, EOS, LN10, NGramLM, build_kneser_ney, main, normalize_text, write_arpa
+from lm import BOS, EOS, LN10, NGramLM, build_kneser_ney, main, write_arpa
+from tokenizer import normalize_text
 
 # upper-case words as in LibriSpeech's ARPA files; log10 values
 ARPA = """\\data\\
