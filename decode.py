@@ -100,19 +100,27 @@ class _LMScorer:
         return history[len(history) - self.n_history :] if self.n_history else ()
 
     def lookahead(self, states: np.ndarray) -> np.ndarray:
-        """Trie states (any shape) -> look-ahead of the partial word (0 for none or an unknown one)."""
-        return np.where(states > 0, self.alpha * self.trie.best[np.maximum(states, 0)], 0.0)
+        """Beam word states (any shape) -> look-ahead of the partial word: alpha * trie.best of its
+        trie state, or, for a word that left the trie, of the last trie state it was in (0: none)."""
+        trie_state = np.where(states < 0, -1 - states, states)
+        return np.where(trie_state > 0, self.alpha * self.trie.best[trie_state], 0.0)
 
     def extend(self, states: np.ndarray, toks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(B,) trie states of the beams' partial words (0: none, -1: outside the vocabulary) and (C,)
-        tokens -> (B, C) next states and fused score changes."""
-        child = self.trie.step(
-            np.repeat(states[:, None], len(toks), 1), np.broadcast_to(toks, (len(states), len(toks)))
+        """(B,) word states of the beams and (C,) tokens -> (B, C) next word states and fused score
+        changes. A word state is the partial word's trie state (0: no partial word), or -1 - the last
+        trie state of a partial word that left the trie: it keeps that look-ahead, so that leaving
+        the vocabulary never refunds a rare prefix's look-ahead, and pays unk_score per character."""
+        B, C = len(states), len(toks)
+        inside = self.trie.step(
+            np.where(states[:, None] < 0, -1, np.repeat(states[:, None], C, 1)), np.broadcast_to(toks, (B, C))
+        )
+        child = np.where(
+            inside >= 0, inside, np.where(states[:, None] < 0, states[:, None], -1 - states[:, None])
         )
         child[:, toks == self.space] = 0  # a space ends the word (its score change is completions')
         unknown = self.unk_score * self.token_length[toks]  # (C,) charged per character outside the trie
-        change = (
-            np.where(child < 0, unknown[None, :], self.lookahead(child)) - self.lookahead(states)[:, None]
+        change = np.where(
+            inside < 0, unknown[None, :], self.lookahead(child) - self.lookahead(states)[:, None]
         )
         return child, change
 
@@ -128,8 +136,7 @@ class _LMScorer:
             word = "".join(reversed(chars))
             history = self.history[start]
             score = self.alpha * self.lm.log_prob(word, history) + self.beta
-            if state > 0:
-                score -= self.alpha * float(self.trie.best[state])  # the look-ahead it carried
+            score -= float(self.lookahead(np.array(state)))  # the look-ahead it carried
             if state < 0 or not self.trie.is_word[state]:
                 score += self.unk_score
             self.completion[node] = (score, self._history_after(history, word))

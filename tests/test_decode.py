@@ -4,6 +4,7 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
+import decode
 from decode import (
     DecodingOptions,
     decode_batch,
@@ -269,6 +270,18 @@ def test_fused_score_is_ctc_plus_lm_by_brute_force(seed):
         assert score == pytest.approx(fused_score(log_probs, text, lm, alpha, beta, unk))
     best = max(texts, key=lambda text: fused_score(log_probs, text, lm, alpha, beta, unk))
     assert " ".join("".join(VOCAB_AB[i] for i in beams[0][0]).split()) == best
+
+
+def test_leaving_the_vocabulary_pays_unk_score_and_keeps_the_look_ahead(cat_lm):
+    scorer = decode._LMScorer(cat_lm, VOCAB, space=1, alpha=0.8, beta=1.0, unk_score=-2.5)
+    trie, tok = scorer.trie, np.array([VOCAB.index(ch) for ch in "caxy"])
+    c = trie.step(np.array([0]), tok[:1])
+    ca = trie.step(c, tok[1:2])
+    (cax,), (change,) = scorer.extend(ca, tok[2:3])
+    assert cax < 0 and change == -2.5  # not a refund of "ca"'s look-ahead
+    (caxy,), (change,) = scorer.extend(np.array([cax]), tok[3:4])
+    assert caxy == cax and change == -2.5
+    assert scorer.lookahead(np.array(caxy)) == scorer.lookahead(ca)[0] == 0.8 * cat_lm.log_prob("cat")
 
 
 def test_larger_lm_weight_degrades_gracefully(cat_lm):
