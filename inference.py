@@ -1,5 +1,5 @@
 """Transcribe a folder of audio with a trained checkpoint: `transcribe(...)` in this process, or
-from the command line. `--tune` grid-searches the LM weight and word bonus on labelled data instead.
+from the command line. `--tune` tunes the LM fusion settings on labelled data instead.
 
     python inference.py --data_dir X --out preds                       # X/audio/<id>.<ext> -> preds/<id>.txt
     python inference.py --data_dir X --out preds --decoder beam_lm --lm lm.arpa
@@ -137,48 +137,74 @@ def transcribe(
 # ----------------------------------------------------------------------------- tuning
 
 
-def grid_search_lm(log_probs_list, references, tokenizer, options, alphas, betas, pool=None) -> list[dict]:
-    """WER/CER of LM-fused beam search for every (alpha, beta): rows of dicts alpha, beta, wer, cer."""
-    grid = [dataclasses.replace(options, decoder="beam_lm", alpha=a, beta=b) for a in alphas for b in betas]
-    per_utterance = decode_batch(log_probs_list, tokenizer.vocab, grid, pool)  # (N, grid) token ids
+def grid_search_lm(log_probs_list, references, tokenizer, options, grid: list[dict], pool=None) -> list[dict]:
+    """WER/CER of LM-fused beam search at each point of grid (dicts of DecodingOptions fields, e.g.
+    alpha, beta, unk_score): the point's rows with wer and cer added."""
+    points = [dataclasses.replace(options, decoder="beam_lm", **point) for point in grid]
+    per_utterance = decode_batch(log_probs_list, tokenizer.vocab, points, pool)  # (N, grid) token ids
     rows = []
-    for g, o in enumerate(grid):
+    for g, point in enumerate(grid):
         rates = corpus_error_rates(references, [tokenizer.decode(ids[g]) for ids in per_utterance])
-        rows.append(dict(alpha=o.alpha, beta=o.beta, wer=rates["wer"], cer=rates["cer"]))
+        rows.append(dict(point, wer=rates["wer"], cer=rates["cer"]))
     return rows
 
 
+def line_search(evaluate, axes: dict[str, list], start: dict, rounds: int = 2) -> tuple[dict, list[dict]]:
+    """Tune one setting at a time over its values with the others at their best so far, `rounds`
+    times over the axes: far fewer decodings than the full grid. evaluate(points) -> rows with wer
+    and cer. -> (best point, every row evaluated)."""
+    rows: dict[tuple, dict] = {}
+    best = dict(start)
+    for _ in range(rounds):
+        for name, values in axes.items():
+            line = [dict(best, **{name: v}) for v in values]
+            for row in evaluate([p for p in line if tuple(p.values()) not in rows]):
+                rows[tuple(row[k] for k in best)] = row
+            found = min((rows[tuple(p.values())] for p in line), key=lambda r: (r["wer"], r["cer"]))
+            best = {k: found[k] for k in best}
+    return best, list(rows.values())
+
+
 def format_table(rows: list[dict]) -> str:
-    """Grid-search rows as an aligned text table, best WER marked with *."""
+    """Tuning rows as an aligned text table, best WER marked with *."""
     best = min(range(len(rows)), key=lambda i: (rows[i]["wer"], rows[i]["cer"])) if rows else -1
-    lines = ["alpha |  beta |    wer |    cer", "------+-------+--------+-------"]
+    lines = ["alpha |  beta |   unk |    wer |    cer", "------+-------+-------+--------+-------"]
     for i, r in enumerate(rows):
         mark = " *" if i == best else ""
         lines.append(
-            f"{r['alpha']:5.2f} | {r['beta']:5.2f} | {100 * r['wer']:5.2f}% | {100 * r['cer']:5.2f}%{mark}"
+            f"{r['alpha']:5.2f} | {r['beta']:5.2f} | {r.get('unk_score', 0):5.1f} | "
+            f"{100 * r['wer']:5.2f}% | {100 * r['cer']:5.2f}%{mark}"
         )
     return "\n".join(lines)
 
 
-def tune(data_dir, out, alphas, betas, *, batch_seconds=200.0, num_workers=2, **kwargs) -> dict:
-    """Grid-search the LM weight and word bonus on labelled data: prints the table, writes it with
-    the best row to OUT/tune.json and returns the best row. kwargs: as transcribe's."""
+def tune(data_dir, out, axes: dict[str, list], *, batch_seconds=200.0, num_workers=2, **kwargs) -> dict:
+    """Tune LM fusion (axes: DecodingOptions field -> values, e.g. alpha, beta, unk_score) on labelled
+    data by line_search from the checkpoint's settings: prints the table, writes it with the best
+    point to OUT/tune.json and returns the best point. kwargs: as transcribe's."""
     model, tokenizer, options, data, device = _load(data_dir, **dict(kwargs, decoder="beam_lm"))
     refs = {u.id: u.text for u in data.utterances if u.text}
     kept = [(uid, lp) for ids, _, lps in _log_probs(model, data, batch_seconds, device, num_workers)
             for uid, lp in zip(ids, lps) if uid in refs]  # fmt: skip
     if not kept:
         raise DataError("--tune needs transcriptions")
-    print(f"tuning alpha x beta on {len(kept)} utterances (beam {options.beam_size})")
+    print(f"tuning {', '.join(axes)} on {len(kept)} utterances (beam {options.beam_size})")
+    log_probs, references = [lp for _, lp in kept], [refs[u] for u, _ in kept]
     with decoder_pool(options.lm, max(num_workers, 1)) as pool:
-        rows = grid_search_lm(
-            [lp for _, lp in kept], [refs[u] for u, _ in kept], tokenizer, options, alphas, betas, pool
+        best, rows = line_search(
+            lambda grid: grid_search_lm(log_probs, references, tokenizer, options, grid, pool),
+            axes,
+            {name: getattr(options, name) for name in axes},
         )
     print(format_table(rows))
-    best = min(rows, key=lambda r: (r["wer"], r["cer"]))
     Path(out).mkdir(parents=True, exist_ok=True)
     (Path(out) / "tune.json").write_text(json.dumps(dict(best=best, rows=rows), indent=1) + "\n")
     return best
+
+
+def unk_score(text: str) -> float:
+    """A number, or "lexicon" for -inf: only words of the LM vocabulary (argparse reads "-inf" as a flag)."""
+    return float("-inf") if text == "lexicon" else float(text)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -201,22 +227,27 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--alpha", type=float, default=None, help="LM weight")
     parser.add_argument("--beta", type=float, default=None, help="word insertion bonus")
     parser.add_argument(
-        "--tune", action="store_true", help="grid-search alpha/beta on this (validation!) data"
+        "--unk_score", type=unk_score, default=None, help="per character of a word outside the LM vocabulary"
     )
-    parser.add_argument("--alphas", type=float, nargs="+", default=[0.0, 0.3, 0.6, 0.9, 1.2, 1.5])
-    parser.add_argument("--betas", type=float, nargs="+", default=[0.0, 1.0, 2.0, 3.0])
+    parser.add_argument(
+        "--tune", action="store_true", help="tune alpha, beta, unk_score on this (validation!) data"
+    )
+    parser.add_argument("--alphas", type=float, nargs="+", default=[0.2, 0.4, 0.6, 0.8, 1.0, 1.3, 1.6, 2.0])
+    parser.add_argument("--betas", type=float, nargs="+", default=[0.0, 1.0, 2.0, 3.0, 4.0, 5.0])
+    parser.add_argument(
+        "--unk_scores", type=unk_score, nargs="+", default=[float("-inf"), -5.0, -3.0, -2.0, -1.0]
+    )
     parser.add_argument("--batch_seconds", type=float, default=200.0)
     parser.add_argument("--device", default="auto")
     parser.add_argument(
         "--num_workers", type=int, default=2, help="processes for loading and for beam search"
     )
     args = vars(parser.parse_args(argv))
-    data_dir, out, run_tune, alphas, betas = (
-        args.pop(k) for k in ("data_dir", "out", "tune", "alphas", "betas")
-    )
+    data_dir, out, run_tune = args.pop("data_dir"), args.pop("out"), args.pop("tune")
+    axes = dict(alpha=args.pop("alphas"), beta=args.pop("betas"), unk_score=args.pop("unk_scores"))
     try:
         if run_tune:
-            return tune(data_dir, out, alphas, betas, **args)
+            return tune(data_dir, out, axes, **args)
         return transcribe(data_dir, out, **args)
     except FileNotFoundError as e:
         sys.exit(f"error: {e}; train one with train.py, or pass --checkpoint PATH")

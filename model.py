@@ -14,6 +14,7 @@ decoding settings. `python train.py export SRC DEST ...` writes the small infere
 """
 
 import argparse
+import json
 import os
 import shutil
 from pathlib import Path
@@ -167,7 +168,7 @@ def load_model(checkpoint: dict, device="cpu") -> tuple[QuartzNet, Config, Token
 
 
 def export_main(argv: list[str]) -> Path:
-    """`python train.py export RUN/best.pt checkpoints/model.pt [--lm LM --alpha A --beta B]`: a small
+    """`python train.py export RUN/best.pt checkpoints/model.pt [--lm LM --tuned RUN/tune/tune.json]`: a small
     half-precision checkpoint for inference (no optimizer), with its decoding settings and LM beside it."""
     parser = argparse.ArgumentParser(prog="train.py export", description=export_main.__doc__)
     parser.add_argument("source")
@@ -177,10 +178,15 @@ def export_main(argv: list[str]) -> Path:
     parser.add_argument("--lm", default="", help="ARPA file; copied beside dest")
     parser.add_argument("--alpha", type=float, default=0.5)
     parser.add_argument("--beta", type=float, default=1.0)
+    parser.add_argument("--unk_score", type=float, default=-3.0)
+    parser.add_argument("--tuned", default="", help="tune.json of `inference.py --tune`: its best settings")
     args = parser.parse_args(argv)
     checkpoint, dest = load_checkpoint(args.source), Path(args.dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    decoding = dict(decoder=args.decoder, beam_size=args.beam_size, alpha=args.alpha, beta=args.beta, lm="")
+    decoding = dict(decoder=args.decoder, beam_size=args.beam_size, lm="")
+    decoding.update(alpha=args.alpha, beta=args.beta, unk_score=args.unk_score)
+    if args.tuned:
+        decoding.update(json.loads(Path(args.tuned).read_text())["best"])
     if args.lm:
         decoding["lm"] = Path(args.lm).name  # relative to the checkpoint's folder
         if Path(args.lm).resolve() != (dest.parent / decoding["lm"]).resolve():

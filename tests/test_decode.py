@@ -356,14 +356,36 @@ def test_grid_search_lm(tmp_path):
     write_arpa(build_kneser_ney(["the cat sat", "the cat ran", "a cat", "the dog sat"], order=3), str(path))
     utterances = [kat_or_cat(), spell_text("the dog")]
     options = DecodingOptions("beam_lm", 8, lm=str(path), unk_score=0.0)  # alpha 0: acoustics only
-    rows = grid_search_lm(utterances, ["the cat", "the dog"], TOKENIZER, options, [0.0, 1.0], [0.5])
+    grid = [dict(alpha=0.0, beta=0.5), dict(alpha=1.0, beta=0.5)]
+    rows = grid_search_lm(utterances, ["the cat", "the dog"], TOKENIZER, options, grid)
     assert [(r["alpha"], r["beta"]) for r in rows] == [(0.0, 0.5), (1.0, 0.5)]
     assert rows[0]["wer"] == pytest.approx(0.25) and rows[1]["wer"] == 0.0
     assert rows[1]["cer"] == 0.0 < rows[0]["cer"]
 
 
+def test_line_search_finds_a_separable_optimum_with_few_evaluations():
+    from inference import line_search
+
+    calls = []
+
+    def evaluate(points):
+        calls.extend(points)
+        return [
+            dict(p, wer=(p["alpha"] - 1.2) ** 2 + abs(p["beta"] - 3) + 0.1 * p["unk"] ** 2, cer=0.0)
+            for p in points
+        ]
+
+    axes = dict(alpha=[0.2, 0.6, 1.2, 2.0], beta=[0, 1, 2, 3, 4, 5], unk=[-2.0, -1.0, 0.0])
+    best, rows = line_search(evaluate, axes, dict(alpha=0.6, beta=1.0, unk=-1.0))
+    assert best == dict(alpha=1.2, beta=3, unk=0.0)
+    assert len(rows) == len(calls) == len({tuple(p.values()) for p in calls}) < 4 * 6 * 3  # none twice
+
+
 def test_format_table():
-    rows = [dict(alpha=0.5, beta=1.0, wer=0.1, cer=0.05), dict(alpha=1.0, beta=0.0, wer=0.08, cer=0.04)]
+    rows = [
+        dict(alpha=0.5, beta=1.0, wer=0.1, cer=0.05),
+        dict(alpha=1.0, beta=0.0, unk_score=-3.0, wer=0.08, cer=0.04),
+    ]
     lines = format_table(rows).splitlines()
     assert len(lines) == 4 and "alpha" in lines[0]
     assert "8.00%" in lines[3] and lines[3].endswith("*") and not lines[2].endswith("*")

@@ -6,6 +6,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 import torch
@@ -188,10 +189,18 @@ def test_checkpoint_decoding_settings_lm_fallback_and_tuning(tone_dataset, tiny_
 
     best = inference.main(
         [*args, "--checkpoint", str(run / "released.pt"), "--tune", "--lm", str(tmp_path / "lm.arpa"),
-         "--alphas", "0", "0.5", "--betas", "0", "1", "--out", str(tmp_path / "tune")]
+         "--alphas", "0", "0.5", "--betas", "0", "1", "--unk_scores", "lexicon", "-2", "--out", str(tmp_path / "tune")]
     )  # fmt: skip
     table = capsys.readouterr().out
-    assert table.count("%") == 2 * 4  # one row per (alpha, beta): wer and cer
-    assert best["alpha"] in (0, 0.5) and best["wer"] <= 1.0
     written = json.loads((tmp_path / "tune" / "tune.json").read_text())  # what recipes read
-    assert written["best"] == best and len(written["rows"]) == 4
+    rows = written["rows"]
+    assert table.count("%") == 2 * len(rows) and 3 <= len(rows) <= 8  # a line search, not the full grid
+    assert best == written["best"] and set(best) == {"alpha", "beta", "unk_score"}
+    assert best["alpha"] in (0, 0.5) and best["beta"] in (0, 1) and best["unk_score"] in (-np.inf, -2)
+    (best_row,) = [r for r in rows if {k: r[k] for k in best} == best]
+    assert min((r["wer"], r["cer"]) for r in rows) == (best_row["wer"], best_row["cer"])
+    train.main(["export", str(run / "last.pt"), str(run / "tuned.pt"), "--decoder", "beam_lm",
+                "--lm", str(tmp_path / "lm.arpa"), "--tuned", str(tmp_path / "tune" / "tune.json")])  # fmt: skip
+    assert torch.load(run / "tuned.pt", weights_only=True)["decoding"] == dict(
+        best, decoder="beam_lm", beam_size=50, lm="lm.arpa"
+    )
