@@ -27,7 +27,6 @@ NOISE_EXPONENTS = {"white": 0.0, "pink": 1.0, "brown": 2.0}  # noise power spect
 NOISE_FLAT_BELOW = 50 / 16000  # cycles per sample: colored noise is flat below 50 Hz at 16 kHz
 NOISE_CACHE_FILES = 64  # noise recordings kept in memory per process
 SPEED_STEP = 0.01  # speed factors are rounded to this; see speed_perturb
-REVERB_DIRECT_TO_REVERB_DB = 0.0  # direct path vs reverberant tail energy
 TELEPHONE_LOW_HZ = 300
 TELEPHONE_HIGH_HZ = 3400
 BANDLIMIT_TAPS = 511  # 32 ms FIR at 16 kHz: ~170 Hz transition band, ~70 dB stop band
@@ -130,7 +129,7 @@ def room_impulse_response(sample_rate: int, rt60: float, rng: np.random.Generato
     t = np.arange(n_samples) / sample_rate
     tail = rng.standard_normal(n_samples) * 10 ** (-3 * t / rt60)  # 10^-3 = -60 dB at t = rt60
     tail[0] = 0.0
-    tail *= np.sqrt(10 ** (-REVERB_DIRECT_TO_REVERB_DB / 10) / np.sum(tail**2))
+    tail /= np.sqrt(np.sum(tail**2))  # as much energy in the reverberant tail as in the direct path
     tail[0] = 1.0
     return tail.astype(np.float32)
 
