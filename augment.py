@@ -214,11 +214,9 @@ def augment_spectrogram(features: torch.Tensor, cfg, rng: np.random.Generator) -
 # ----------------------------------------------------------------------------- examples and pictures
 
 
-def augmentation_examples(
-    audio: np.ndarray, sample_rate: int, cfg, rng: np.random.Generator
-) -> dict[str, tuple[str, np.ndarray, torch.Tensor]]:
-    """Each augmentation alone at the strongest setting cfg allows, then all of them together as in
-    training: name -> (title, audio (N',), log-mel features (cfg.n_mels, T')), "original" first."""
+def augmentation_examples(audio: np.ndarray, cfg, rng: np.random.Generator) -> dict:
+    """Audio (N,) at 16 kHz under each augmentation alone at its strongest setting in cfg, then all
+    together as in training: name -> (title, audio (N',), log-mel (cfg.n_mels, T')), "original" first."""
 
     def example(title: str, augmented: np.ndarray, masks: bool = False):
         features = log_mel_spectrogram(augmented, cfg.n_mels)
@@ -227,21 +225,21 @@ def augmentation_examples(
     speed = (cfg.speed_min, cfg.speed_max)[rng.integers(2)]
     gain_db = (-cfg.gain_db, cfg.gain_db)[rng.integers(2)]
     snr_db, rt60 = cfg.noise_snr_min, cfg.reverb_rt60_max
-    noise_name, noise = random_noise(cfg, sample_rate, rng)
-    everything = dataclasses.replace(cfg, **dict.fromkeys(WAVEFORM_PROBS, 1.0))
+    noise_name, noise = random_noise(cfg, SAMPLE_RATE, rng)
+    all_on = dataclasses.replace(cfg, **dict.fromkeys(WAVEFORM_PROBS, 1.0))
     return {
         "original": example("original", audio),
-        "speed": example(f"speed x{speed:.2f}", speed_perturb(audio, sample_rate, speed)),
+        "speed": example(f"speed x{speed:.2f}", speed_perturb(audio, SAMPLE_RATE, speed)),
         "gain": example(f"gain {gain_db:+.1f} dB", apply_gain(audio, gain_db)),
         "noise": example(f"{noise_name}, SNR {snr_db:.0f} dB", add_noise(audio, snr_db, rng, **noise)),
-        "reverb": example(f"reverb RT60 {rt60:.2f} s", reverberate(audio, sample_rate, rt60, rng)),
+        "reverb": example(f"reverb RT60 {rt60:.2f} s", reverberate(audio, SAMPLE_RATE, rt60, rng)),
         "bandlimit": example(
-            f"telephone band {TELEPHONE_LOW_HZ}-{TELEPHONE_HIGH_HZ} Hz", bandlimit(audio, sample_rate)
+            f"telephone band {TELEPHONE_LOW_HZ}-{TELEPHONE_HIGH_HZ} Hz", bandlimit(audio, SAMPLE_RATE)
         ),
         "masks": example("freq + time masks", audio, masks=True),
         "all": example(
             "all waveform augmentations + masks",
-            augment_waveform(audio, sample_rate, everything, rng),
+            augment_waveform(audio, SAMPLE_RATE, all_on, rng),
             masks=True,
         ),
     }
@@ -271,9 +269,7 @@ def save_panels(path: str | Path, panels: list[tuple[str, torch.Tensor]], n_cols
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description="Write each augmentation of one audio file as wav + before/after png."
-    )
+    parser = argparse.ArgumentParser(description="Each augmentation of one audio file as wav and png.")
     parser.add_argument("--audio", required=True, help="input audio file")
     parser.add_argument("--out", help="folder for <name>.wav and <name>.png, one per augmentation")
     parser.add_argument("--grid", help="PNG with every augmentation's log-mel in one picture")
@@ -282,9 +278,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.out and not args.grid:
         parser.error("give --out DIR, --grid PATH or both")
     cfg = config_from_args(args)
-    examples = augmentation_examples(
-        load_audio(args.audio), SAMPLE_RATE, cfg, np.random.default_rng(cfg.seed)
-    )
+    examples = augmentation_examples(load_audio(args.audio), cfg, np.random.default_rng(cfg.seed))
     original = ("original", examples["original"][2])
     if args.out:
         out = Path(args.out)
