@@ -227,7 +227,7 @@ def minutes_of_steps(rows: list[dict], steps: np.ndarray) -> np.ndarray:
     return np.array([(times[s] - start) / 60 for s in steps], dtype=np.float64)
 
 
-PANELS = {  # metric -> title; validation panels also show beam-search results when train.py logs them
+PANELS = {  # metric -> title
     "train/loss": "train loss (CTC)",
     "val/wer": "validation WER",
     "val/cer": "validation CER",
@@ -256,9 +256,10 @@ def plot_runs(run_dirs: list, out_png, x: str = "step") -> None:
                 values = smooth(values)
             if len(values):
                 ax.plot(steps, values, color=color, label=label, marker="o" if "val/" in key else None)
-            steps, values = curve(rows, key.replace("val/", "val/beam_"))
-            if "val/" in key and len(values):
-                ax.plot(steps, values, color=color, linestyle="--", label=f"{label} (beam)")
+            if "val/" in key:  # beam-search WER/CER too, when train.py logs them
+                steps, values = curve(rows, key.replace("val/", "val/beam_"))
+                if len(values):
+                    ax.plot(steps, values, color=color, linestyle="--", label=f"{label} (beam)")
     for ax, (key, title) in zip(axes, PANELS.items()):
         ax.set(title=title, xlabel="wall-clock minutes" if x == "minutes" else "step")
         ax.grid(alpha=0.3)
