@@ -6,10 +6,9 @@ python train.py --preset small --lr 3e-3 --block_channels 128 128 192
 import argparse
 import dataclasses
 import typing
-from dataclasses import dataclass
 
 
-@dataclass
+@dataclasses.dataclass
 class Config:
     # data: comma-separated LibriSpeech split names (downloaded to data_root) or local folders
     # (LibriSpeech layout or custom layout DIR/audio + DIR/transcriptions)
@@ -116,7 +115,6 @@ PRESETS: dict[str, dict] = {
         c2_kernel=21,
         c3_channels=512,
         dropout=0.1,
-        lr=0.01,
         warmup_steps=300,
         max_steps=20_000,
         eval_every=500,

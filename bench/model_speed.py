@@ -9,7 +9,7 @@ best of --repeats runs is reported, after one warm-up run.
 import argparse
 import os
 import sys
-import time
+import timeit
 
 import torch
 
@@ -30,13 +30,12 @@ BATCH, FRAMES = 12, 1600  # 16 s at 10 ms per frame
 
 def forward_backward_seconds(model: QuartzNet, n_mels: int, repeats: int) -> float:
     features, lengths = torch.randn(BATCH, n_mels, FRAMES), torch.full((BATCH,), FRAMES)
-    times = []
-    for _ in range(repeats + 1):  # the first run warms up
-        start = time.perf_counter()
+
+    def forward_backward():
         log_probs, _ = model(features, lengths)  # (B, T', V)
         log_probs.sum().backward()
-        times.append(time.perf_counter() - start)
-    return min(times[1:])
+
+    return min(timeit.repeat(forward_backward, number=1, repeat=repeats + 1)[1:])  # the first warms up
 
 
 def main() -> None:
