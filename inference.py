@@ -162,6 +162,7 @@ def line_search(evaluate, axes: dict[str, list], start: dict, rounds: int = 2) -
                 rows[tuple(row[k] for k in best)] = row
             found = min((rows[tuple(p.values())] for p in line), key=lambda r: (r["wer"], r["cer"]))
             best = {k: found[k] for k in best}
+            print(f"{name} over {values}: best {best} (WER {100 * found['wer']:.2f} %)", flush=True)
     return best, list(rows.values())
 
 
