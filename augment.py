@@ -17,18 +17,16 @@ import numpy as np
 import soundfile as sf
 import torch
 import torchaudio.functional as F
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from audio import AUDIO_EXTENSIONS, HOP_LENGTH, SAMPLE_RATE, load_audio, log_mel_spectrogram
 from config import add_config_args, config_from_args
-from data import AUDIO_EXTENSIONS, HOP_LENGTH, load_audio, log_mel_spectrogram
 
 NOISE_COLORS = ("white", "pink", "brown")
 NOISE_EXPONENTS = {"white": 0.0, "pink": 1.0, "brown": 2.0}  # noise power spectrum ~ 1 / f^exponent
 NOISE_FLAT_BELOW = 50 / 16000  # cycles per sample: colored noise is flat below 50 Hz at 16 kHz
 NOISE_CACHE_FILES = 64  # noise recordings kept in memory per process
 SPEED_STEP = 0.01  # speed factors are rounded to this; see speed_perturb
-REVERB_DIRECT_TO_REVERB_DB = 0.0  # direct path vs reverberant tail energy
 TELEPHONE_LOW_HZ = 300
 TELEPHONE_HIGH_HZ = 3400
 BANDLIMIT_TAPS = 511  # 32 ms FIR at 16 kHz: ~170 Hz transition band, ~70 dB stop band
@@ -75,10 +73,7 @@ def colored_noise(n_samples: int, color: str, rng: np.random.Generator) -> np.nd
 
 def crop_or_loop(noise: np.ndarray, n_samples: int, rng: np.random.Generator) -> np.ndarray:
     """A random stretch (n_samples,) of a recording (M,): cropped if M >= n_samples, else looped."""
-    if len(noise) >= n_samples:
-        start = rng.integers(len(noise) - n_samples + 1)
-    else:
-        start = rng.integers(len(noise))
+    start = rng.integers(len(noise) - n_samples + 1 if len(noise) >= n_samples else len(noise))
     return noise[(start + np.arange(n_samples)) % len(noise)]
 
 
@@ -94,12 +89,10 @@ def add_noise(
     The noise is synthetic of the given color, or a random crop/loop of the `noise` recording (M,).
     Silent audio or silent noise leaves the audio unchanged (the SNR is undefined)."""
     noise = colored_noise(len(audio), color, rng) if noise is None else crop_or_loop(noise, len(audio), rng)
-    signal_power = np.mean(np.square(audio, dtype=np.float64))
-    noise_power = np.mean(np.square(noise, dtype=np.float64))
-    if signal_power == 0 or noise_power == 0:
+    signal_rms, noise_rms = rms(audio), rms(noise)
+    if signal_rms == 0 or noise_rms == 0:
         return audio
-    scale = np.sqrt(signal_power / noise_power / 10 ** (snr_db / 10))
-    return (audio + scale * noise).astype(np.float32)
+    return (audio + noise * (signal_rms / noise_rms / 10 ** (snr_db / 20))).astype(np.float32)
 
 
 @functools.cache
@@ -119,19 +112,24 @@ def load_noise(path: str, sample_rate: int) -> np.ndarray:
     return noise
 
 
-def room_impulse_response(
-    sample_rate: int,
-    rt60: float,
-    rng: np.random.Generator,
-    direct_to_reverb_db: float = REVERB_DIRECT_TO_REVERB_DB,
-) -> np.ndarray:
+def random_noise(cfg, sample_rate: int, rng: np.random.Generator) -> tuple[str, dict]:
+    """A random noise for add_noise: (name, keyword arguments), from cfg.noise_dir if set, else a color."""
+    if cfg.noise_dir:
+        files = noise_files(cfg.noise_dir)
+        path = files[rng.integers(len(files))]
+        return f"noise {Path(path).stem}", dict(noise=load_noise(path, sample_rate))
+    color = NOISE_COLORS[rng.integers(len(NOISE_COLORS))]
+    return f"{color} noise", dict(color=color)
+
+
+def room_impulse_response(sample_rate: int, rt60: float, rng: np.random.Generator) -> np.ndarray:
     """Synthetic room impulse response (round(rt60 * sample_rate),): a unit direct path at t = 0
     followed by Gaussian noise whose amplitude falls by 60 dB at t = rt60."""
     n_samples = max(round(rt60 * sample_rate), 2)
     t = np.arange(n_samples) / sample_rate
     tail = rng.standard_normal(n_samples) * 10 ** (-3 * t / rt60)  # 10^-3 = -60 dB at t = rt60
     tail[0] = 0.0
-    tail *= np.sqrt(10 ** (-direct_to_reverb_db / 10) / np.sum(tail**2))
+    tail /= np.sqrt(np.sum(tail**2))  # as much energy in the reverberant tail as in the direct path
     tail[0] = 1.0
     return tail.astype(np.float32)
 
@@ -145,23 +143,19 @@ def reverberate(audio: np.ndarray, sample_rate: int, rt60: float, rng: np.random
     return (wet * (rms(audio) / rms(wet) if rms(wet) > 0 else 1.0)).astype(np.float32)
 
 
-@functools.lru_cache(maxsize=8)
-def bandpass_filter(sample_rate: int, low_hz: float, high_hz: float) -> np.ndarray:
+@functools.cache
+def telephone_filter(sample_rate: int) -> np.ndarray:
     """Linear-phase FIR band-pass (BANDLIMIT_TAPS,): Blackman-windowed difference of two sincs."""
     t = np.arange(BANDLIMIT_TAPS) - (BANDLIMIT_TAPS - 1) / 2
-
-    def lowpass(cutoff_hz: float) -> np.ndarray:
-        return 2 * cutoff_hz / sample_rate * np.sinc(2 * cutoff_hz / sample_rate * t)
-
-    return ((lowpass(high_hz) - lowpass(low_hz)) * np.blackman(BANDLIMIT_TAPS)).astype(np.float32)
+    high, low = 2 * TELEPHONE_HIGH_HZ / sample_rate, 2 * TELEPHONE_LOW_HZ / sample_rate  # x Nyquist
+    taps = high * np.sinc(high * t) - low * np.sinc(low * t)  # ideal low-pass at high minus at low
+    return (taps * np.blackman(BANDLIMIT_TAPS)).astype(np.float32)
 
 
-def bandlimit(
-    audio: np.ndarray, sample_rate: int, low_hz: float = TELEPHONE_LOW_HZ, high_hz: float = TELEPHONE_HIGH_HZ
-) -> np.ndarray:
-    """Audio (N,) with only low_hz..high_hz kept, like a telephone line -> (N,).
+def bandlimit(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Audio (N,) with only TELEPHONE_LOW_HZ..TELEPHONE_HIGH_HZ kept, like a telephone line -> (N,).
     Zero-phase (centred FIR), so nothing is delayed."""
-    taps = torch.from_numpy(bandpass_filter(sample_rate, low_hz, high_hz))
+    taps = torch.from_numpy(telephone_filter(sample_rate))
     filtered = F.fftconvolve(torch.from_numpy(np.ascontiguousarray(audio)), taps, mode="same")
     return filtered.numpy().astype(np.float32)
 
@@ -179,11 +173,7 @@ def augment_waveform(audio: np.ndarray, sample_rate: int, cfg, rng: np.random.Ge
         out = reverberate(out, sample_rate, rng.uniform(cfg.reverb_rt60_min, cfg.reverb_rt60_max), rng)
     if rng.random() < cfg.noise_prob:
         snr_db = rng.uniform(cfg.noise_snr_min, cfg.noise_snr_max)
-        if cfg.noise_dir:
-            files = noise_files(cfg.noise_dir)
-            out = add_noise(out, snr_db, rng, noise=load_noise(files[rng.integers(len(files))], sample_rate))
-        else:
-            out = add_noise(out, snr_db, rng, color=NOISE_COLORS[rng.integers(len(NOISE_COLORS))])
+        out = add_noise(out, snr_db, rng, **random_noise(cfg, sample_rate, rng)[1])
     if rng.random() < cfg.bandlimit_prob:
         out = bandlimit(out, sample_rate)
     if rng.random() < cfg.gain_prob:
@@ -198,18 +188,11 @@ def augment_waveform(audio: np.ndarray, sample_rate: int, cfg, rng: np.random.Ge
 # ----------------------------------------------------------------------------- spectrogram
 
 
-def freq_mask(features: torch.Tensor, width: int, start: int) -> torch.Tensor:
-    """Features (n_mels, T) with mel bins start..start+width-1 set to 0 (the utterance mean,
-    as features are normalised per utterance) -> a new (n_mels, T)."""
+def mask(features: torch.Tensor, axis: int, width: int, start: int) -> torch.Tensor:
+    """Features (n_mels, T) with `width` mel bins (axis 0) or frames (axis 1) from `start` set to 0,
+    the utterance mean as features are normalised per utterance -> a new (n_mels, T)."""
     masked = features.clone()
-    masked[start : start + width, :] = 0.0
-    return masked
-
-
-def time_mask(features: torch.Tensor, width: int, start: int) -> torch.Tensor:
-    """Features (n_mels, T) with frames start..start+width-1 set to 0 -> a new (n_mels, T)."""
-    masked = features.clone()
-    masked[:, start : start + width] = 0.0
+    masked.narrow(axis, start, width).zero_()
     return masked
 
 
@@ -217,118 +200,76 @@ def augment_spectrogram(features: torch.Tensor, cfg, rng: np.random.Generator) -
     """SpecAugment masks on features (n_mels, T) -> (n_mels, T): cfg.freq_masks bands of
     uniform [0, freq_mask_width] bins and cfg.time_masks bands of uniform
     [0, min(time_mask_width, time_mask_ratio * T)] frames. Returns `features` itself when no mask."""
-    n_mels, n_frames = features.shape
-    out = features
-    for _ in range(cfg.freq_masks):
-        width = int(rng.integers(min(cfg.freq_mask_width, n_mels) + 1))
-        out = freq_mask(out, width, int(rng.integers(n_mels - width + 1)))
     # the ratio cap keeps short utterances from losing most of their frames
-    max_time_width = min(cfg.time_mask_width, int(cfg.time_mask_ratio * n_frames))
-    for _ in range(cfg.time_masks):
-        width = int(rng.integers(max_time_width + 1))
-        out = time_mask(out, width, int(rng.integers(n_frames - width + 1)))
+    max_frames = min(cfg.time_mask_width, int(cfg.time_mask_ratio * features.shape[1]))
+    out = features
+    for axis, count, max_width in ((0, cfg.freq_masks, cfg.freq_mask_width), (1, cfg.time_masks, max_frames)):
+        size = features.shape[axis]
+        for _ in range(count):
+            width = int(rng.integers(min(max_width, size) + 1))
+            out = mask(out, axis, width, int(rng.integers(size - width + 1)))
     return out
 
 
 # ----------------------------------------------------------------------------- examples and pictures
 
 
-def augmentation_examples(
-    audio: np.ndarray, sample_rate: int, cfg, rng: np.random.Generator
-) -> dict[str, tuple[str, np.ndarray, torch.Tensor]]:
-    """Each augmentation alone at the strongest setting cfg allows, then all of them together as in
-    training: name -> (title, audio (N',), log-mel features (cfg.n_mels, T')), "original" first."""
+def augmentation_examples(audio: np.ndarray, cfg, rng: np.random.Generator) -> dict:
+    """Audio (N,) at 16 kHz under each augmentation alone at its strongest setting in cfg, then all
+    together as in training: name -> (title, audio (N',), log-mel (cfg.n_mels, T')), "original" first."""
 
-    def example(title: str, augmented: np.ndarray) -> tuple[str, np.ndarray, torch.Tensor]:
-        return title, augmented, log_mel_spectrogram(augmented, cfg.n_mels, sample_rate)
+    def example(title: str, augmented: np.ndarray, masks: bool = False):
+        features = log_mel_spectrogram(augmented, cfg.n_mels)
+        return title, augmented, augment_spectrogram(features, cfg, rng) if masks else features
 
     speed = (cfg.speed_min, cfg.speed_max)[rng.integers(2)]
     gain_db = (-cfg.gain_db, cfg.gain_db)[rng.integers(2)]
     snr_db, rt60 = cfg.noise_snr_min, cfg.reverb_rt60_max
-    color = NOISE_COLORS[rng.integers(len(NOISE_COLORS))]
-    if cfg.noise_dir:
-        files = noise_files(cfg.noise_dir)
-        path = files[rng.integers(len(files))]
-        noisy = example(
-            f"noise {Path(path).stem}, SNR {snr_db:.0f} dB",
-            add_noise(audio, snr_db, rng, noise=load_noise(path, sample_rate)),
-        )
-    else:
-        noisy = example(f"{color} noise, SNR {snr_db:.0f} dB", add_noise(audio, snr_db, rng, color=color))
-    examples = {
+    noise_name, noise = random_noise(cfg, SAMPLE_RATE, rng)
+    all_on = dataclasses.replace(cfg, **dict.fromkeys(WAVEFORM_PROBS, 1.0))
+    return {
         "original": example("original", audio),
-        "speed": example(f"speed x{speed:.2f}", speed_perturb(audio, sample_rate, speed)),
+        "speed": example(f"speed x{speed:.2f}", speed_perturb(audio, SAMPLE_RATE, speed)),
         "gain": example(f"gain {gain_db:+.1f} dB", apply_gain(audio, gain_db)),
-        "noise": noisy,
-        "reverb": example(f"reverb RT60 {rt60:.2f} s", reverberate(audio, sample_rate, rt60, rng)),
+        "noise": example(f"{noise_name}, SNR {snr_db:.0f} dB", add_noise(audio, snr_db, rng, **noise)),
+        "reverb": example(f"reverb RT60 {rt60:.2f} s", reverberate(audio, SAMPLE_RATE, rt60, rng)),
         "bandlimit": example(
-            f"telephone band {TELEPHONE_LOW_HZ}-{TELEPHONE_HIGH_HZ} Hz", bandlimit(audio, sample_rate)
+            f"telephone band {TELEPHONE_LOW_HZ}-{TELEPHONE_HIGH_HZ} Hz", bandlimit(audio, SAMPLE_RATE)
+        ),
+        "masks": example("freq + time masks", audio, masks=True),
+        "all": example(
+            "all waveform augmentations + masks",
+            augment_waveform(audio, SAMPLE_RATE, all_on, rng),
+            masks=True,
         ),
     }
-    examples["masks"] = ("freq + time masks", audio, augment_spectrogram(examples["original"][2], cfg, rng))
-    everything = dataclasses.replace(cfg, **dict.fromkeys(WAVEFORM_PROBS, 1.0))
-    title, augmented, features = example(
-        "all waveform augmentations + masks", augment_waveform(audio, sample_rate, everything, rng)
-    )
-    examples["all"] = (title, augmented, augment_spectrogram(features, cfg, rng))
-    return examples
 
 
-def plot_log_mel(ax, features: torch.Tensor, title: str, sample_rate: int, vmin: float, vmax: float) -> None:
-    n_mels, n_frames = features.shape
-    seconds = n_frames * HOP_LENGTH / sample_rate
-    ax.imshow(
-        features.numpy(), origin="lower", aspect="auto", extent=(0, seconds, 0, n_mels), vmin=vmin, vmax=vmax
-    )
-    ax.set_title(title, fontsize=8)
-    ax.tick_params(labelsize=6)
+def save_panels(path: str | Path, panels: list[tuple[str, torch.Tensor]], n_cols: int) -> None:
+    """Log-mel panels [(title, (n_mels, T))] on one shared time axis and colour scale (from the
+    first panel) -> a 128-colour palette PNG (much smaller than RGB, looks the same)."""
+    from PIL import Image  # installed with matplotlib
 
-
-def render_panels(panels: list[tuple[str, torch.Tensor]], sample_rate: int, n_cols: int) -> np.ndarray:
-    """Log-mel panels [(title, (n_mels, T))] on one shared time axis and colour scale
-    (from the first panel) -> RGB image (H, W, 3) uint8."""
     n_rows = -(-len(panels) // n_cols)
     fig = Figure(figsize=(3.6 * n_cols, 1.4 * n_rows), dpi=80, layout="constrained")
     axes = fig.subplots(n_rows, n_cols, sharex=True, sharey=True, squeeze=False).ravel()
     vmin, vmax = np.percentile(panels[0][1].numpy(), [1, 99])
     for ax, (title, features) in zip(axes, panels):
-        plot_log_mel(ax, features, title, sample_rate, vmin, vmax)
+        extent = (0, features.shape[1] * HOP_LENGTH / SAMPLE_RATE, 0, features.shape[0])
+        ax.imshow(features.numpy(), origin="lower", aspect="auto", extent=extent, vmin=vmin, vmax=vmax)
+        ax.set_title(title, fontsize=8)
+        ax.tick_params(labelsize=6)
     for ax in axes[len(panels) :]:
         ax.set_visible(False)
-    for ax in axes[-n_cols:]:
-        ax.set_xlabel("seconds", fontsize=6)
-    for ax in axes[::n_cols]:
-        ax.set_ylabel("mel bin", fontsize=6)
-    canvas = FigureCanvasAgg(fig)
-    canvas.draw()
-    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
-
-
-def before_after_image(examples: dict, name: str, sample_rate: int) -> np.ndarray:
-    """The original's and one augmentation's log-mel side by side -> RGB image (H, W, 3) uint8."""
-    (_, _, before), (title, _, after) = examples["original"], examples[name]
-    if name == "original":
-        return render_panels([(title, before)], sample_rate, n_cols=1)
-    return render_panels([("original", before), (title, after)], sample_rate, n_cols=2)
-
-
-def grid_image(examples: dict, sample_rate: int, n_cols: int = 2) -> np.ndarray:
-    """Every example's log-mel in one grid -> RGB image (H, W, 3) uint8."""
-    return render_panels([(title, features) for title, _, features in examples.values()], sample_rate, n_cols)
-
-
-def save_png(path: str | Path, image: np.ndarray) -> None:
-    """RGB image (H, W, 3) uint8 -> a 128-colour palette PNG (much smaller than RGB, looks the same)."""
-    from PIL import Image  # installed with matplotlib
-
+    fig.supxlabel("seconds", fontsize=6)
+    fig.supylabel("mel bin", fontsize=6)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image).quantize(colors=128).save(path, optimize=True)
+    fig.savefig(path)
+    Image.open(path).convert("RGB").quantize(colors=128).save(path, optimize=True)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description="Write each augmentation of one audio file as wav + before/after png."
-    )
+    parser = argparse.ArgumentParser(description="Each augmentation of one audio file as wav and png.")
     parser.add_argument("--audio", required=True, help="input audio file")
     parser.add_argument("--out", help="folder for <name>.wav and <name>.png, one per augmentation")
     parser.add_argument("--grid", help="PNG with every augmentation's log-mel in one picture")
@@ -337,18 +278,19 @@ def main(argv: list[str] | None = None) -> None:
     if not args.out and not args.grid:
         parser.error("give --out DIR, --grid PATH or both")
     cfg = config_from_args(args)
-    audio = load_audio(args.audio, cfg.sample_rate)
-    examples = augmentation_examples(audio, cfg.sample_rate, cfg, np.random.default_rng(cfg.seed))
+    examples = augmentation_examples(load_audio(args.audio), cfg, np.random.default_rng(cfg.seed))
+    original = ("original", examples["original"][2])
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        for name, (_, augmented, _) in examples.items():
+        for name, (title, augmented, features) in examples.items():
             if name != "masks":  # masks act on features only: its audio is the original
-                sf.write(out / f"{name}.wav", augmented, cfg.sample_rate)
-            save_png(out / f"{name}.png", before_after_image(examples, name, cfg.sample_rate))
+                sf.write(out / f"{name}.wav", augmented, SAMPLE_RATE)
+            panels = [original] + [(title, features)] * (name != "original")
+            save_panels(out / f"{name}.png", panels, n_cols=len(panels))
         print(f"wrote {len(examples)} examples (wav and png) to {out}")
     if args.grid:
-        save_png(args.grid, grid_image(examples, cfg.sample_rate))
+        save_panels(args.grid, [(title, features) for title, _, features in examples.values()], n_cols=2)
         print(f"wrote {args.grid}")
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data import normalize_text
+from tokenizer import normalize_text
 
 
 def edit_counts(ref: list, hyp: list) -> tuple[int, int, int]:

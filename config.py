@@ -5,10 +5,10 @@ python train.py --preset small --lr 3e-3 --block_channels 128 128 192
 
 import argparse
 import dataclasses
-from dataclasses import dataclass
+import typing
 
 
-@dataclass
+@dataclasses.dataclass
 class Config:
     # data: comma-separated LibriSpeech split names (downloaded to data_root) or local folders
     # (LibriSpeech layout or custom layout DIR/audio + DIR/transcriptions)
@@ -16,7 +16,6 @@ class Config:
     val_data: str = "dev-clean"
     val_speakers: tuple[str, ...] = ()  # LibriSpeech speakers moved from train_data to validation
     data_root: str = "data"
-    sample_rate: int = 16000
     n_mels: int = 64
     max_duration: float = 17.0  # seconds; longer training utterances are skipped
     batch_seconds: float = 240.0  # padded audio seconds per training batch
@@ -70,12 +69,7 @@ class Config:
     time_mask_width: int = 40  # frames, at most
     time_mask_ratio: float = 0.05  # and at most this fraction of the utterance per mask
 
-    # decoding
-    decoder: str = "greedy"  # greedy | beam | beam_lm
-    beam_size: int = 50
-    lm: str = ""  # ARPA file (.arpa or .arpa.gz) for beam_lm
-    alpha: float = 0.5
-    beta: float = 1.0
+    beam_size: int = 50  # validation also decodes with a beam this wide (1: greedy only)
 
     # logging and output
     out_dir: str = "runs/default"
@@ -121,7 +115,6 @@ PRESETS: dict[str, dict] = {
         c2_kernel=21,
         c3_channels=512,
         dropout=0.1,
-        lr=0.01,
         warmup_steps=300,
         max_steps=20_000,
         eval_every=500,
@@ -134,51 +127,41 @@ PRESETS: dict[str, dict] = {
 }
 
 
-def get_config(preset: str = "base", **overrides) -> Config:
+DEFAULT_PRESET = "small"
+
+
+def get_config(preset: str = DEFAULT_PRESET, **overrides) -> Config:
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     return dataclasses.replace(Config(), **{**PRESETS[preset], **overrides})
 
 
-def _parse_bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
-
-
 def add_config_args(parser: argparse.ArgumentParser) -> None:
-    """One flag per Config field. Flags default to SUPPRESS so only what the user typed is seen."""
+    """One flag per Config field (tuples take several values). Flags default to SUPPRESS so only what
+    the user typed is seen."""
     parser.add_argument("--preset", default=argparse.SUPPRESS, choices=list(PRESETS))
     for f in dataclasses.fields(Config):
-        kwargs = dict(default=argparse.SUPPRESS, help=f"(default {f.default!r})")
-        if f.type in ("tuple[int, ...]", tuple[int, ...]):
-            kwargs.update(nargs="*", type=int)
-        elif f.type in ("tuple[float, ...]", tuple[float, ...]):
-            kwargs.update(nargs="*", type=float)
-        elif f.type in ("tuple[str, ...]", tuple[str, ...]):
-            kwargs.update(nargs="*", type=str)
-        elif f.type in ("bool", bool):
-            kwargs.update(type=_parse_bool)
-        else:
-            kwargs.update(type={"int": int, "float": float, "str": str}.get(f.type, f.type))
+        kwargs = dict(default=argparse.SUPPRESS, help=f"(default {f.default!r})", type=f.type)
+        if typing.get_origin(f.type) is tuple:
+            kwargs.update(nargs="*", type=typing.get_args(f.type)[0])
         parser.add_argument(f"--{f.name}", **kwargs)
 
 
-def overrides_from_args(args: argparse.Namespace) -> dict:
-    """The Config fields the user set on the command line, with list values made into tuples."""
+def _fields(values: dict) -> dict:
+    """The Config fields among values, with list values made into tuples."""
     names = {f.name for f in dataclasses.fields(Config)}
-    given = {k: v for k, v in vars(args).items() if k in names}
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in names}
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict:
+    """The Config fields the user set on the command line."""
+    return _fields(vars(args))
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
-    return get_config(getattr(args, "preset", "small"), **overrides_from_args(args))
+    return get_config(getattr(args, "preset", DEFAULT_PRESET), **overrides_from_args(args))
 
 
 def config_from_dict(values: dict) -> Config:
     """Rebuild a Config saved in a checkpoint; unknown keys (from newer code) are dropped."""
-    names = {f.name for f in dataclasses.fields(Config)}
-    clean = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in names}
-    return dataclasses.replace(Config(), **clean)
+    return dataclasses.replace(Config(), **_fields(values))

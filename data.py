@@ -1,38 +1,32 @@
-"""Audio, text and datasets: from files on disk to padded batches of log-mel features.
+"""Datasets: from folders on disk to padded batches of log-mel features and token ids.
 
 Two folder layouts are understood:
   LibriSpeech  ROOT/<speaker>/<chapter>/<id>.flac + <speaker>-<chapter>.trans.txt
   custom       DIR/audio/<id>.{wav,flac,mp3,ogg,sph} + optional DIR/transcriptions/<id>.txt
 """
 
-import hashlib
+import math
 import os
 import random
-import re
-import tarfile
-import unicodedata
-import urllib.request
 import warnings
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
-import torchaudio
 from tqdm import tqdm
 
-SAMPLE_RATE = 16000
-N_FFT = 512
-WIN_LENGTH = 400  # 25 ms
-HOP_LENGTH = 160  # 10 ms: one feature frame
-AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".sph")
-
-# blank = 0, then space, apostrophe and the letters
-VOCAB = ["", " ", "'"] + [chr(c) for c in range(ord("a"), ord("z") + 1)]
-BLANK = 0
-_CHAR_TO_ID = {c: i for i, c in enumerate(VOCAB) if i != BLANK}
+from audio import (
+    AUDIO_EXTENSIONS,
+    SAMPLE_RATE,
+    DataError,
+    audio_seconds,
+    load_audio,
+    log_mel_spectrogram,
+    num_frames,
+)
+from download import download, extract
+from tokenizer import Tokenizer, normalize_text
 
 LIBRISPEECH_URL = "https://www.openslr.org/resources/12"
 LIBRISPEECH_MD5 = {  # from the mirror's md5sum.txt
@@ -46,78 +40,6 @@ LIBRISPEECH_MD5 = {  # from the mirror's md5sum.txt
 }
 
 
-class DataError(Exception):
-    """Bad input data: the message names the file and what to do."""
-
-
-# ----------------------------------------------------------------------------- text
-
-
-def normalize_text(text: str) -> str:
-    """Lower-case a-z, apostrophe and single spaces; other punctuation becomes a space.
-
-    Characters that are neither letters nor punctuation (digits, symbols) are kept, so that
-    `text_to_ids` can report them instead of silently changing what was said."""
-    text = unicodedata.normalize("NFKD", text)
-    text = "".join(c for c in text if not unicodedata.combining(c)).lower()
-    text = text.replace("\u2019", "'").replace("\u2018", "'").replace("`", "'")
-    text = re.sub(r"[^\w' ]|_", " ", text)  # punctuation -> space
-    text = re.sub(r"(?<![a-z])'|'(?![a-z])", " ", text)  # quotes, not apostrophes
-    return " ".join(text.split())
-
-
-def text_to_ids(text: str) -> list[int]:
-    """Normalised text -> token ids (no blank). Raises ValueError naming unknown characters."""
-    unknown = sorted({c for c in text if c not in _CHAR_TO_ID})
-    if unknown:
-        raise ValueError(f"characters outside the vocabulary (a-z, space, apostrophe): {unknown}")
-    return [_CHAR_TO_ID[c] for c in text]
-
-
-def ids_to_text(ids) -> str:
-    return "".join(VOCAB[i] for i in ids if i != BLANK).strip()
-
-
-# ----------------------------------------------------------------------------- audio
-
-
-def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Any soundfile-readable file -> mono float32 waveform (N,) at `sample_rate`."""
-    try:
-        audio, file_rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as e:  # soundfile raises several types for corrupt or unknown files
-        raise DataError(f"{path}: cannot read audio ({e}); convert it to 16 kHz wav or flac") from e
-    if audio.shape[0] == 0:
-        raise DataError(f"{path}: the file has no samples; remove it or re-record it")
-    audio = audio.mean(axis=1)  # stereo -> mono
-    if file_rate != sample_rate:
-        audio = torchaudio.functional.resample(torch.from_numpy(audio), file_rate, sample_rate).numpy()
-    return np.ascontiguousarray(audio, dtype=np.float32)
-
-
-@lru_cache(maxsize=4)
-def _mel_transform(n_mels: int, sample_rate: int) -> torchaudio.transforms.MelSpectrogram:
-    return torchaudio.transforms.MelSpectrogram(
-        sample_rate=sample_rate, n_fft=N_FFT, win_length=WIN_LENGTH, hop_length=HOP_LENGTH, n_mels=n_mels
-    )
-
-
-def log_mel_spectrogram(audio, n_mels: int, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
-    """Waveform (N,) -> log-mel features (n_mels, N // 160 + 1), each mel band normalised to zero
-    mean and unit variance over the utterance (so loudness and channel differ less)."""
-    audio = torch.as_tensor(audio, dtype=torch.float32)
-    with torch.no_grad():
-        mel = _mel_transform(n_mels, sample_rate)(audio)  # (n_mels, T)
-        log_mel = torch.log(mel + 1e-6)
-        mean = log_mel.mean(dim=1, keepdim=True)
-        std = log_mel.std(dim=1, keepdim=True) if log_mel.shape[1] > 1 else torch.ones_like(mean)
-    return (log_mel - mean) / (std + 1e-5)
-
-
-def num_frames(num_samples: int) -> int:
-    return num_samples // HOP_LENGTH + 1
-
-
 # ----------------------------------------------------------------------------- manifests
 
 
@@ -127,13 +49,6 @@ class Utterance:
     path: str
     duration: float  # seconds; -1 when the file could not be read
     text: str | None  # normalised transcript, None when there is none
-
-
-def _duration(path: Path) -> float:
-    try:
-        return sf.info(str(path)).duration
-    except Exception:
-        return -1.0
 
 
 def read_librispeech_dir(root: str | Path) -> list[Utterance]:
@@ -150,7 +65,7 @@ def read_librispeech_dir(root: str | Path) -> list[Utterance]:
                 continue
             uid, _, text = line.strip().partition(" ")
             path = (trans.parent / f"{uid}.flac").resolve()  # the cached manifest works from any folder
-            utterances.append(Utterance(uid, str(path), _duration(path), normalize_text(text)))
+            utterances.append(Utterance(uid, str(path), audio_seconds(path), normalize_text(text)))
     if not utterances:
         raise DataError(f"{root}: no LibriSpeech transcripts (*.trans.txt) found")
     try:  # cache for the next run; read-only folders simply go without
@@ -206,7 +121,7 @@ def read_custom_dir(root: str | Path) -> list[Utterance]:
         seen.add(path.stem)
         text_path = text_dir / f"{path.stem}.txt"
         text = normalize_text(text_path.read_text(encoding="utf-8")) if text_path.exists() else None
-        utterances.append(Utterance(path.stem, str(path), _duration(path), text))
+        utterances.append(Utterance(path.stem, str(path), audio_seconds(path), text))
     return utterances
 
 
@@ -214,42 +129,19 @@ def download_librispeech(split: str, root: str | Path) -> Path:
     """Download, md5-check and extract one LibriSpeech split; returns ROOT/LibriSpeech/<split>."""
     if split not in LIBRISPEECH_MD5:
         raise DataError(f"unknown LibriSpeech split {split!r}; choose one of {', '.join(LIBRISPEECH_MD5)}")
-    root = Path(root)
-    split_dir = root / "LibriSpeech" / split
+    split_dir = Path(root) / "LibriSpeech" / split
     if (split_dir / ".complete").exists():
         return split_dir
-    root.mkdir(parents=True, exist_ok=True)
-    archive = root / f"{split}.tar.gz"
-    if not archive.exists() or file_digest(archive) != LIBRISPEECH_MD5[split]:
-        download_file(f"{LIBRISPEECH_URL}/{split}.tar.gz", archive)
-        if file_digest(archive) != LIBRISPEECH_MD5[split]:
-            archive.unlink()
-            raise DataError(f"{archive}: md5 mismatch after download; the file was removed, run again")
-    with tarfile.open(archive) as tar:
-        members = tar.getmembers()
-        for member in tqdm(members, desc=f"extracting {split}", unit="file"):
-            tar.extract(member, root, filter="data")
+    try:
+        archive = download(
+            f"{LIBRISPEECH_URL}/{split}.tar.gz", root, checksum=f"md5:{LIBRISPEECH_MD5[split]}"
+        )
+    except RuntimeError as e:
+        raise DataError(f"{e}; run again") from e
+    print(f"extracting {archive.name} ...")
+    extract(archive, root)
     (split_dir / ".complete").touch()
     return split_dir
-
-
-def download_file(url: str, dest: Path) -> None:
-    tmp = dest.with_suffix(dest.suffix + ".part")
-    with urllib.request.urlopen(url) as response, open(tmp, "wb") as f:
-        total = int(response.headers.get("Content-Length") or 0) or None
-        with tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {dest.name}") as bar:
-            while chunk := response.read(1 << 20):
-                f.write(chunk)
-                bar.update(len(chunk))
-    os.replace(tmp, dest)
-
-
-def file_digest(path: Path, algorithm: str = "md5") -> str:
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_data(spec: str, data_root: str = "data", download: bool = True) -> list[Utterance]:
@@ -269,7 +161,7 @@ def read_data(spec: str, data_root: str = "data", download: bool = True) -> list
             utterances += read_librispeech_dir(download_librispeech(source, data_root))
         else:
             raise DataError(
-                f"{source}: no such folder, and not a LibriSpeech split ({', '.join(LIBRISPEECH_MD5)})"
+                f"{source}: folder not found, and not a LibriSpeech split ({', '.join(LIBRISPEECH_MD5)})"
             )
     return utterances
 
@@ -281,15 +173,21 @@ def speaker_of(utterance_id: str) -> str:
 # ----------------------------------------------------------------------------- datasets
 
 
-class SpeechDataset(torch.utils.data.Dataset):
-    """Utterances -> dict(id, features (n_mels, T), tokens (L,), text, audio). With `train`, waveform
-    and spectrogram augmentations from augment.py are applied and over-long utterances skipped."""
+MIN_SECONDS = 0.1  # shorter clips carry no speech the model can recognise
 
-    def __init__(self, utterances: list[Utterance], cfg, train: bool = False, need_text: bool = True):
-        self.cfg, self.train, self.epoch = cfg, train, 0
-        self.utterances = _usable(
-            utterances, cfg, need_text, max_duration=cfg.max_duration if train else None
-        )
+
+class SpeechDataset(torch.utils.data.Dataset):
+    """Utterances -> dict(id, features (n_mels, T), tokens (L,), text). With `train`, waveform and
+    spectrogram augmentations from augment.py are applied and over-long utterances skipped. Outside
+    training a file that fails to load becomes dict(id, error) instead of stopping the run."""
+
+    def __init__(self, utterances: list[Utterance], cfg, tokenizer=None, train=False, need_text=True):
+        self.cfg, self.train, self.need_text, self.epoch = cfg, train, need_text, 0
+        self.tokenizer = tokenizer or Tokenizer()
+        max_duration = cfg.max_duration if train else None
+        self.utterances = _usable(utterances, cfg, self.tokenizer, need_text, max_duration)
+        kept = {u.id for u in self.utterances}
+        self.skipped = [u for u in utterances if u.id not in kept]  # with a warning per reason
 
     def __len__(self) -> int:
         return len(self.utterances)
@@ -297,23 +195,37 @@ class SpeechDataset(torch.utils.data.Dataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def __getitem__(self, index: int) -> dict:
-        utt = self.utterances[index]
-        audio = load_audio(utt.path, self.cfg.sample_rate)
+    def waveform(self, index: int, rng: np.random.Generator | None = None) -> np.ndarray:
+        """The utterance's audio (N,) at 16 kHz, augmented when training: with `rng`, or else with
+        the draws its dataset item gets (seeded by (seed, epoch, index), so a resumed run sees
+        exactly the same augmentations)."""
+        audio = load_audio(self.utterances[index].path)
         if self.train:
             import augment  # training only: inference never needs it
 
-            # seeded by (seed, epoch, index) so a resumed run sees exactly the same augmentations
-            rng = np.random.default_rng([self.cfg.seed, self.epoch, index])
-            audio = augment.augment_waveform(audio, self.cfg.sample_rate, self.cfg, rng)
-        features = log_mel_spectrogram(audio, self.cfg.n_mels, self.cfg.sample_rate)
+            rng = rng or np.random.default_rng([self.cfg.seed, self.epoch, index])
+            audio = augment.augment_waveform(audio, SAMPLE_RATE, self.cfg, rng)
+        return audio
+
+    def __getitem__(self, index: int) -> dict:
+        utt = self.utterances[index]
+        rng = np.random.default_rng([self.cfg.seed, self.epoch, index])
+        try:
+            audio = self.waveform(index, rng)
+        except DataError as e:
+            if self.train:
+                raise
+            return dict(id=utt.id, error=str(e), text=utt.text)
+        features = log_mel_spectrogram(audio, self.cfg.n_mels)  # (n_mels, T)
         if self.train:
+            import augment
+
             features = augment.augment_spectrogram(features, self.cfg, rng)
-        tokens = torch.tensor(text_to_ids(utt.text) if utt.text is not None else [], dtype=torch.long)
-        return dict(id=utt.id, features=features, tokens=tokens, text=utt.text, audio=audio)
+        ids = self.tokenizer.encode(utt.text) if self.need_text else []
+        return dict(id=utt.id, features=features, tokens=torch.tensor(ids, dtype=torch.long), text=utt.text)
 
 
-def _usable(utterances, cfg, need_text: bool, max_duration: float | None) -> list[Utterance]:
+def _usable(utterances, cfg, tokenizer, need_text: bool, max_duration: float | None) -> list[Utterance]:
     """Drop what cannot be used, with one warning per reason that counts and names an example."""
     kept, dropped = [], {}
     for u in utterances:
@@ -322,6 +234,8 @@ def _usable(utterances, cfg, need_text: bool, max_duration: float | None) -> lis
             reason = "unreadable audio"
         elif u.duration == 0:
             reason = "empty audio"
+        elif u.duration < MIN_SECONDS:
+            reason = f"too short (under {MIN_SECONDS} s)"
         elif need_text and u.text is None:
             reason = "no transcription"
         elif need_text and not u.text:
@@ -330,13 +244,14 @@ def _usable(utterances, cfg, need_text: bool, max_duration: float | None) -> lis
             reason = f"longer than max_duration={max_duration}s"
         elif need_text:
             try:
-                text_to_ids(u.text)
+                tokens = tokenizer.encode(u.text)
             except ValueError as e:
                 reason = str(e).split(":")[0]
             else:
-                # CTC needs at least one output frame per label (more between repeats)
-                frames = num_frames(int(u.duration * cfg.sample_rate)) // cfg.stride
-                if frames < len(u.text) + sum(a == b for a, b in zip(u.text, u.text[1:])):
+                # CTC needs an output frame per label (more between repeats); the model's
+                # 'same'-padded stride gives ceil(frames / stride) output frames
+                frames = math.ceil(num_frames(int(u.duration * SAMPLE_RATE)) / cfg.stride)
+                if frames < len(tokens) + sum(a == b for a, b in zip(tokens, tokens[1:])):
                     reason = "transcript too long for the audio"
         if reason:
             dropped.setdefault(reason, []).append(u)
@@ -352,18 +267,23 @@ def _usable(utterances, cfg, need_text: bool, max_duration: float | None) -> lis
 
 
 class LibriSpeechDataset(SpeechDataset):
-    def __init__(self, root: str, split: str, cfg, download: bool = True, train: bool = False):
+    def __init__(
+        self, root: str, split: str, cfg, download=True, train=False, tokenizer=None, need_text=True
+    ):
         split_dir = Path(root) / "LibriSpeech" / split
         if not split_dir.is_dir():
             if not download:
                 raise DataError(f"{split_dir}: not found; pass download=True to fetch {split}")
             split_dir = download_librispeech(split, root)
-        super().__init__(read_librispeech_dir(split_dir), cfg, train=train)
+        super().__init__(read_librispeech_dir(split_dir), cfg, tokenizer, train, need_text)
 
 
 class CustomDirDataset(SpeechDataset):
-    def __init__(self, root: str, cfg, train: bool = False, need_text: bool = False):
-        super().__init__(read_custom_dir(root), cfg, train=train, need_text=need_text)
+    """Local folders (comma-separated) in the custom layout or in LibriSpeech's; transcriptions are
+    optional unless need_text."""
+
+    def __init__(self, root: str, cfg, train=False, need_text=False, tokenizer=None):
+        super().__init__(read_data(str(root), download=False), cfg, tokenizer, train, need_text)
 
 
 class DurationBatchSampler(torch.utils.data.Sampler):
@@ -405,7 +325,11 @@ class DurationBatchSampler(torch.utils.data.Sampler):
 
 
 def collate(items: list[dict]) -> dict:
-    """Pad a list of dataset items into a batch."""
+    """Pad dataset items into a batch; items that failed to load go to `errors` as (id, message)."""
+    errors = [(it["id"], it["error"]) for it in items if "error" in it]
+    items = [it for it in items if "error" not in it]
+    if not items:
+        return dict(ids=[], texts=[], errors=errors)
     lengths = torch.tensor([it["features"].shape[1] for it in items])
     token_lengths = torch.tensor([len(it["tokens"]) for it in items])
     features = torch.zeros(len(items), items[0]["features"].shape[0], int(lengths.max()))  # (B, n_mels, T)
@@ -416,9 +340,9 @@ def collate(items: list[dict]) -> dict:
     return dict(
         ids=[it["id"] for it in items],
         texts=[it["text"] for it in items],
-        audio=[it["audio"] for it in items],
         features=features,
         feature_lengths=lengths,
         tokens=tokens,
         token_lengths=token_lengths,
+        errors=errors,
     )

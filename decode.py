@@ -1,21 +1,41 @@
-"""CTC decoding: greedy, prefix beam search with word n-gram shallow fusion, and batch helpers.
+"""CTC decoding: greedy, and prefix beam search with word n-gram shallow fusion, configured by one
+DecodingOptions; `decode_batch` decodes many utterances, in a pool of worker processes when given one.
 
 All scores are natural-log. A prefix is an integer node id in a trie (parent + token arrays); each beam
 keeps the prefix's log-probability of ending in blank (p_b) and in a non-blank token (p_nb), so every
 alignment of the prefix is counted once. Per-frame work is vectorised over beams and candidate tokens.
-
-    python decode.py build-lm --text corpus.txt --order 3 --out lm.arpa   (forwards to lm.py)
+`vocab` is the tokenizer's symbol list: blank at 0, " " the word boundary.
 """
 
-import atexit
+import dataclasses
 import multiprocessing
-import sys
+from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
 from lm import BOS, EOS, NGramLM
 
 NEG_INF = float("-inf")
+DECODERS = ("greedy", "beam", "beam_lm")
+
+
+@dataclass
+class DecodingOptions:
+    decoder: str = "greedy"  # greedy | beam | beam_lm
+    beam_size: int = 50
+    lm: str = ""  # ARPA file (.arpa or .arpa.gz), for beam_lm
+    alpha: float = 0.5  # LM weight
+    beta: float = 1.0  # word insertion bonus
+    token_min_logp: float = -10.0  # per-frame pruning: see frame_candidates
+    top_k: int | None = 16
+    beam_margin: float = 10.0
+    blank_skip_logp: float = -1e-3
+    unk_score: float = -3.0  # per character of a word outside the LM vocabulary; -inf: only its words
+
+    def search_kwargs(self) -> dict:
+        """The keyword arguments of prefix_beam_search_nbest (all but decoder, beam_size and lm)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("decoder", "beam_size", "lm")}
 
 
 def greedy_decode(log_probs: np.ndarray, blank: int = 0) -> list[int]:
@@ -25,11 +45,6 @@ def greedy_decode(log_probs: np.ndarray, blank: int = 0) -> list[int]:
     keep[1:] = best[1:] != best[:-1]
     best = best[keep]
     return best[best != blank].tolist()
-
-
-def ids_to_text(ids: list[int], vocab: list[str]) -> str:
-    """Token ids -> text with single spaces between words."""
-    return " ".join("".join(vocab[i] for i in ids).split())
 
 
 def frame_candidates(
@@ -58,24 +73,60 @@ def frame_candidates(
 
 
 class _LMScorer:
-    """Shallow-fusion bookkeeping for one utterance: LM score changes of prefixes, cached per trie node."""
+    """Shallow-fusion bookkeeping for one utterance, cached per trie node of the search.
+
+    A prefix's fused score is alpha * log P_lm(its finished words) + beta * words, plus unk_score for
+    each character of a word past the point where it stopped being the start of any LM word (the end of
+    a word that is no LM word counts as one such character), plus a
+    look-ahead for its unfinished word: alpha * the best unigram log-prob of a vocabulary word it can
+    still become. Without these a partial word is free until it ends, so the search prefers long run-on
+    non-words that pay once, and delays ending words that would pay now. When the word ends, its
+    look-ahead is replaced by its real score. unk_score = -inf keeps only vocabulary words.
+    """
 
     def __init__(
-        self, lm: NGramLM, vocab: list[str], space: int, alpha: float, beta: float, prefix_prune: bool
+        self, lm: NGramLM, vocab: list[str], space: int, alpha: float, beta: float, unk_score: float
     ):
         self.lm, self.vocab, self.space, self.alpha, self.beta = lm, vocab, space, alpha, beta
+        self.unk_score = unk_score
         self.n_history = lm.order - 1
         self.history = {1: (BOS,)}  # node ending in a space (or the root) -> LM history after it
         self.completion: dict[int, tuple[float, tuple]] = {}  # node -> (score change, history after)
-        self.trie = lm.prefix_trie(vocab) if prefix_prune else None
-        self.state = {1: 0}  # node -> its partial word's state in the LM's character trie
+        self.trie = lm.word_trie(vocab)
+        self.token_length = np.array([len(token) for token in vocab])  # (V,)
 
     def _history_after(self, history: tuple, word: str) -> tuple:
         history = history + (word,)
         return history[len(history) - self.n_history :] if self.n_history else ()
 
-    def complete(self, node: int, parent: np.ndarray, token: np.ndarray) -> tuple[float, tuple]:
-        """Score change (alpha * log P(word | history) + beta) when node's partial word ends here."""
+    def lookahead(self, states: np.ndarray) -> np.ndarray:
+        """Beam word states (any shape) -> look-ahead of the partial word: alpha * trie.best of its
+        trie state, or, for a word that left the trie, of the last trie state it was in (0: none)."""
+        trie_state = np.where(states < 0, -1 - states, states)
+        return np.where(trie_state > 0, self.alpha * self.trie.best[trie_state], 0.0)
+
+    def extend(self, states: np.ndarray, toks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(B,) word states of the beams and (C,) tokens -> (B, C) next word states and fused score
+        changes. A word state is the partial word's trie state (0: no partial word), or -1 - the last
+        trie state of a partial word that left the trie: it keeps that look-ahead, so that leaving
+        the vocabulary never refunds a rare prefix's look-ahead, and pays unk_score per character."""
+        B, C = len(states), len(toks)
+        inside = self.trie.step(
+            np.where(states[:, None] < 0, -1, np.repeat(states[:, None], C, 1)), np.broadcast_to(toks, (B, C))
+        )
+        child = np.where(
+            inside >= 0, inside, np.where(states[:, None] < 0, states[:, None], -1 - states[:, None])
+        )
+        child[:, toks == self.space] = 0  # a space ends the word (its score change is completions')
+        unknown = self.unk_score * self.token_length[toks]  # (C,) charged per character outside the trie
+        change = np.where(
+            inside < 0, unknown[None, :], self.lookahead(child) - self.lookahead(states)[:, None]
+        )
+        return child, change
+
+    def complete(self, node: int, state: int, parent: np.ndarray, token: np.ndarray) -> tuple[float, tuple]:
+        """Score change when node's partial word ends here: alpha * log P(word | history) + beta
+        replaces its look-ahead; an unknown word keeps the unk_score it paid and pays one more."""
         if node not in self.completion:
             chars = []
             start = node
@@ -85,41 +136,34 @@ class _LMScorer:
             word = "".join(reversed(chars))
             history = self.history[start]
             score = self.alpha * self.lm.log_prob(word, history) + self.beta
+            score -= float(self.lookahead(np.array(state)))  # the look-ahead it carried
+            if state < 0 or not self.trie.is_word[state]:
+                score += self.unk_score
             self.completion[node] = (score, self._history_after(history, word))
         return self.completion[node]
 
-    def completions(self, ids: np.ndarray, last: np.ndarray, parent, token) -> np.ndarray:
+    def completion_bound(self, states: np.ndarray) -> np.ndarray:
+        """(B,) upper bound of completions(): log P(word | history) <= 0, unk_score <= 0."""
+        return self.beta - self.lookahead(states)
+
+    def completions(self, ids: np.ndarray, last: np.ndarray, states: np.ndarray, parent, token) -> np.ndarray:
         """(B,) score change of ending each beam's word now; -inf for beams with no partial word."""
         scores = np.full(len(ids), NEG_INF)
-        for j, (n, t) in enumerate(zip(ids.tolist(), last.tolist())):
-            if t != self.space:
-                scores[j] = (self.completion.get(n) or self.complete(n, parent, token))[0]
+        for j in np.flatnonzero(last != self.space).tolist():
+            n = int(ids[j])
+            scores[j] = (self.completion.get(n) or self.complete(n, int(states[j]), parent, token))[0]
         return scores
 
-    def allowed(self, ids: np.ndarray, toks: np.ndarray) -> np.ndarray:
-        """(B, C) whether appending each token keeps the partial word a prefix of some vocabulary word."""
-        children, masks = self.trie
-        states = np.array([self.state.get(int(n), -1) for n in ids])  # (B,) -1: not a prefix (never kept)
-        bits = masks[np.maximum(states, 0)][:, None] >> toks.astype(np.uint64)[None, :]  # (B, C)
-        ok = ((bits & np.uint64(1)) == 1) & (states[:, None] >= 0)
-        ok[:, toks == self.space] = True
-        return ok
+    def add_words(self, new_ids: np.ndarray, parents: np.ndarray, toks: np.ndarray) -> None:
+        """Register the LM history after each word that the nodes just created (by a space) finished."""
+        for n, p in zip(new_ids[toks == self.space].tolist(), parents[toks == self.space].tolist()):
+            self.history[n] = self.completion[p][1]
 
-    def add_nodes(self, new_ids: np.ndarray, parents: np.ndarray, toks: np.ndarray) -> None:
-        """Register nodes just created: LM history after a completed word, trie state of a partial word."""
-        V = len(self.vocab)
-        for n, p, t in zip(new_ids.tolist(), parents.tolist(), toks.tolist()):
-            if t == self.space:
-                self.history[n] = self.completion[p][1]
-                self.state[n] = 0
-            elif self.trie is not None:
-                self.state[n] = self.trie[0].get(self.state.get(p, -1) * V + t, -1)
-
-    def final(self, node: int, last: int, parent, token) -> float:
+    def final(self, node: int, last: int, state: int, parent, token) -> float:
         """Score change at the end of the utterance: the last partial word, then </s>."""
         score, history = 0.0, self.history.get(node)
         if last != self.space and node != 1:
-            score, history = self.complete(node, parent, token)
+            score, history = self.complete(node, state, parent, token)
         return score + self.alpha * self.lm.log_prob(EOS, history)
 
 
@@ -135,7 +179,7 @@ def prefix_beam_search_nbest(
     top_k: int | None = 16,
     beam_margin: float = 10.0,
     blank_skip_logp: float = -1e-3,
-    lm_prefix_prune: bool = False,
+    unk_score: float = -3.0,
 ) -> list[tuple[list[int], float]]:
     """CTC prefix beam search; (T, V) log-probs -> beams as (token ids, score), best first.
 
@@ -143,8 +187,8 @@ def prefix_beam_search_nbest(
     With vocab (which must then contain " "), spaces are word boundaries: leading and repeated spaces do
     not make new prefixes, a trailing space is dropped, and the LM scores each word as it completes.
     Pruning per frame: candidate tokens (see frame_candidates), then at most beam_size prefixes no more
-    than beam_margin below the best. lm_prefix_prune drops prefixes whose partial word starts no word
-    of the LM vocabulary. Pass token_min_logp=-inf, top_k=None, beam_margin=inf, blank_skip_logp=0 for
+    than beam_margin below the best. unk_score is added for each character of a word from where it
+    stops being the start of any LM word, and once more at its end; -inf keeps only vocabulary words. Pass token_min_logp=-inf, top_k=None, beam_margin=inf, blank_skip_logp=0 for
     an exact search (up to beam_size).
     """
     if beam_size < 1:
@@ -154,7 +198,7 @@ def prefix_beam_search_nbest(
     space = vocab.index(" ") if vocab is not None and " " in vocab else -1
     if lm is not None and space < 0:
         raise ValueError("LM fusion needs a vocab with a space token")
-    scorer = _LMScorer(lm, vocab, space, alpha, beta, lm_prefix_prune) if lm is not None else None
+    scorer = _LMScorer(lm, vocab, space, alpha, beta, unk_score) if lm is not None else None
     cands = frame_candidates(log_probs, blank, token_min_logp, top_k, blank_skip_logp)
 
     # trie of prefixes: node 1 is the empty prefix, node 0 a sentinel parent no beam ever holds
@@ -171,7 +215,8 @@ def prefix_beam_search_nbest(
     last = np.array([space])  # (B,) its last token (-1: none)
     p_b = np.array([0.0])  # (B,) log P(prefix, ending in blank)
     p_nb = np.array([NEG_INF])  # (B,) log P(prefix, ending in its last token)
-    fused = np.array([0.0])  # (B,) LM score of the prefix (alpha * log P_lm + beta * words)
+    fused = np.array([0.0])  # (B,) LM score of the prefix (see _LMScorer)
+    states = np.array([0])  # (B,) vocabulary-trie state of its partial word (0: none, -1: unknown)
     row_of[1] = 0
     ends_in_space = last == space if space >= 0 else np.zeros(1, bool)
 
@@ -208,12 +253,21 @@ def prefix_beam_search_nbest(
         score_stay = np.logaddexp(new_b, new_nb) + fused  # (B,)
         fused_ext = np.broadcast_to(fused[:, None], (B, C))  # (B, C)
         if scorer is not None:
-            fused_ext = fused_ext.copy()
-            is_space = toks == space
-            if is_space.any():
-                fused_ext[:, is_space] += scorer.completions(ids, last, parent, token)[:, None]
-            if scorer.trie is not None:
-                fused_ext = np.where(scorer.allowed(ids, toks), fused_ext, NEG_INF)
+            child, change = scorer.extend(states, toks)  # (B, C) each
+            fused_ext = fused_ext + change
+            if (toks == space).any():
+                # ending a word asks the LM: only for beams that can still make the cut below, known
+                # from every other candidate's score and an upper bound of the word's score change
+                s = int(np.flatnonzero(toks == space)[0])
+                known = np.concatenate([score_stay, np.delete(ext + fused_ext, s, axis=1).ravel()])
+                floor = known.max() - beam_margin if len(known) else NEG_INF
+                if len(known) >= beam_size:
+                    floor = max(floor, np.partition(known, len(known) - beam_size)[len(known) - beam_size])
+                maybe = np.flatnonzero(ext[:, s] + fused + scorer.completion_bound(states) >= floor)
+                fused_ext[:, s] = NEG_INF
+                fused_ext[maybe, s] = fused[maybe] + scorer.completions(
+                    ids[maybe], last[maybe], states[maybe], parent, token
+                )
         score_ext = ext + fused_ext  # (B, C)
 
         # keep the best beam_size within beam_margin of the best
@@ -241,7 +295,7 @@ def prefix_beam_search_nbest(
         parent[new_ids] = ids[r]
         token[new_ids] = toks[c]
         if scorer is not None:
-            scorer.add_nodes(new_ids, ids[r], toks[c])
+            scorer.add_words(new_ids, ids[r], toks[c])
 
         row_of[ids] = -1
         ids = np.concatenate([ids[stay], new_ids])
@@ -249,15 +303,18 @@ def prefix_beam_search_nbest(
         p_b = np.concatenate([new_b[stay], np.full(len(r), NEG_INF)])
         p_nb = np.concatenate([new_nb[stay], ext[r, c]])
         fused = np.concatenate([fused[stay], fused_ext[r, c]])
+        states = np.concatenate([states[stay], child[r, c] if scorer is not None else np.zeros(len(r), int)])
         row_of[ids] = np.arange(len(ids))
         ends_in_space = last == space if space >= 0 else np.zeros(len(ids), bool)
 
     # finish: score the last partial word, merge prefixes that differ by a trailing space only
     p_tot = np.logaddexp(p_b, p_nb)
     results: dict[tuple[int, ...], list[float]] = {}  # token ids -> [log P_ctc, LM score]
-    for node, t, ctc, f in zip(ids.tolist(), last.tolist(), p_tot.tolist(), fused.tolist()):
+    for node, t, s, ctc, f in zip(
+        ids.tolist(), last.tolist(), states.tolist(), p_tot.tolist(), fused.tolist()
+    ):
         if scorer is not None:
-            f += scorer.final(node, t, parent, token)
+            f += scorer.final(node, t, s, parent, token)
         backwards = []
         while node > 1:
             backwards.append(int(token[node]))
@@ -282,163 +339,67 @@ def prefix_beam_search(
     return prefix_beam_search_nbest(log_probs, beam_size, blank=blank, lm=lm, **search_kwargs)[0][0]
 
 
+def decode(
+    log_probs: np.ndarray, vocab: list[str], options: DecodingOptions, lm: NGramLM | None = None
+) -> list[int]:
+    """(T, V) log-probs -> token ids, by options.decoder; lm is used by beam_lm only."""
+    if options.decoder == "greedy":
+        return greedy_decode(log_probs)
+    if options.decoder not in DECODERS:
+        raise ValueError(f"unknown decoder {options.decoder!r}; choose {', '.join(DECODERS)}")
+    lm = lm if options.decoder == "beam_lm" else None
+    return prefix_beam_search(log_probs, options.beam_size, vocab=vocab, lm=lm, **options.search_kwargs())
+
+
 # ---------------------------------------------------------------------------------------------------
-# Many utterances: a process pool over both cores, the LM loaded once per worker
-
-_worker: dict = {}  # in each worker process: the LM and where it came from
+# Many utterances: a pool of worker processes, each loading the LM once
 
 
-def _load_lm(lm: str | NGramLM | None) -> None:
-    """Worker initializer (also used in this process): load the LM unless this one is loaded already."""
-    if "source" in _worker and (_worker["source"] is lm or (isinstance(lm, str) and _worker["source"] == lm)):
-        return
-    _worker.pop("source", None)
+@lru_cache(maxsize=1)
+def load_lm(path: str) -> NGramLM:
+    """The ARPA model at path, read once per process."""
+    return NGramLM.from_arpa(path)
+
+
+def _init_worker(lm_path: str) -> None:
     try:
-        _worker["lm"] = NGramLM.from_arpa(lm) if isinstance(lm, str) and lm else (lm or None)
-    except Exception as error:  # raised by the tasks: a failing initializer makes a pool respawn forever
-        _worker["lm"] = error
-        return
-    _worker["source"] = lm
+        if lm_path:
+            load_lm(lm_path)
+    except Exception:  # raised again by the tasks: a failing initializer makes a pool respawn forever
+        pass
 
 
-def _worker_lm() -> NGramLM | None:
-    if isinstance(_worker["lm"], Exception):
-        raise _worker["lm"]
-    return _worker["lm"]
+def _decode_task(job: tuple) -> list[list[int]]:
+    """One utterance decoded with each of a list of options: its log-probs are sent only once."""
+    log_probs, vocab, options_list = job
+    return [
+        decode(log_probs, vocab, o, load_lm(o.lm) if o.decoder == "beam_lm" else None) for o in options_list
+    ]
 
 
-def _decode_one(
-    log_probs: np.ndarray, decoder: str, beam_size: int, vocab: list[str], lm, alpha, beta, **kw
-) -> str:
-    if decoder == "greedy":
-        ids = greedy_decode(log_probs)
-    elif decoder in ("beam", "beam_lm"):
-        lm = lm if decoder == "beam_lm" else None
-        ids = prefix_beam_search(log_probs, beam_size, vocab=vocab, lm=lm, alpha=alpha, beta=beta, **kw)
-    else:
-        raise ValueError(f"unknown decoder {decoder!r}; choose greedy, beam or beam_lm")
-    return ids_to_text(ids, vocab)
-
-
-def _decode_task(job: tuple[np.ndarray, dict]) -> str:
-    log_probs, settings = job
-    return _decode_one(log_probs, lm=_worker_lm(), **settings)
-
-
-def _grid_task(job: tuple[np.ndarray, dict]) -> list[str]:
-    """One utterance decoded at every (alpha, beta) of the grid: its log-probs are sent only once."""
-    log_probs, settings = job
-    settings = dict(settings)
-    grid = settings.pop("grid")
-    return [_decode_one(log_probs, lm=_worker_lm(), alpha=a, beta=b, **settings) for a, b in grid]
-
-
-_pool: dict = {}  # the last pool, kept for the next call: starting workers and loading an LM take seconds
-
-
-def close_pool() -> None:
-    """Stop the worker processes kept by decode_batch / grid_search_lm (also done at exit)."""
-    if "pool" in _pool:
-        _pool.pop("pool").terminate()
-        _pool.clear()
-
-
-atexit.register(close_pool)
-
-
-def _get_pool(lm: str | NGramLM | None, num_workers: int):
-    same_lm = _pool.get("lm") is lm or (isinstance(lm, str) and _pool.get("lm") == lm)
-    if not (same_lm and _pool.get("num_workers") == num_workers):
-        close_pool()
-        # spawn, not fork: the caller may hold torch threads or CUDA state that a forked child must not touch
-        context = multiprocessing.get_context("spawn")
-        pool = context.Pool(num_workers, initializer=_load_lm, initargs=(lm,))
-        _pool.update(pool=pool, lm=lm, num_workers=num_workers)
-    return _pool["pool"]
-
-
-def _run(task, log_probs_list: list[np.ndarray], lm, settings: dict, num_workers: int) -> list:
-    """task over every utterance, results in input order; in this process when one worker is enough."""
-    jobs = [(lp, settings) for lp in log_probs_list]
-    if num_workers <= 1 or len(jobs) <= 1:
-        _load_lm(lm)
-        return [task(job) for job in jobs]
-    try:
-        return _get_pool(lm, num_workers).map(task, jobs, chunksize=1)
-    except BaseException:
-        close_pool()  # its workers may hold a failed LM load
-        raise
+def decoder_pool(lm_path: str = "", num_workers: int = 2):
+    """A process pool for decode_batch whose workers read the LM at lm_path once, when they start.
+    Use it as a context manager; it serves any number of decode_batch calls with that LM."""
+    # spawn, not fork: the caller may hold torch threads or CUDA state that a forked child must not touch
+    return multiprocessing.get_context("spawn").Pool(num_workers, _init_worker, (lm_path,))
 
 
 def decode_batch(
     log_probs_list: list[np.ndarray],
-    decoder: str,
-    beam_size: int,
     vocab: list[str],
-    lm_path_or_lm: str | NGramLM | None = None,
-    alpha: float = 0.5,
-    beta: float = 1.0,
-    num_workers: int = 2,
-    **search_kwargs,
-) -> list[str]:
-    """Decode utterances ((T_i, V) log-probs each) to text, in input order.
-
-    decoder: greedy | beam | beam_lm. lm_path_or_lm: an ARPA path, loaded once in each worker (an
-    NGramLM object is sent to each worker once instead). search_kwargs go to prefix_beam_search.
-    Greedy decoding stays in this process: it is cheaper than sending the log-probs to a worker.
-    """
-    if decoder == "greedy":
-        return [ids_to_text(greedy_decode(lp), vocab) for lp in log_probs_list]
-    if decoder == "beam_lm" and not lm_path_or_lm:
-        raise ValueError("decoder beam_lm needs an LM (ARPA path or NGramLM)")
-    lm = lm_path_or_lm if decoder == "beam_lm" else None
-    settings = dict(
-        decoder=decoder, beam_size=beam_size, vocab=vocab, alpha=alpha, beta=beta, **search_kwargs
-    )
-    return _run(_decode_task, log_probs_list, lm, settings, num_workers)
-
-
-def grid_search_lm(
-    log_probs_list: list[np.ndarray],
-    references: list[str],
-    vocab: list[str],
-    lm_path: str | NGramLM,
-    alphas: list[float],
-    betas: list[float],
-    beam_size: int = 50,
-    num_workers: int = 2,
-    **search_kwargs,
-) -> list[dict]:
-    """WER/CER of LM-fused beam search for every (alpha, beta): rows of dicts alpha, beta, wer, cer."""
-    from calc_metrics import corpus_error_rates
-
-    grid = [(a, b) for a in alphas for b in betas]
-    settings = dict(decoder="beam_lm", beam_size=beam_size, vocab=vocab, grid=grid, **search_kwargs)
-    per_utterance = _run(_grid_task, log_probs_list, lm_path, settings, num_workers)  # (N, grid)
-    rows = []
-    for g, (alpha, beta) in enumerate(grid):
-        rates = corpus_error_rates(references, [texts[g] for texts in per_utterance])
-        rows.append(dict(alpha=alpha, beta=beta, wer=rates["wer"], cer=rates["cer"]))
-    return rows
-
-
-def format_table(rows: list[dict]) -> str:
-    """Grid-search rows as an aligned text table, best WER marked with *."""
-    best = min(range(len(rows)), key=lambda i: (rows[i]["wer"], rows[i]["cer"])) if rows else -1
-    lines = ["alpha |  beta |    wer |    cer", "------+-------+--------+-------"]
-    for i, r in enumerate(rows):
-        mark = " *" if i == best else ""
-        lines.append(
-            f"{r['alpha']:5.2f} | {r['beta']:5.2f} | {100 * r['wer']:5.2f}% | {100 * r['cer']:5.2f}%{mark}"
-        )
-    return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    if sys.argv[1:2] == ["build-lm"]:
-        import lm as lm_module
-
-        lm_module.main(["build"] + sys.argv[2:])
+    options: DecodingOptions | list[DecodingOptions],
+    pool=None,
+) -> list:
+    """Decode utterances ((T_i, V) log-probs each) to token ids, in input order: a list of ids per
+    utterance, or with a list of options, a list (one per option) per utterance. Beam search runs in
+    `pool` (see decoder_pool) when given, else here; greedy decoding always runs here."""
+    options_list = options if isinstance(options, list) else [options]
+    for o in options_list:
+        if o.decoder == "beam_lm" and not o.lm:
+            raise ValueError("decoder beam_lm needs an LM (options.lm, an ARPA path)")
+    jobs = [(lp, vocab, options_list) for lp in log_probs_list]
+    if pool is None or len(jobs) <= 1 or all(o.decoder == "greedy" for o in options_list):
+        results = [_decode_task(job) for job in jobs]
     else:
-        print("usage: python decode.py build-lm --text corpus.txt --order 3 --out lm.arpa", file=sys.stderr)
-        sys.exit(2)
+        results = pool.map(_decode_task, jobs, chunksize=1)
+    return results if isinstance(options, list) else [r[0] for r in results]

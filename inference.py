@@ -1,8 +1,10 @@
-"""Transcribe a folder of audio with a trained checkpoint.
+"""Transcribe a folder of audio with a trained checkpoint: `transcribe(...)` in this process, or
+from the command line. `--tune` tunes the LM fusion settings on labelled data instead.
 
     python inference.py --data_dir X --out preds                       # X/audio/<id>.<ext> -> preds/<id>.txt
     python inference.py --data_dir X --out preds --decoder beam_lm --lm lm.arpa
     python inference.py --data_dir data --dataset librispeech --split dev-clean --out preds
+    python inference.py --data_dir VAL --tune --lm lm.arpa.gz --out runs/r/tune   # -> runs/r/tune/tune.json
 
 Predictions are written batch by batch, so an interrupted run keeps what it has done. A file that
 cannot be read gets a warning and an empty prediction; the run goes on. When transcriptions exist
@@ -10,7 +12,8 @@ the corpus WER/CER is printed at the end.
 """
 
 import argparse
-import re
+import dataclasses
+import json
 import sys
 import warnings
 from pathlib import Path
@@ -18,226 +21,106 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from audio import DataError
 from calc_metrics import corpus_error_rates, format_report
-from data import (
-    VOCAB,
-    DataError,
-    DurationBatchSampler,
-    SpeechDataset,
-    collate,
-    download_file,
-    file_digest,
-    read_data,
-)
-from decode import decode_batch, format_table, grid_search_lm
-from train import load_checkpoint, model_from_checkpoint, utterance_log_probs
+from data import CustomDirDataset, DurationBatchSampler, LibriSpeechDataset, collate
+from decode import DECODERS, DecodingOptions, decode_batch, decoder_pool
+from download import download, parse_link
+from model import load_checkpoint, load_model, utterance_log_probs
 
 DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "model.pt"
-MIN_SECONDS = 0.1  # shorter clips carry no speech the model can recognise
 
 
-def download_weights(source: str, dest: str | Path, sha256: str | None = None) -> Path:
-    """Fetch a checkpoint from a Google Drive link or file id (with gdown) or a plain http(s) URL,
-    and check its sha256 when given. An existing file with the right hash is not fetched again."""
-    dest = Path(dest)
-    if dest.exists() and (sha256 is None or file_digest(dest, "sha256") == sha256):
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_suffix(dest.suffix + ".part")
-    drive_id = _drive_id(source)
-    if drive_id:
-        import gdown
-
-        if gdown.download(id=drive_id, output=str(tmp), quiet=False) is None:
-            raise RuntimeError(f"could not download {source}: is the file shared as 'anyone with the link'?")
-    else:
-        download_file(source, tmp)
-    if sha256 is not None and file_digest(tmp, "sha256") != sha256:
-        tmp.unlink()
-        raise RuntimeError(f"{source}: sha256 mismatch (expected {sha256}); the download was removed")
-    tmp.replace(dest)
-    return dest
-
-
-def _drive_id(source: str) -> str | None:
-    """A Google Drive file id from a share link, an open?id= link or a bare id; None for other URLs."""
-    for pattern in (r"drive\.google\.com/file/d/([\w-]+)", r"drive\.google\.com/.*[?&]id=([\w-]+)"):
-        if match := re.search(pattern, source):
-            return match.group(1)
-    return source if re.fullmatch(r"[\w-]{25,}", source) else None
-
-
-def resolve_checkpoint(source: str, sha256: str | None = None) -> Path:
-    """A local path as is; a URL or Drive link is downloaded to checkpoints/downloaded/ first."""
-    if Path(source).exists() or not (source.startswith(("http://", "https://")) or _drive_id(source)):
+def resolve_checkpoint(source: str | Path, sha256: str | None = None) -> Path:
+    """A local path as is; a URL or Google Drive link is downloaded (once, sha256-checked when given)."""
+    if Path(source).exists() or parse_link(str(source))[0] == "local":
         return Path(source)
-    name = _drive_id(source) or Path(source.split("?")[0]).name or "model"
-    return download_weights(
-        source, DEFAULT_CHECKPOINT.parent / "downloaded" / f"{Path(name).stem}.pt", sha256
-    )
+    return download(str(source), checksum=f"sha256:{sha256}" if sha256 else None)
 
 
-class SafeDataset(SpeechDataset):
-    """Like SpeechDataset, but a file that fails to load becomes an item with an error message
-    instead of an exception that would stop the whole run."""
-
-    def __getitem__(self, index: int) -> dict:
-        utt = self.utterances[index]
-        try:
-            if utt.duration < MIN_SECONDS:
-                raise DataError(f"{utt.path}: {utt.duration:.3f} s is too short (at least {MIN_SECONDS} s)")
-            return super().__getitem__(index)
-        except DataError as e:
-            return dict(id=utt.id, error=str(e), text=utt.text)
-
-
-def collate_safe(items: list[dict]) -> dict:
-    good = [it for it in items if "error" not in it]
-    batch = collate(good) if good else dict(ids=[], texts=[])
-    batch["errors"] = [(it["id"], it["error"], it["text"]) for it in items if "error" in it]
-    return batch
+def decoding_options(checkpoint: dict, checkpoint_path: Path, **chosen) -> DecodingOptions:
+    """Settings chosen here (those not None) over the checkpoint's tuned ones over the defaults. A
+    checkpoint names its LM relative to its own folder, so the shipped model finds the shipped LM."""
+    chosen = {k: v for k, v in chosen.items() if v is not None}
+    options = DecodingOptions(**{**checkpoint.get("decoding", {}), **chosen})
+    if options.lm and not Path(options.lm).exists() and (checkpoint_path.parent / options.lm).exists():
+        options.lm = str(checkpoint_path.parent / options.lm)
+    if options.decoder == "beam_lm" and not (options.lm and Path(options.lm).exists()):
+        if "decoder" in chosen:
+            raise ValueError(f"beam_lm decoding needs --lm PATH to an ARPA file (got {options.lm!r})")
+        print(f"warning: the checkpoint's LM {options.lm!r} is missing; decoding with beam search and no LM")
+        options.decoder = "beam"
+    if options.decoder != "beam_lm":
+        options.lm = ""
+    return options
 
 
-def load_utterances(args) -> list:
-    if args.dataset == "librispeech":
-        return read_data(args.split, data_root=args.data_dir)
-    for folder in args.data_dir.split(","):  # several folders may be joined with commas
-        if not Path(folder).expanduser().is_dir():
-            raise DataError(f"{folder}: folder not found")
-    return read_data(args.data_dir)
-
-
-def decoding_settings(args, checkpoint: dict, cfg) -> dict:
-    """Command line over the checkpoint's tuned settings over the config's. A checkpoint names its
-    LM relative to its own folder, so the shipped model finds the shipped LM from anywhere."""
-    settings = dict(decoder="greedy", beam_size=cfg.beam_size, lm=cfg.lm, alpha=cfg.alpha, beta=cfg.beta)
-    settings.update(checkpoint.get("decoding", {}))
-    chosen = {k: getattr(args, k) for k in settings if getattr(args, k) is not None}
-    settings.update(chosen)
-    if args.tune:
-        settings["decoder"] = "beam_lm"
-    lm = settings["lm"]
-    if lm and not Path(lm).exists() and (Path(args.checkpoint).parent / lm).exists():
-        settings["lm"] = str(Path(args.checkpoint).parent / lm)
-    if settings["decoder"] == "beam_lm" and not (settings["lm"] and Path(settings["lm"]).exists()):
-        if "decoder" in chosen or args.tune:
-            raise ValueError(f"beam_lm decoding needs --lm PATH to an ARPA file (got {settings['lm']!r})")
-        print(f"warning: the checkpoint's LM {lm!r} is missing; decoding with beam search and no LM")
-        settings["decoder"] = "beam"
-    if settings["decoder"] != "beam_lm":
-        settings["lm"] = None
-    return settings
-
-
-def tune(kept: list, refs: dict, decoding: dict, args) -> dict:
-    """Grid-search the LM weight and word bonus; prints the table, returns the best row."""
-    kept = [(uid, lp) for uid, lp in kept if refs.get(uid)]
-    if not kept:
-        sys.exit("error: --tune needs transcriptions")
-    print(f"tuning alpha x beta on {len(kept)} utterances (beam {decoding['beam_size']})")
-    rows = grid_search_lm(
-        [lp for _, lp in kept], [refs[uid] for uid, _ in kept], VOCAB, decoding["lm"],
-        args.alphas, args.betas, beam_size=decoding["beam_size"],
-    )  # fmt: skip
-    print(format_table(rows))
-    return min(rows, key=lambda r: (r["wer"], r["cer"]))
-
-
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description="Transcribe audio files with a trained QuartzNet model.")
-    parser.add_argument(
-        "--data_dir", required=True, help="DIR with audio/ (+ transcriptions/), or a LibriSpeech folder"
-    )
-    parser.add_argument("--out", default="preds", help="folder for <id>.txt predictions")
-    parser.add_argument(
-        "--checkpoint", default=str(DEFAULT_CHECKPOINT), help="path, URL or Google Drive link"
-    )
-    parser.add_argument("--sha256", default=None, help="expected sha256 of a downloaded checkpoint")
-    parser.add_argument("--dataset", choices=["custom", "librispeech"], default="custom")
-    parser.add_argument("--split", default="test-clean", help="LibriSpeech split with --dataset librispeech")
-    parser.add_argument(
-        "--decoder", choices=["greedy", "beam", "beam_lm"], default=None, help="default: the checkpoint's"
-    )
-    parser.add_argument("--beam_size", type=int, default=None)
-    parser.add_argument("--lm", default=None, help="ARPA language model for beam_lm")
-    parser.add_argument("--alpha", type=float, default=None, help="LM weight")
-    parser.add_argument("--beta", type=float, default=None, help="word insertion bonus")
-    parser.add_argument(
-        "--tune", action="store_true", help="grid-search alpha/beta on this (validation!) data"
-    )
-    parser.add_argument("--alphas", type=float, nargs="+", default=[0.0, 0.3, 0.6, 0.9, 1.2, 1.5])
-    parser.add_argument("--betas", type=float, nargs="+", default=[0.0, 1.0, 2.0, 3.0])
-    parser.add_argument("--batch_seconds", type=float, default=200.0)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--num_workers", type=int, default=2)
-    args = parser.parse_args(argv)
-
-    try:
-        utterances = load_utterances(args)
-        checkpoint = load_checkpoint(resolve_checkpoint(args.checkpoint, args.sha256))
-    except FileNotFoundError as e:
-        sys.exit(f"error: {e}; train one with train.py, or pass --checkpoint PATH")
-    except (ValueError, DataError, RuntimeError, OSError) as e:
-        sys.exit(f"error: {e}")
-    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
-    device = "cpu" if device == "auto" else device
-    model, cfg = model_from_checkpoint(checkpoint, device)
-    try:
-        decoding = decoding_settings(args, checkpoint, cfg)
-    except ValueError as e:
-        sys.exit(f"error: {e}")
-    decoder = decoding["decoder"]
-
+def _load(data_dir, checkpoint=DEFAULT_CHECKPOINT, sha256=None, dataset="custom", split="test-clean",
+          device="auto", **decoding):  # fmt: skip
+    """-> model, tokenizer, decoding options, the dataset and the device, with 'skipped' warnings printed."""
+    if dataset != "librispeech":
+        for folder in str(data_dir).split(","):  # several folders may be joined with commas
+            if not Path(folder).expanduser().is_dir():
+                raise DataError(f"{folder}: folder not found")
+    path = resolve_checkpoint(checkpoint, sha256)
+    state = load_checkpoint(path)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    model, cfg, tokenizer = load_model(state, device)
+    options = decoding_options(state, path, **decoding)
     with warnings.catch_warnings(record=True) as caught:  # collect 'skipped' warnings to report once
         warnings.simplefilter("always")
-        dataset = SafeDataset(utterances, cfg, train=False, need_text=False)
+        if dataset == "librispeech":
+            data = LibriSpeechDataset(str(data_dir), split, cfg, tokenizer=tokenizer, need_text=False)
+        else:
+            data = CustomDirDataset(str(data_dir), cfg, tokenizer=tokenizer)
     for w in caught:
         print(f"warning: {w.message}")
-    skipped_ids = {u.id for u in utterances} - {u.id for u in dataset.utterances}
-    sampler = DurationBatchSampler(
-        [u.duration for u in dataset.utterances], args.batch_seconds, shuffle=False
-    )
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_sampler=sampler, collate_fn=collate_safe, num_workers=args.num_workers
-    )
+    return model, tokenizer, options, data, device
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    refs = {u.id: u.text for u in utterances if u.text is not None}
-    hyps, failed, kept = {}, [], []
-    for uid in sorted(skipped_ids):  # unreadable or empty files: an empty prediction keeps ids aligned
-        (out / f"{uid}.txt").write_text("\n", encoding="utf-8")
-        failed.append(uid)
-    print(f"transcribing {len(dataset)} files with {decoder} decoding on {device}")
-    if decoder == "beam_lm":
-        print(
-            f"LM {decoding['lm']}, alpha {decoding['alpha']}, beta {decoding['beta']}, beam {decoding['beam_size']}"
-        )
+
+def _log_probs(model, data, batch_seconds: float, device, num_workers: int):
+    """-> per batch: (ids, errors as (id, message), log-probs (T_i, V) per id)."""
+    sampler = DurationBatchSampler([u.duration for u in data.utterances], batch_seconds, shuffle=False)
+    loader = torch.utils.data.DataLoader(
+        data, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers
+    )
     for batch in tqdm(loader, desc="inference", unit="batch"):
-        for uid, error, _ in batch["errors"]:
-            print(f"warning: {error}; writing an empty prediction")
-            (out / f"{uid}.txt").write_text("\n", encoding="utf-8")
-            failed.append(uid)
-        if not batch["ids"]:
-            continue
-        per_utt = utterance_log_probs(model, batch, device)
-        if args.tune:
-            kept += list(zip(batch["ids"], per_utt))
-            continue
-        texts = decode_batch(
-            per_utt,
-            decoder,
-            decoding["beam_size"],
-            VOCAB,
-            decoding["lm"],
-            decoding["alpha"],
-            decoding["beta"],
-        )
-        for uid, text in zip(batch["ids"], texts):
-            (out / f"{uid}.txt").write_text(text + "\n", encoding="utf-8")
-            hyps[uid] = text
-    if args.tune:
-        return tune(kept, refs, decoding, args)
+        yield batch["ids"], batch["errors"], utterance_log_probs(model, batch, device) if batch["ids"] else []
+
+
+def transcribe(
+    data_dir, out="preds", checkpoint=DEFAULT_CHECKPOINT, *, batch_seconds=200.0, num_workers=2, **kwargs
+) -> dict:
+    """Transcribe a folder (see the module's docstring) to OUT/<id>.txt with a checkpoint (path, URL
+    or Drive link). kwargs: sha256 (of a downloaded checkpoint), dataset ("custom" or "librispeech"
+    with split), device, and DecodingOptions fields (decoder, beam_size, lm, alpha, beta, ...) over
+    the checkpoint's. -> dict(predictions, failed) and, with transcriptions, the corpus WER/CER."""
+    model, tokenizer, options, data, device = _load(data_dir, checkpoint, **kwargs)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    refs = {u.id: u.text for u in data.utterances + data.skipped if u.text is not None}
+    hyps, failed = (
+        {},
+        [u.id for u in data.skipped],
+    )  # unreadable or empty: an empty prediction keeps ids aligned
+    for uid in failed:
+        (out / f"{uid}.txt").write_text("\n", encoding="utf-8")
+    print(f"transcribing {len(data)} files with {options.decoder} decoding on {device}")
+    if options.decoder == "beam_lm":
+        print(f"LM {options.lm}, alpha {options.alpha}, beta {options.beta}, beam {options.beam_size}")
+    pool = decoder_pool(options.lm, num_workers) if options.decoder != "greedy" and num_workers > 1 else None
+    try:
+        for ids, errors, log_probs in _log_probs(model, data, batch_seconds, device, num_workers):
+            for uid, error in errors:
+                print(f"warning: {error}; writing an empty prediction")
+                (out / f"{uid}.txt").write_text("\n", encoding="utf-8")
+                failed.append(uid)
+            for uid, token_ids in zip(ids, decode_batch(log_probs, tokenizer.vocab, options, pool)):
+                hyps[uid] = tokenizer.decode(token_ids)
+                (out / f"{uid}.txt").write_text(hyps[uid] + "\n", encoding="utf-8")
+    finally:
+        if pool is not None:
+            pool.terminate()
     print(
         f"wrote {len(hyps) + len(failed)} predictions to {out}"
         + (f" ({len(failed)} failed)" if failed else "")
@@ -249,6 +132,128 @@ def main(argv: list[str] | None = None) -> dict:
         print(format_report(metrics))
         result.update(metrics)
     return result
+
+
+# ----------------------------------------------------------------------------- tuning
+
+
+def grid_search_lm(log_probs_list, references, tokenizer, options, grid: list[dict], pool=None) -> list[dict]:
+    """WER/CER of LM-fused beam search at each point of grid (dicts of DecodingOptions fields, e.g.
+    alpha, beta, unk_score): the point's rows with wer and cer added."""
+    points = [dataclasses.replace(options, decoder="beam_lm", **point) for point in grid]
+    per_utterance = decode_batch(log_probs_list, tokenizer.vocab, points, pool)  # (N, grid) token ids
+    rows = []
+    for g, point in enumerate(grid):
+        rates = corpus_error_rates(references, [tokenizer.decode(ids[g]) for ids in per_utterance])
+        rows.append(dict(point, wer=rates["wer"], cer=rates["cer"]))
+    return rows
+
+
+def line_search(evaluate, axes: dict[str, list], start: dict, rounds: int = 2) -> tuple[dict, list[dict]]:
+    """Tune one setting at a time over its values with the others at their best so far, `rounds`
+    times over the axes: far fewer decodings than the full grid. evaluate(points) -> rows with wer
+    and cer. -> (best point, every row evaluated)."""
+    rows: dict[tuple, dict] = {}
+    best = dict(start)
+    for _ in range(rounds):
+        for name, values in axes.items():
+            line = [dict(best, **{name: v}) for v in values]
+            for row in evaluate([p for p in line if tuple(p.values()) not in rows]):
+                rows[tuple(row[k] for k in best)] = row
+            found = min((rows[tuple(p.values())] for p in line), key=lambda r: (r["wer"], r["cer"]))
+            best = {k: found[k] for k in best}
+            print(f"{name} over {values}: best {best} (WER {100 * found['wer']:.2f} %)", flush=True)
+    return best, list(rows.values())
+
+
+def format_table(rows: list[dict]) -> str:
+    """Tuning rows as an aligned text table, best WER marked with *."""
+    best = min(range(len(rows)), key=lambda i: (rows[i]["wer"], rows[i]["cer"])) if rows else -1
+    lines = ["alpha |  beta |   unk |    wer |    cer", "------+-------+-------+--------+-------"]
+    for i, r in enumerate(rows):
+        mark = " *" if i == best else ""
+        lines.append(
+            f"{r['alpha']:5.2f} | {r['beta']:5.2f} | {r.get('unk_score', 0):5.1f} | "
+            f"{100 * r['wer']:5.2f}% | {100 * r['cer']:5.2f}%{mark}"
+        )
+    return "\n".join(lines)
+
+
+def tune(data_dir, out, axes: dict[str, list], *, batch_seconds=200.0, num_workers=2, **kwargs) -> dict:
+    """Tune LM fusion (axes: DecodingOptions field -> values, e.g. alpha, beta, unk_score) on labelled
+    data by line_search from the checkpoint's settings: prints the table, writes it with the best
+    point to OUT/tune.json and returns the best point. kwargs: as transcribe's."""
+    model, tokenizer, options, data, device = _load(data_dir, **dict(kwargs, decoder="beam_lm"))
+    refs = {u.id: u.text for u in data.utterances if u.text}
+    kept = [(uid, lp) for ids, _, lps in _log_probs(model, data, batch_seconds, device, num_workers)
+            for uid, lp in zip(ids, lps) if uid in refs]  # fmt: skip
+    if not kept:
+        raise DataError("--tune needs transcriptions")
+    print(f"tuning {', '.join(axes)} on {len(kept)} utterances (beam {options.beam_size})")
+    log_probs, references = [lp for _, lp in kept], [refs[u] for u, _ in kept]
+    with decoder_pool(options.lm, max(num_workers, 1)) as pool:
+        best, rows = line_search(
+            lambda grid: grid_search_lm(log_probs, references, tokenizer, options, grid, pool),
+            axes,
+            {name: getattr(options, name) for name in axes},
+        )
+    print(format_table(rows))
+    Path(out).mkdir(parents=True, exist_ok=True)
+    (Path(out) / "tune.json").write_text(json.dumps(dict(best=best, rows=rows), indent=1) + "\n")
+    return best
+
+
+def unk_score(text: str) -> float:
+    """A number, or "lexicon" for -inf: only words of the LM vocabulary (argparse reads "-inf" as a flag)."""
+    return float("-inf") if text == "lexicon" else float(text)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description="Transcribe audio files with a trained QuartzNet model.")
+    parser.add_argument(
+        "--data_dir", required=True, help="DIR with audio/ (+ transcriptions/), or a LibriSpeech folder"
+    )
+    parser.add_argument(
+        "--out", default="preds", help="folder for <id>.txt predictions (with --tune: tune.json)"
+    )
+    parser.add_argument(
+        "--checkpoint", default=str(DEFAULT_CHECKPOINT), help="path, URL or Google Drive link"
+    )
+    parser.add_argument("--sha256", default=None, help="expected sha256 of a downloaded checkpoint")
+    parser.add_argument("--dataset", choices=["custom", "librispeech"], default="custom")
+    parser.add_argument("--split", default="test-clean", help="LibriSpeech split with --dataset librispeech")
+    parser.add_argument("--decoder", choices=DECODERS, default=None, help="default: the checkpoint's")
+    parser.add_argument("--beam_size", type=int, default=None)
+    parser.add_argument("--lm", default=None, help="ARPA language model for beam_lm")
+    parser.add_argument("--alpha", type=float, default=None, help="LM weight")
+    parser.add_argument("--beta", type=float, default=None, help="word insertion bonus")
+    parser.add_argument(
+        "--unk_score", type=unk_score, default=None, help="per character of a word outside the LM vocabulary"
+    )
+    parser.add_argument(
+        "--tune", action="store_true", help="tune alpha, beta, unk_score on this (validation!) data"
+    )
+    parser.add_argument("--alphas", type=float, nargs="+", default=[0.2, 0.4, 0.6, 0.8, 1.0, 1.3, 1.6, 2.0])
+    parser.add_argument("--betas", type=float, nargs="+", default=[0.0, 1.0, 2.0, 3.0, 4.0, 5.0])
+    parser.add_argument(
+        "--unk_scores", type=unk_score, nargs="+", default=[float("-inf"), -5.0, -3.0, -2.0, -1.0]
+    )
+    parser.add_argument("--batch_seconds", type=float, default=200.0)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--num_workers", type=int, default=2, help="processes for loading and for beam search"
+    )
+    args = vars(parser.parse_args(argv))
+    data_dir, out, run_tune = args.pop("data_dir"), args.pop("out"), args.pop("tune")
+    axes = dict(alpha=args.pop("alphas"), beta=args.pop("betas"), unk_score=args.pop("unk_scores"))
+    try:
+        if run_tune:
+            return tune(data_dir, out, axes, **args)
+        return transcribe(data_dir, out, **args)
+    except FileNotFoundError as e:
+        sys.exit(f"error: {e}; train one with train.py, or pass --checkpoint PATH")
+    except (ValueError, DataError, RuntimeError, OSError) as e:
+        sys.exit(f"error: {e}")
 
 
 if __name__ == "__main__":

@@ -17,13 +17,13 @@ import os
 import re
 import sys
 import time
-import urllib.request
 from array import array
 from collections.abc import Iterable
 
 import numpy as np
 
 import kneser_ney
+from tokenizer import normalize_text
 
 LM_URLS = {
     "3-gram.pruned.1e-7": "https://www.openslr.org/resources/11/3-gram.pruned.1e-7.arpa.gz",
@@ -159,34 +159,16 @@ class NGramLM:
             history = history + (word,)
         return total
 
-    def prefix_trie(self, alphabet: list[str]) -> tuple[dict[int, int], np.ndarray]:
-        """Character trie of the vocabulary for checking partial words during decoding.
-
-        alphabet: token id -> character (at most 64 tokens). Returns (children, masks): state 0 is the
-        empty word, children[state * len(alphabet) + token] is the next state, and bit t of masks[state]
-        (uint64) is set when some vocabulary word continues with token t. Words with a character outside
-        the alphabet are left out. Cached per alphabet.
-        """
+    def word_trie(self, alphabet: list[str]) -> "WordTrie":
+        """The vocabulary's character trie for decoding with this token alphabet (cached per alphabet)."""
         key = tuple(alphabet)
         if key not in self._tries:
-            V = len(alphabet)
-            assert V <= 64, "masks hold one bit per token"
-            token_of = {ch: t for t, ch in enumerate(alphabet) if len(ch) == 1}
-            children: dict[int, int] = {}
-            masks = [0]
-            for word in self.words:
-                if word in (BOS, EOS, UNK) or any(ch not in token_of for ch in word):
-                    continue
-                state = 0
-                for ch in word:
-                    t = token_of[ch]
-                    nxt = children.get(state * V + t)
-                    if nxt is None:
-                        nxt = children[state * V + t] = len(masks)
-                        masks.append(0)
-                        masks[state] |= 1 << t
-                    state = nxt
-            self._tries[key] = (children, np.array(masks, np.uint64))
+            unigram = np.full(len(self.words), self.unk_logp)
+            keys = _hash_id_rows(np.arange(len(self.words))[:, None])
+            at = np.minimum(self._keys[0].searchsorted(keys), len(self._keys[0]) - 1)
+            found = self._keys[0][at] == keys
+            unigram[found] = self._logp[0][at[found]]
+            self._tries[key] = WordTrie(self.words, unigram, alphabet)
         return self._tries[key]
 
     def save_binary(self, path: str) -> None:
@@ -316,14 +298,61 @@ class NGramLM:
         return cls(words, tables, unk_logp=unk_logp)
 
 
+class WordTrie:
+    """Character trie of an LM's words, for scoring partial words while decoding.
+
+    State 0 is the empty word; step() follows tokens (one or more characters each) and gives -1 once
+    the partial word starts no vocabulary word; is_word[state] marks whole words. best[state] is the highest unigram log-prob of a word
+    that the partial word can still become: an optimistic estimate of its LM score before it ends
+    (LM look-ahead), so that prefixes with and without an unfinished word compare fairly.
+    """
+
+    def __init__(self, words: list[str], unigram_logp: np.ndarray, alphabet: list[str]):
+        chars = sorted({ch for token in alphabet for ch in token if ch != " "})
+        self.n_chars = len(chars)
+        char_id = {ch: i for i, ch in enumerate(chars)}
+        width = max([len(token) for token in alphabet] + [1])
+        self.token_chars = np.full((len(alphabet), width), -1, np.int64)  # (V, L) char ids, -1 padded
+        for t, token in enumerate(alphabet):
+            if " " not in token:
+                self.token_chars[t, : len(token)] = [char_id[ch] for ch in token]
+        children: dict[int, int] = {}  # state * n_chars + char -> state
+        parents, best = [-1], [-np.inf]
+        for word, logp in zip(words, unigram_logp.tolist()):
+            if word in (BOS, EOS, UNK) or any(ch not in char_id for ch in word):
+                continue
+            state = 0
+            for ch in word:
+                key = state * self.n_chars + char_id[ch]
+                nxt = children.get(key)
+                if nxt is None:
+                    nxt = children[key] = len(parents)
+                    parents.append(state)
+                    best.append(-np.inf)
+                state = nxt
+            best[state] = max(best[state], logp)
+        self.is_word = np.isfinite(best)  # (S,) before the maxima below spread to the parents
+        best = np.array(best)
+        for state in range(len(parents) - 1, 0, -1):  # children come after their parents
+            best[parents[state]] = max(best[parents[state]], best[state])
+        self.best = best  # (S,)
+        self.keys = np.array(sorted(children), np.int64)  # (E,) sorted edge keys
+        self.next = np.array([children[k] for k in self.keys.tolist()], np.int64)  # (E,)
+
+    def step(self, states: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+        """States (any shape) followed by tokens (same shape) -> next states, -1 outside the trie."""
+        states = np.array(states, np.int64)
+        for chars in np.moveaxis(self.token_chars[tokens], -1, 0):  # one character position at a time
+            live = (states >= 0) & (chars >= 0)
+            keys = np.where(live, states * self.n_chars + chars, -1)
+            at = np.minimum(self.keys.searchsorted(keys), max(len(self.keys) - 1, 0))
+            hit = live & (len(self.keys) > 0) & (self.keys[at] == keys)
+            states = np.where(live, np.where(hit, self.next[at] if len(self.keys) else -1, -1), states)
+        return states
+
+
 # ---------------------------------------------------------------------------------------------------
 # Building: interpolated modified Kneser-Ney (kneser_ney.py) on a corpus of word ids, written as ARPA
-
-
-def normalize_text(text: str) -> str:
-    """Lower-case; keep a-z, apostrophes inside words and single spaces."""
-    text = re.sub(r"[^a-z' ]+", " ", text.lower())
-    return " ".join(w.strip("'") for w in text.split() if w.strip("'"))
 
 
 def corpus_ids(
@@ -447,22 +476,9 @@ def write_arpa(ngrams: list[dict[tuple[str, ...], tuple[float, float]]], path: s
 
 def download_lm(name: str, dest_dir: str) -> str:
     """Download one of LibriSpeech's official ARPA models (a key of LM_URLS) into dest_dir; returns its path."""
-    from tqdm import tqdm
+    from download import download
 
-    url = LM_URLS[name]
-    os.makedirs(dest_dir, exist_ok=True)
-    path = os.path.join(dest_dir, os.path.basename(url))
-    if os.path.exists(path):
-        return path
-    partial = path + ".part"
-    with urllib.request.urlopen(url) as response, open(partial, "wb") as f:
-        size = int(response.headers.get("Content-Length", 0)) or None
-        with tqdm(total=size, unit="B", unit_scale=True, desc=os.path.basename(path)) as bar:
-            while chunk := response.read(1 << 20):
-                f.write(chunk)
-                bar.update(len(chunk))
-    os.replace(partial, path)
-    return path
+    return str(download(LM_URLS[name], dest_dir))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,7 +11,6 @@ import json
 import netrc
 import os
 import secrets
-import string
 import sys
 import time
 import warnings
@@ -44,11 +43,9 @@ def resolve_wandb_mode(mode: str) -> str:
         raise ValueError(f"unknown wandb_mode {mode!r}; choose one of {', '.join(WANDB_MODES)}")
     if mode != "auto":
         return mode
-    env_mode = os.environ.get("WANDB_MODE", "").lower()
-    if env_mode in ("online", "offline", "disabled"):
+    env_mode = os.environ.get("WANDB_MODE", "").lower().replace("dryrun", "offline")
+    if env_mode in WANDB_MODES[1:]:
         return env_mode
-    if env_mode == "dryrun":
-        return "offline"
     if os.environ.get("WANDB_DISABLED", "").lower() in ("1", "true", "yes"):
         return "disabled"
     return "online" if has_wandb_api_key() else "offline"
@@ -57,21 +54,16 @@ def resolve_wandb_mode(mode: str) -> str:
 def _run_id(run_dir: Path) -> str:
     """The wandb run id of this run folder, created on first use so that --resume continues it."""
     path = run_dir / "wandb_id.txt"
-    if path.exists() and path.read_text().strip():
-        return path.read_text().strip()
-    run_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
-    path.write_text(run_id + "\n")
-    return run_id
+    if not path.exists() or not path.read_text().strip():
+        path.write_text(secrets.token_hex(4) + "\n")  # wandb ids: lower-case letters and digits
+    return path.read_text().strip()
 
 
 def init_wandb(cfg, run_dir: Path, mode: str):
     """A wandb run, or None (with a warning) when wandb is missing or cannot start."""
     try:
         import wandb
-    except ImportError:
-        warnings.warn("wandb is not installed; logging to metrics.jsonl only", stacklevel=3)
-        return None
-    try:
+
         run = wandb.init(
             project=cfg.wandb_project,
             name=run_dir.resolve().name,
@@ -82,8 +74,8 @@ def init_wandb(cfg, run_dir: Path, mode: str):
             config=cfg.to_dict(),
             settings=wandb.Settings(silent=True),
         )
-    except Exception as e:  # a failed login or an unreachable server must not stop training
-        warnings.warn(f"wandb.init failed ({e}); logging to metrics.jsonl only", stacklevel=3)
+    except Exception as e:  # no wandb, a failed login or an unreachable server must not stop training
+        warnings.warn(f"wandb is unavailable ({e!r}); logging to metrics.jsonl only", stacklevel=3)
         return None
     if run.resumed:  # wandb restores the old config on resume; record the one this run uses
         run.config.update(cfg.to_dict(), allow_val_change=True)
@@ -109,17 +101,12 @@ def spectrogram_image(spec: np.ndarray, min_height: int = 256) -> np.ndarray:
 def _playable(audio: np.ndarray) -> np.ndarray:
     """(N,) float32, scaled down if louder than full scale: WAV export would clip it."""
     audio = np.asarray(audio, dtype=np.float32).reshape(-1)
-    peak = float(np.abs(audio).max()) if audio.size else 0.0
-    return audio / peak if peak > 1.0 else audio
+    return audio / max(1.0, np.abs(audio).max(initial=0.0))
 
 
 def _scalar(value):
-    """Plain JSON-able number from a Python, numpy or 0-dim torch value."""
-    if isinstance(value, bool | int | str) or value is None:
-        return value
-    if isinstance(value, np.integer):
-        return int(value)
-    return float(value)
+    """Plain JSON-able value from a Python, numpy or 0-dim torch value."""
+    return value.item() if hasattr(value, "item") else value
 
 
 # ----------------------------------------------------------------------------- logger
@@ -134,17 +121,14 @@ class RunLogger:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.metrics_path = self.run_dir / "metrics.jsonl"
-        self.examples_path = self.run_dir / "examples.jsonl"
-        self._metrics = open(self.metrics_path, "a", encoding="utf-8")
-        self._examples = open(self.examples_path, "a", encoding="utf-8")
-        self.wandb_mode = resolve_wandb_mode(cfg.wandb_mode)
-        self.run = None if self.wandb_mode == "disabled" else init_wandb(cfg, self.run_dir, self.wandb_mode)
+        self._metrics = open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8")
+        self._examples = open(self.run_dir / "examples.jsonl", "a", encoding="utf-8")
+        mode = resolve_wandb_mode(cfg.wandb_mode)
+        self.run = None if mode == "disabled" else init_wandb(cfg, self.run_dir, mode)
 
     def log(self, step: int, scalars: dict) -> None:
         """One line of metrics.jsonl and one wandb step."""
-        row = {"step": int(step), "time": round(time.time(), 3)}
-        row.update({k: _scalar(v) for k, v in scalars.items()})
+        row = {"step": int(step), "time": round(time.time(), 3)} | {k: _scalar(v) for k, v in scalars.items()}
         self._write(self._metrics, [row])
         if self.run is not None:
             self.run.log({k: v for k, v in row.items() if k not in ("step", "time")}, step=int(step))
@@ -164,33 +148,26 @@ class RunLogger:
         spectrograms: name -> (n_mels, T) log-mel; audio: name -> (N,) waveform at sample_rate."""
         examples = list(examples or [])[: self.cfg.num_examples]
         self.log(step, scalars)
-        self._write(self._examples, [{"step": int(step), **_example_row(e)} for e in examples])
+        keys = ("id", "target", "prediction", "cer", "wer")
+        rows = [{"step": int(step)} | {k: _scalar(e[k]) for k in keys if k in e} for e in examples]
+        self._write(self._examples, rows)
         if self.run is None:
             return
-        media = {}
         try:
-            media.update(self._wandb_media(examples, spectrograms or {}, audio or {}, sample_rate))
-        except Exception as e:  # e.g. soundfile missing for wandb.Audio: keep training
-            warnings.warn(f"could not build wandb media ({e})", stacklevel=2)
-        if media:
+            import wandb
+
+            media = {
+                f"spectrogram/{k}": wandb.Image(spectrogram_image(v), caption=f"{k} log-mel")
+                for k, v in (spectrograms or {}).items()
+            }
+            for name, wave in (audio or {}).items():
+                media[f"audio/{name}"] = wandb.Audio(_playable(wave), sample_rate=sample_rate, caption=name)
+            if examples:
+                table = [[e.get(k) for k in keys] for e in examples]
+                media["val/examples"] = wandb.Table(columns=[*keys[:3], "CER", "WER"], data=table)
             self.run.log(media, step=int(step))
-
-    def _wandb_media(self, examples, spectrograms, audio, sample_rate) -> dict:
-        import wandb
-
-        media = {}
-        if examples:
-            columns = ["id", "target", "prediction", "CER", "WER"]
-            rows = [
-                [e.get("id"), e.get("target"), e.get("prediction"), e.get("cer"), e.get("wer")]
-                for e in examples
-            ]
-            media["val/examples"] = wandb.Table(columns=columns, data=rows)
-        for name, spec in spectrograms.items():
-            media[f"spectrogram/{name}"] = wandb.Image(spectrogram_image(spec), caption=f"{name} log-mel")
-        for name, wave in audio.items():
-            media[f"audio/{name}"] = wandb.Audio(_playable(wave), sample_rate=sample_rate, caption=name)
-        return media
+        except Exception as e:  # e.g. soundfile missing for wandb.Audio: keep training
+            warnings.warn(f"could not log wandb media ({e})", stacklevel=2)
 
     @staticmethod
     def _write(file, rows: list[dict]) -> None:
@@ -200,23 +177,11 @@ class RunLogger:
         file.flush()
 
     def close(self, exit_code: int = 0) -> None:
-        for file in (self._metrics, self._examples):
-            if not file.closed:
-                file.close()
+        self._metrics.close()  # closing twice is harmless
+        self._examples.close()
         if self.run is not None:
             self.run.finish(exit_code=exit_code)
             self.run = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        self.close(exit_code=0 if exc_type is None else 1)
-
-
-def _example_row(example: dict) -> dict:
-    keys = ("id", "cer", "wer", "target", "prediction")
-    return {k: _scalar(example[k]) if k in ("cer", "wer") else example[k] for k in keys if k in example}
 
 
 # ----------------------------------------------------------------------------- plots
@@ -262,44 +227,45 @@ def minutes_of_steps(rows: list[dict], steps: np.ndarray) -> np.ndarray:
     return np.array([(times[s] - start) / 60 for s in steps], dtype=np.float64)
 
 
+PANELS = {  # metric -> title
+    "train/loss": "train loss (CTC)",
+    "val/wer": "validation WER",
+    "val/cer": "validation CER",
+    "train/lr": "learning rate",
+}
+
+
 def plot_runs(run_dirs: list, out_png, x: str = "step") -> None:
-    """2x2 figure of train loss, val WER, val CER and learning rate against step or wall-clock
-    minutes (x="minutes", to compare runs of different speed), one line per run."""
+    """2x2 figure of PANELS against step or wall-clock minutes (x="minutes", to compare runs of
+    different speed), one colour per run."""
     from matplotlib.figure import Figure  # no pyplot: no global backend, no window
 
     fig = Figure(figsize=(12, 8), layout="constrained")
-    axes = fig.subplots(2, 2)
-    panels = [  # axis, metric, title, log scale
-        (axes[0, 0], "train/loss", "train loss (CTC)", True),
-        (axes[0, 1], "val/wer", "validation WER", False),
-        (axes[1, 0], "val/cer", "validation CER", False),
-        (axes[1, 1], "train/lr", "learning rate", False),
-    ]
+    axes = fig.subplots(2, 2).ravel()
+
+    def curve(rows, key):  # (x values, metric values)
+        steps, values = metric_series(rows, key)
+        return (minutes_of_steps(rows, steps) if x == "minutes" else steps), values
+
     for i, run_dir in enumerate(run_dirs):
         rows, label, color = read_metrics(run_dir), Path(run_dir).resolve().name, f"C{i % 10}"
-        for ax, key, _, _ in panels:
-            steps, values = metric_series(rows, key)
-            steps = minutes_of_steps(rows, steps) if x == "minutes" else steps
-            if key == "train/loss" and len(values):
+        for ax, key in zip(axes, PANELS):
+            steps, values = curve(rows, key)
+            if key == "train/loss" and len(values):  # noisy: faint as logged, bold smoothed
                 ax.plot(steps, values, color=color, alpha=0.2, linewidth=0.8)
                 values = smooth(values)
             if len(values):
-                ax.plot(
-                    steps, values, color=color, label=label, marker="o" if key.startswith("val") else None
-                )
-            if key.startswith("val/"):  # beam-search WER/CER, when train.py logs them
-                steps, values = metric_series(rows, key.replace("val/", "val/beam_"))
-                steps = minutes_of_steps(rows, steps) if x == "minutes" else steps
+                ax.plot(steps, values, color=color, label=label, marker="o" if "val/" in key else None)
+            if "val/" in key:  # beam-search WER/CER too, when train.py logs them
+                steps, values = curve(rows, key.replace("val/", "val/beam_"))
                 if len(values):
                     ax.plot(steps, values, color=color, linestyle="--", label=f"{label} (beam)")
-    for ax, key, title, log_scale in panels:
-        ax.set_title(title)
-        ax.set_xlabel("wall-clock minutes" if x == "minutes" else "step")
+    for ax, (key, title) in zip(axes, PANELS.items()):
+        ax.set(title=title, xlabel="wall-clock minutes" if x == "minutes" else "step")
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize="small")
-            if log_scale:
-                ax.set_yscale("log")
+            ax.set_yscale("log" if key == "train/loss" else "linear")
         else:
             ax.text(0.5, 0.5, f"no {key} logged", ha="center", va="center", transform=ax.transAxes)
     Path(out_png).parent.mkdir(parents=True, exist_ok=True)
@@ -324,6 +290,4 @@ def plot_main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] != ["plot"]:
-        raise SystemExit("usage: python logger.py plot RUN_DIR... [--out curves.png]")
-    plot_main(sys.argv[2:])
+    plot_main()

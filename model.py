@@ -7,11 +7,25 @@
     C4    pointwise conv to the vocabulary, with bias
 
 QuartzNet BxR repeats each of the 5 blocks B/5 times: 5x5 has 6.7 M parameters, 15x5 18.9 M.
+
+Checkpoints are plain dicts of tensors and values (loaded with weights_only=True): model, config,
+tokenizer, and for training optimizer, step, epoch, epoch_batch; an exported checkpoint adds its
+decoding settings. `python train.py export SRC DEST ...` writes the small inference checkpoint.
 """
 
+import argparse
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from config import Config, config_from_dict
+from tokenizer import Tokenizer
 
 
 def frame_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
@@ -104,3 +118,85 @@ class QuartzNet(nn.Module):
 
 def num_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+@torch.no_grad()
+def utterance_log_probs(model: QuartzNet, batch: dict, device) -> list[np.ndarray]:
+    """A collated batch -> per-utterance log_probs (T'_i, V) as numpy, padding cut off."""
+    log_probs, out_lengths = model(batch["features"].to(device), batch["feature_lengths"].to(device))
+    log_probs = log_probs.float().cpu().numpy()  # (B, T', V)
+    return [np.ascontiguousarray(log_probs[i, : int(n)]) for i, n in enumerate(out_lengths)]
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(path: str | Path, state: dict) -> None:
+    """torch.save to a temporary file, then rename: readers never see a half-written checkpoint."""
+    tmp = Path(path).with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path, device="cpu") -> dict:
+    """Load a checkpoint; only tensors and plain values are unpickled. Checkpoints written before the
+    tokenizer was saved name their symbols under "vocab"; they load as the same character tokenizer."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: checkpoint not found")
+    checkpoint = torch.load(path, map_location=device, weights_only=True)
+    if "tokenizer" not in checkpoint:
+        checkpoint["tokenizer"] = {"vocab": checkpoint.pop("vocab")}
+    return checkpoint
+
+
+def load_model(checkpoint: dict, device="cpu") -> tuple[QuartzNet, Config, Tokenizer]:
+    """A loaded checkpoint -> (model in eval mode, its config, its tokenizer)."""
+    cfg, tokenizer = (
+        config_from_dict(checkpoint["config"]),
+        Tokenizer.from_state_dict(checkpoint["tokenizer"]),
+    )
+    outputs = checkpoint["model"]["c4.weight"].shape[0]
+    if outputs != len(tokenizer):
+        raise ValueError(
+            f"the checkpoint's model was trained with another vocabulary ({outputs} outputs) than its "
+            f"tokenizer's {len(tokenizer)} symbols; use a checkpoint made by this version"
+        )
+    model = QuartzNet(cfg, len(tokenizer))
+    model.load_state_dict({k: v.float() for k, v in checkpoint["model"].items()})
+    return model.to(device).eval(), cfg, tokenizer
+
+
+def export_main(argv: list[str]) -> Path:
+    """`python train.py export RUN/best.pt checkpoints/model.pt [--lm LM --tuned RUN/tune/tune.json]`: a small
+    half-precision checkpoint for inference (no optimizer), with its decoding settings and LM beside it."""
+    parser = argparse.ArgumentParser(prog="train.py export", description=export_main.__doc__)
+    parser.add_argument("source")
+    parser.add_argument("dest")
+    parser.add_argument("--decoder", choices=["greedy", "beam", "beam_lm"], default="beam")
+    parser.add_argument("--beam_size", type=int, default=50)
+    parser.add_argument("--lm", default="", help="ARPA file; copied beside dest")
+    parser.add_argument("--alpha", type=float, default=0.5)
+    parser.add_argument("--beta", type=float, default=1.0)
+    parser.add_argument("--unk_score", type=float, default=-3.0)
+    parser.add_argument("--tuned", default="", help="tune.json of `inference.py --tune`: its best settings")
+    args = parser.parse_args(argv)
+    checkpoint, dest = load_checkpoint(args.source), Path(args.dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    decoding = dict(decoder=args.decoder, beam_size=args.beam_size, lm="")
+    decoding.update(alpha=args.alpha, beta=args.beta, unk_score=args.unk_score)
+    if args.tuned:
+        decoding.update(json.loads(Path(args.tuned).read_text())["best"])
+    if args.lm:
+        decoding["lm"] = Path(args.lm).name  # relative to the checkpoint's folder
+        if Path(args.lm).resolve() != (dest.parent / decoding["lm"]).resolve():
+            shutil.copyfile(args.lm, dest.parent / decoding["lm"])
+    state = dict(
+        model={k: v.half() if v.is_floating_point() else v for k, v in checkpoint["model"].items()},
+        **{k: checkpoint[k] for k in ("config", "tokenizer", "step", "epoch", "epoch_batch")},
+        val=checkpoint.get("val", {}),
+        decoding=decoding,
+    )
+    save_checkpoint(dest, state)
+    print(f"{dest}: {dest.stat().st_size / 2**20:.1f} MiB, decoding {decoding}")
+    return dest

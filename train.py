@@ -4,7 +4,7 @@
     python train.py --preset small --train_data PATH/train-clean-5 --val_speakers 19 32 --max_steps 5000
     python train.py --resume --out_dir runs/default                  # continue exactly where it stopped
     python train.py plot runs/a runs/b --out curves.png              # loss / WER / CER / LR curves
-    python train.py export runs/a/best.pt checkpoints/model.pt --decoder beam_lm --lm lm.arpa.gz
+    python train.py export runs/a/best.pt checkpoints/model.pt --decoder beam_lm --lm lm.arpa.gz  # model.py
 
 The loop is written out top to bottom: data, model, optimiser, then steps with periodic validation
 and checkpoints. Checkpoints are written atomically (temporary file, then rename), so a crash or
@@ -13,33 +13,24 @@ Ctrl-C at any moment leaves the last good one in place.
 
 import argparse
 import math
-import os
 import random
-import shutil
 import signal
 import sys
 import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from audio import HOP_LENGTH, SAMPLE_RATE, DataError
 from calc_metrics import corpus_error_rates
 from config import Config, add_config_args, config_from_args, config_from_dict, overrides_from_args
-from data import (
-    BLANK,
-    VOCAB,
-    DataError,
-    DurationBatchSampler,
-    SpeechDataset,
-    collate,
-    read_data,
-    speaker_of,
-)
-from model import QuartzNet, num_params
+from data import DurationBatchSampler, SpeechDataset, collate, read_data, speaker_of
+from decode import DecodingOptions, decode_batch, decoder_pool
+from model import QuartzNet, export_main, load_checkpoint, num_params, save_checkpoint, utterance_log_probs
+from tokenizer import BLANK, Tokenizer
 
 # ----------------------------------------------------------------------------- optimisation
 
@@ -99,97 +90,13 @@ def ctc_loss(log_probs, out_lengths, tokens, token_lengths) -> torch.Tensor:
     )
 
 
-# ----------------------------------------------------------------------------- checkpoints
-
-
-def save_checkpoint(
-    path: Path, model, optimizer, cfg: Config, step: int, epoch: int, epoch_batch: int, **extra
-):
-    state = dict(
-        model=model.state_dict(),
-        optimizer=optimizer.state_dict(),
-        config=cfg.to_dict(),
-        vocab=VOCAB,
-        step=step,
-        epoch=epoch,
-        epoch_batch=epoch_batch,
-        **extra,
-    )
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # atomic: readers never see a half-written checkpoint
-
-
-def load_checkpoint(path: str | Path, device="cpu") -> dict:
-    """Load and check a checkpoint; only tensors and plain values are unpickled."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: checkpoint not found")
-    checkpoint = torch.load(path, map_location=device, weights_only=True)
-    if checkpoint.get("vocab") != VOCAB:
-        raise ValueError(
-            f"{path}: the checkpoint was trained with another vocabulary ({len(checkpoint.get('vocab') or [])} "
-            f"symbols) than this code's {len(VOCAB)}; use a checkpoint made by this version"
-        )
-    return checkpoint
-
-
-def model_from_checkpoint(checkpoint: dict, device="cpu") -> tuple[QuartzNet, Config]:
-    cfg = config_from_dict(checkpoint["config"])
-    model = QuartzNet(cfg, len(VOCAB))
-    model.load_state_dict({k: v.float() for k, v in checkpoint["model"].items()})
-    return model.to(device).eval(), cfg
-
-
-def export_main(argv: list[str]) -> Path:
-    """`python train.py export RUN/best.pt checkpoints/model.pt [--lm LM --alpha A --beta B]`: a small
-    half-precision checkpoint for inference (no optimizer), with its decoding settings and LM beside it."""
-    parser = argparse.ArgumentParser(prog="train.py export", description=export_main.__doc__)
-    parser.add_argument("source")
-    parser.add_argument("dest")
-    parser.add_argument("--decoder", choices=["greedy", "beam", "beam_lm"], default="beam")
-    parser.add_argument("--beam_size", type=int, default=50)
-    parser.add_argument("--lm", default="", help="ARPA file; copied beside dest")
-    parser.add_argument("--alpha", type=float, default=0.5)
-    parser.add_argument("--beta", type=float, default=1.0)
-    args = parser.parse_args(argv)
-    checkpoint, dest = load_checkpoint(args.source), Path(args.dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    decoding = dict(decoder=args.decoder, beam_size=args.beam_size, alpha=args.alpha, beta=args.beta, lm="")
-    if args.lm:
-        decoding["lm"] = Path(args.lm).name  # relative to the checkpoint's folder
-        if Path(args.lm).resolve() != (dest.parent / decoding["lm"]).resolve():
-            shutil.copyfile(args.lm, dest.parent / decoding["lm"])
-    state = dict(
-        model={k: v.half() if v.is_floating_point() else v for k, v in checkpoint["model"].items()},
-        **{k: checkpoint[k] for k in ("config", "vocab", "step", "epoch", "epoch_batch")},
-        val=checkpoint.get("val", {}),
-        decoding=decoding,
-    )
-    tmp = dest.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, dest)
-    print(f"{dest}: {dest.stat().st_size / 2**20:.1f} MiB, decoding {decoding}")
-    return dest
-
-
 # ----------------------------------------------------------------------------- validation
 
 
 @torch.no_grad()
-def utterance_log_probs(model, batch, device) -> list[np.ndarray]:
-    """A collated batch -> per-utterance log_probs (T'_i, V) as numpy, padding cut off."""
-    log_probs, out_lengths = model(batch["features"].to(device), batch["feature_lengths"].to(device))
-    log_probs = log_probs.float().cpu().numpy()  # (B, T', V)
-    return [np.ascontiguousarray(log_probs[i, : int(n)]) for i, n in enumerate(out_lengths)]
-
-
-@torch.no_grad()
-def evaluate(model, loader, device, cfg: Config) -> tuple[dict, list[dict], dict]:
+def evaluate(model, loader, device, cfg: Config, tokenizer: Tokenizer) -> tuple[dict, list[dict], dict]:
     """Greedy (and beam, no LM) WER/CER over a loader, per-utterance examples, and the loader's
-    first batch (its spectrogram and audio go to the logs without reading it again)."""
-    from decode import decode_batch
-
+    first batch (its spectrogram goes to the logs without reading it again)."""
     model.eval()
     ids, refs, all_log_probs, first_batch = [], [], [], None
     for batch in loader:
@@ -198,18 +105,27 @@ def evaluate(model, loader, device, cfg: Config) -> tuple[dict, list[dict], dict
         refs += batch["texts"]
         all_log_probs += utterance_log_probs(model, batch, device)
     model.train()
-    greedy = decode_batch(all_log_probs, "greedy", 1, VOCAB)
+    greedy = [
+        tokenizer.decode(t) for t in decode_batch(all_log_probs, tokenizer.vocab, DecodingOptions("greedy"))
+    ]
     m = corpus_error_rates(refs, greedy)
     metrics = {"val/wer": m["wer"], "val/cer": m["cer"]}
     if cfg.beam_size > 1:
-        beam = decode_batch(all_log_probs, "beam", cfg.beam_size, VOCAB, None, 0.0, 0.0, num_workers=2)
-        b = corpus_error_rates(refs, beam)
+        with decoder_pool() as pool:
+            beam = decode_batch(all_log_probs, tokenizer.vocab, DecodingOptions("beam", cfg.beam_size), pool)
+        b = corpus_error_rates(refs, [tokenizer.decode(t) for t in beam])
         metrics.update({"val/beam_wer": b["wer"], "val/beam_cer": b["cer"]})
     examples = []
     for i in random.Random(0).sample(range(len(refs)), min(cfg.num_examples, len(refs))):
         e = corpus_error_rates([refs[i]], [greedy[i]])
         examples.append(dict(id=ids[i], target=refs[i], prediction=greedy[i], cer=e["cer"], wer=e["wer"]))
     return metrics, examples, first_batch
+
+
+def first_waveform(dataset: SpeechDataset, batch: dict):
+    """The audio (N,) of a batch's first utterance as the model heard it (augmented when training)."""
+    index = next(i for i, u in enumerate(dataset.utterances) if u.id == batch["ids"][0])
+    return dataset.waveform(index)
 
 
 # ----------------------------------------------------------------------------- main
@@ -260,8 +176,9 @@ def main(argv: list[str] | None = None) -> dict:
         out_dir = getattr(args, "out_dir", Config.out_dir)
         checkpoint = load_checkpoint(args.resume or Path(out_dir) / "last.pt")
         cfg = config_from_dict({**checkpoint["config"], **overrides_from_args(args)})
+        tokenizer = Tokenizer.from_state_dict(checkpoint["tokenizer"])
     else:
-        cfg = config_from_args(args)
+        cfg, tokenizer = config_from_args(args), Tokenizer()
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = "cuda" if cfg.device == "auto" and torch.cuda.is_available() else cfg.device
@@ -277,7 +194,7 @@ def main(argv: list[str] | None = None) -> dict:
         held_out = set(cfg.val_speakers)
         val_utts += [u for u in train_utts if speaker_of(u.id) in held_out]
         train_utts = [u for u in train_utts if speaker_of(u.id) not in held_out]
-    train_set = SpeechDataset(train_utts, cfg, train=True)
+    train_set = SpeechDataset(train_utts, cfg, tokenizer, train=True)
     sampler = DurationBatchSampler(
         [u.duration for u in train_set.utterances], cfg.batch_seconds, seed=cfg.seed
     )
@@ -291,7 +208,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     val_loader = None
     if val_utts:
-        val_set = SpeechDataset(val_utts, cfg, train=False)
+        val_set = SpeechDataset(val_utts, cfg, tokenizer)
         val_batches = DurationBatchSampler(
             [u.duration for u in val_set.utterances], cfg.batch_seconds, shuffle=False
         )
@@ -300,7 +217,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"train: {len(train_set)} utterances ({hours:.2f} h); validation: {len(val_utts)} utterances")
 
     # -------- model and optimiser
-    model = QuartzNet(cfg, len(VOCAB)).to(device)
+    model = QuartzNet(cfg, len(tokenizer)).to(device)
     optimizer = make_optimizer(model, cfg)
     step, epoch, epoch_batch, best_wer, metrics = 0, 0, 0, float("inf"), {}
     if checkpoint is not None:
@@ -321,22 +238,22 @@ def main(argv: list[str] | None = None) -> dict:
     log = RunLogger(cfg, out_dir)
 
     def save(name: str, **extra):
-        save_checkpoint(
-            out_dir / name, model, optimizer, cfg, step, epoch, epoch_batch, best_wer=best_wer, **extra
-        )
+        state = dict(model=model.state_dict(), optimizer=optimizer.state_dict(), config=cfg.to_dict())
+        state.update(tokenizer=tokenizer.state_dict(), step=step, epoch=epoch, epoch_batch=epoch_batch)
+        save_checkpoint(out_dir / name, dict(state, best_wer=best_wer, **extra))
 
     def validate(train_batch):
-        metrics, examples, val_batch = evaluate(model, val_loader, device, cfg)
-        shown = {"val": val_batch} | ({"train": train_batch} if train_batch else {})
+        metrics, examples, val_batch = evaluate(model, val_loader, device, cfg, tokenizer)
+        shown = {"val": (val_set, val_batch)} | ({"train": (train_set, train_batch)} if train_batch else {})
         log.log_validation(
             step,
             metrics,
             examples=examples,
             spectrograms={
-                k: b["features"][0, :, : b["feature_lengths"][0]].numpy() for k, b in shown.items()
+                k: b["features"][0, :, : b["feature_lengths"][0]].numpy() for k, (_, b) in shown.items()
             },
-            audio={k: b["audio"][0] for k, b in shown.items()},
-            sample_rate=cfg.sample_rate,
+            audio={k: first_waveform(dataset, b) for k, (dataset, b) in shown.items()},
+            sample_rate=SAMPLE_RATE,
         )
         minutes = (time.time() - start_time) / 60
         tqdm.write(
@@ -379,7 +296,7 @@ def main(argv: list[str] | None = None) -> dict:
                 scaler.update()
                 step, epoch_batch = step + 1, epoch_batch + 1
                 last_batch = batch
-                audio_seconds += sum(len(a) for a in batch["audio"]) / cfg.sample_rate
+                audio_seconds += int(batch["feature_lengths"].sum()) * HOP_LENGTH / SAMPLE_RATE
 
                 if step % cfg.log_every == 0:
                     elapsed, t0 = time.time() - t0, time.time()

@@ -1,4 +1,4 @@
-"""Speed of our CTC prefix beam search against pyctcdecode (no LM) on synthetic peaky CTC output.
+"""Speed and accuracy of our CTC prefix beam search against pyctcdecode, without and with a word LM.
 
     python bench/decoders.py [--utterances 3] [--repeats 3]
 
@@ -10,41 +10,70 @@ get its columns, else they show "-".
 """
 
 import argparse
+import importlib.util
 import logging
 import os
 import sys
+import tempfile
 import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from decode import ids_to_text, prefix_beam_search  # noqa: E402
+from calc_metrics import corpus_error_rates  # noqa: E402
+from decode import prefix_beam_search  # noqa: E402
+from lm import NGramLM, build_kneser_ney, write_arpa  # noqa: E402
+from tokenizer import Tokenizer  # noqa: E402
 
-VOCAB = ["", " ", "'"] + [chr(c) for c in range(ord("a"), ord("z") + 1)]
+TOKENIZER = Tokenizer()
+VOCAB = TOKENIZER.vocab
 TOKEN_MIN_LOGP = -10.0  # both decoders skip tokens below this (the frame's best always stays)
 BEAM_MARGIN = 10.0  # both drop beams this far below the best (pyctcdecode's beam_prune_logp=-10)
 WORDS = """the of and to a in that he was it his i with as had for you her she but not on be at him by so is
 which said all have they this from were my me one there when what would we no out little up""".split()
 
 
-def synthetic_log_probs(rng: np.random.Generator, T: int = 500, V: int = len(VOCAB)) -> np.ndarray:
-    """(T, V) peaky CTC-like log-probs spelling random words, blank = 0."""
+def spell(
+    rng: np.random.Generator, text: str, rival_below: tuple = (0.0, 2.5), V: int = len(VOCAB)
+) -> np.ndarray:
+    """(T, V) peaky CTC-like log-probs spelling text, blank = 0; a fifth of the characters have a
+    rival this far below them (a negative distance: the rival wins)."""
     target = []  # token of each frame
-    while len(target) < T:
-        for ch in " ".join(rng.choice(WORDS, size=8)) + " ":
-            target += [0] * int(rng.integers(1, 6)) + [VOCAB.index(ch)] * int(rng.integers(1, 3))
-    target = np.array(target[:T])  # (T,)
+    for ch in text:
+        target += [0] * int(rng.integers(1, 6)) + [VOCAB.index(ch)] * int(rng.integers(1, 3))
+    target = np.array(target + [0])  # (T,)
+    T = len(target)
     logits = rng.normal(0.0, 1.0, size=(T, V))  # (T, V)
     logits[np.arange(T), target] += rng.uniform(7.0, 12.0, size=T)
     # acoustic confusions: a competing character close to the spike
     confused = np.flatnonzero((target > 0) & (rng.random(T) < 0.2))
     rival = rng.integers(1, V, size=len(confused))
-    logits[confused, rival] = logits[confused, target[confused]] - rng.uniform(0.0, 2.5, size=len(confused))
+    logits[confused, rival] = logits[confused, target[confused]] - rng.uniform(
+        *rival_below, size=len(confused)
+    )
     # weak characters inside blank runs, so not every blank frame is certain
     weak = np.flatnonzero((target == 0) & (rng.random(T) < 0.15))
     logits[weak, rng.integers(1, V, size=len(weak))] = logits[weak, 0] - rng.uniform(1.0, 6.0, size=len(weak))
     return logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
+
+
+def synthetic_log_probs(rng: np.random.Generator, T: int = 500) -> np.ndarray:
+    """(T, V) spelling random words."""
+    return spell(rng, " ".join(rng.choice(WORDS, size=T // 4)))[:T]
+
+
+def word_language(rng: np.random.Generator, successors: int = 4):
+    """A known word language: each word is followed by one of a few others. -> sentence sampler."""
+    follow = {w: rng.choice(WORDS, size=successors, replace=False) for w in WORDS + ["<s>"]}
+
+    def sentence(n_words: int) -> str:
+        words = ["<s>"]
+        for _ in range(n_words):
+            words.append(str(rng.choice(follow[words[-1]])))
+        return " ".join(words[1:])
+
+    return sentence
 
 
 def best_time(repeats: int, fn, *args, **kwargs) -> tuple[float, object]:
@@ -57,14 +86,56 @@ def best_time(repeats: int, fn, *args, **kwargs) -> tuple[float, object]:
     return min(times), out
 
 
-def load_pyctcdecode():
-    """pyctcdecode's decoder for VOCAB without an LM, or None when it is not installed."""
+def load_pyctcdecode(**lm):
+    """pyctcdecode's decoder for VOCAB (lm: its kenlm_model_path, alpha, beta...), or None when it is not
+    installed."""
     try:
         from pyctcdecode import build_ctcdecoder
     except ImportError:
         return None
     logging.getLogger("pyctcdecode").setLevel(logging.ERROR)
-    return build_ctcdecoder(VOCAB)
+    return build_ctcdecoder(VOCAB, **lm)
+
+
+def compare_with_lm(rng, n_utterances: int, beam: int, weights: list[tuple[float, float]]) -> None:
+    """WER, CER and ms per utterance of both decoders, with and without the same word 3-gram ARPA,
+    on utterances of a known word language (the LM is built from 3,000 other sentences of it)."""
+    sentence = word_language(rng)
+    arpa = os.path.join(tempfile.mkdtemp(), "words.arpa")
+    write_arpa(build_kneser_ney([sentence(20) for _ in range(3000)], order=3), arpa)
+    lm = NGramLM.from_arpa(arpa)
+    refs = [sentence(20) for _ in range(n_utterances)]
+    utterances = [spell(rng, text, rival_below=(-1.5, 2.0)) for text in refs]  # greedy gets many words wrong
+    pruning = dict(token_min_logp=TOKEN_MIN_LOGP)
+    print(f"\n{n_utterances} utterances of a known word 3-gram language, beam {beam}, one process")
+    print("decoder | alpha / beta | WER | CER | ms / utterance")
+
+    def row(name: str, weight: str, transcribe) -> None:
+        transcribe(utterances[0])  # warm-up: LM loading and caches
+        start = time.perf_counter()
+        hyps = [" ".join(transcribe(lp).split()) for lp in utterances]
+        ms = 1000 * (time.perf_counter() - start) / len(utterances)
+        rates = corpus_error_rates(refs, hyps)
+        print(f"{name} | {weight} | {100 * rates['wer']:.2f} % | {100 * rates['cer']:.2f} % | {ms:.0f}")
+
+    def ours(**fusion):
+        return lambda lp: TOKENIZER.decode(
+            prefix_beam_search(lp, beam, vocab=VOCAB, beam_margin=BEAM_MARGIN, **pruning, **fusion)
+        )
+
+    def theirs(**fusion):
+        decoder = load_pyctcdecode(**fusion)
+        return lambda lp: decoder.decode(lp, beam_width=beam, beam_prune_logp=-BEAM_MARGIN, **pruning)
+
+    have_theirs, have_kenlm = load_pyctcdecode() is not None, importlib.util.find_spec("kenlm") is not None
+    row("ours, no LM", "-", ours())
+    if have_theirs:
+        row("pyctcdecode, no LM", "-", theirs())
+    for alpha, beta in weights:
+        row("ours + LM", f"{alpha} / {beta}", ours(lm=lm, alpha=alpha, beta=beta))
+        if have_theirs and have_kenlm:
+            fusion = dict(kenlm_model_path=arpa, unigrams=WORDS, alpha=alpha, beta=beta)
+            row("pyctcdecode + KenLM", f"{alpha} / {beta}", theirs(**fusion))
 
 
 def main() -> None:
@@ -75,6 +146,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="the fastest of this many runs counts")
     parser.add_argument("--beams", type=int, nargs="*", default=[10, 50, 100])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lm_utterances", type=int, default=40, help="0 skips the LM comparison")
     args = parser.parse_args()
 
     rng = np.random.default_rng(args.seed)
@@ -104,7 +176,7 @@ def main() -> None:
                     beam_prune_logp=-BEAM_MARGIN,
                 )
                 theirs_s += seconds
-                same &= ids_to_text(ids, VOCAB) == " ".join(text.split())
+                same &= TOKENIZER.decode(ids) == " ".join(text.split())
         ours_ms = 1000 * ours_s / len(utterances)
         if theirs is None:
             print(f"{beam:4d} | {ours_ms:7.1f} | {'-':>14} | {'-':>7} | {'-':>14}")
@@ -114,6 +186,8 @@ def main() -> None:
         print(
             f"{beam:4d} | {ours_ms:7.1f} | {theirs_ms:14.1f} | {speedup:>7} | {'yes' if same else 'no':>14}"
         )
+    if args.lm_utterances:
+        compare_with_lm(rng, args.lm_utterances, 50, [(0.5, 1.5), (1.0, 1.0)])
 
 
 if __name__ == "__main__":

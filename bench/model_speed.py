@@ -9,15 +9,15 @@ best of --repeats runs is reported, after one warm-up run.
 import argparse
 import os
 import sys
-import time
+import timeit
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from config import get_config  # noqa: E402
-from data import VOCAB  # noqa: E402
 from model import QuartzNet, num_params  # noqa: E402
+from tokenizer import Tokenizer  # noqa: E402
 
 VARIANTS = {  # name -> overrides of the `small` preset (as in recipes/experiments.sh)
     "small": {},
@@ -30,13 +30,12 @@ BATCH, FRAMES = 12, 1600  # 16 s at 10 ms per frame
 
 def forward_backward_seconds(model: QuartzNet, n_mels: int, repeats: int) -> float:
     features, lengths = torch.randn(BATCH, n_mels, FRAMES), torch.full((BATCH,), FRAMES)
-    times = []
-    for _ in range(repeats + 1):  # the first run warms up
-        start = time.perf_counter()
+
+    def forward_backward():
         log_probs, _ = model(features, lengths)  # (B, T', V)
         log_probs.sum().backward()
-        times.append(time.perf_counter() - start)
-    return min(times[1:])
+
+    return min(timeit.repeat(forward_backward, number=1, repeat=repeats + 1)[1:])  # the first warms up
 
 
 def main() -> None:
@@ -51,7 +50,7 @@ def main() -> None:
     base = None
     for name, overrides in VARIANTS.items():
         cfg = get_config("small", **overrides)
-        model = QuartzNet(cfg, len(VOCAB))
+        model = QuartzNet(cfg, len(Tokenizer()))
         seconds = forward_backward_seconds(model, cfg.n_mels, args.repeats)
         base = base or seconds
         print(f"| {name} | {num_params(model) / 1e6:.2f} M | {seconds:.2f} | {seconds / base:.2f}x |")

@@ -16,10 +16,9 @@ python train.py plot "$run" --out docs/curves.png
 
 VAL_SPEAKERS="$val_speakers" bash recipes/build_lm.sh "$data" lm/lm3.arpa.gz
 python inference.py --data_dir "$val_dirs" --checkpoint "$run/best.pt" --tune --lm lm/lm3.arpa.gz --beam_size 50 \
-  --alphas 0.2 0.4 0.6 0.8 1.0 --betas 0 1 2 3 4 | tee "$run/tune.txt"
-# pick the starred row of the table:
-best=$(grep '\*' "$run/tune.txt" | tr -d '|*' | awk '{print $1, $2}')
-read -r alpha beta <<< "$best"
+  --alphas 0.2 0.4 0.6 0.8 1.0 --betas 0 1 2 3 4 --out "$run/tune"
+# the best row, from the tuning's JSON:
+read -r alpha beta < <(python -c "import json, sys; b = json.load(open(sys.argv[1]))['best']; print(b['alpha'], b['beta'])" "$run/tune/tune.json")
 python train.py export "$run/best.pt" checkpoints/model.pt --decoder beam_lm --lm lm/lm3.arpa.gz \
   --alpha "$alpha" --beta "$beta"
 

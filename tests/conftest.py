@@ -53,12 +53,29 @@ def random_texts(n: int, seed: int = 0, words: int = 3) -> dict[str, str]:
     return {f"utt{i:03d}": " ".join(rng.choice(WORDS, size=words)) for i in range(n)}
 
 
+TONE_TEXTS = {"a1": "bad cab", "a2": "face", "a3": "dad fade", "a4": "bead deaf"}
+
+
 @pytest.fixture
 def tone_dataset(tmp_path) -> Path:
     """A custom-layout folder of 4 short utterances."""
-    return write_custom_dir(
-        tmp_path / "tones", {"a1": "bad cab", "a2": "face", "a3": "dad fade", "a4": "bead deaf"}
-    )
+    return write_custom_dir(tmp_path / "tones", TONE_TEXTS)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> tuple[Path, dict]:
+    """One tiny model trained once for the whole session: 150 steps on the 4 tone utterances, which
+    it learns (validated on the same folder) -> (run folder with last.pt and best.pt, train.main's result)."""
+    import train
+
+    tmp = tmp_path_factory.mktemp("tiny_run")
+    data = str(write_custom_dir(tmp / "tones", TONE_TEXTS))
+    result = train.main(
+        ["--preset", "tiny", "--train_data", data, "--val_data", data, "--out_dir", str(tmp / "run"),
+         "--max_steps", "150", "--eval_every", "150", "--batch_seconds", "100", "--beam_size", "1",
+         "--num_workers", "0", "--wandb_mode", "disabled", "--log_every", "5"]
+    )  # fmt: skip
+    return tmp / "run", result
 
 
 @pytest.fixture

@@ -151,14 +151,14 @@ def test_bandlimit_passes_speech_band_and_stops_the_rest():
 @pytest.mark.parametrize("width", [0, 1, 7, 64])
 def test_freq_mask_zeroes_exactly_width_rows(width):
     x = features()
-    out = augment.freq_mask(x, width, start=0 if width == 64 else 20)
+    out = augment.mask(x, 0, width, start=0 if width == 64 else 20)
     assert int((out == 0).all(dim=1).sum()) == width
     assert torch.equal(x, features())  # the input is untouched
 
 
 @pytest.mark.parametrize("width", [0, 1, 25])
 def test_time_mask_zeroes_exactly_width_columns(width):
-    out = augment.time_mask(features(), width, start=100)
+    out = augment.mask(features(), 1, width, start=100)
     masked = (out == 0).all(dim=0)
     assert int(masked.sum()) == width
     assert masked[100 : 100 + width].all()

@@ -6,18 +6,26 @@ import pytest
 
 import decode
 from decode import (
+    DecodingOptions,
     decode_batch,
-    format_table,
+    decoder_pool,
     frame_candidates,
     greedy_decode,
-    grid_search_lm,
-    ids_to_text,
     prefix_beam_search,
     prefix_beam_search_nbest,
 )
+from inference import format_table, grid_search_lm
 from lm import NGramLM, build_kneser_ney, write_arpa
+from tokenizer import Tokenizer
 
-VOCAB = ["", " ", "'"] + [chr(c) for c in range(ord("a"), ord("z") + 1)]
+TOKENIZER = Tokenizer()
+VOCAB = TOKENIZER.vocab
+
+
+def ids_to_text(ids, vocab):
+    return Tokenizer(vocab).decode(ids)
+
+
 EXACT = dict(token_min_logp=-np.inf, top_k=None, beam_margin=np.inf, blank_skip_logp=0.0)
 
 
@@ -190,11 +198,11 @@ def test_lm_fusion_prefers_likely_words(cat_lm):
     assert ids_to_text(prefix_beam_search(log_probs, 8, vocab=VOCAB), VOCAB) == "the kat"
     fused = prefix_beam_search(log_probs, 8, vocab=VOCAB, lm=cat_lm, alpha=0.5, beta=1.0)
     assert ids_to_text(fused, VOCAB) == "the cat"
-    # alpha = 0 leaves only the word bonus, which both spellings get
-    plain = prefix_beam_search(log_probs, 8, vocab=VOCAB, lm=cat_lm, alpha=0.0, beta=1.0)
+    # alpha = 0 and no unknown-word score leave only the word bonus, which both spellings get
+    plain = prefix_beam_search(log_probs, 8, vocab=VOCAB, lm=cat_lm, alpha=0.0, beta=1.0, unk_score=0.0)
     assert ids_to_text(plain, VOCAB) == "the kat"
-    # the partial word "k" starts no LM word: pruned as soon as it appears
-    pruned = prefix_beam_search_nbest(log_probs, 8, vocab=VOCAB, lm=cat_lm, lm_prefix_prune=True)
+    # the partial word "k" starts no LM word: with unk_score -inf it is pruned as soon as it appears
+    pruned = prefix_beam_search_nbest(log_probs, 8, vocab=VOCAB, lm=cat_lm, unk_score=-np.inf)
     texts = [ids_to_text(ids, VOCAB) for ids, _ in pruned]
     assert texts[0] == "the cat" and not any("k" in text for text in texts)
     unpruned = prefix_beam_search_nbest(log_probs, 8, vocab=VOCAB, lm=cat_lm)
@@ -209,55 +217,175 @@ def test_lm_score_adds_up(cat_lm):
     assert score == pytest.approx(0.7 * cat_lm.sentence_log_prob(["the", "cat"]) + 2.0 * 2, abs=1e-6)
 
 
-@pytest.fixture(autouse=True)
-def stop_workers():
-    yield
-    decode.close_pool()
+def run_on(words, space_p=0.3):
+    """Each word spelled clearly, with a weak space between words (blank is likelier): greedy runs on."""
+    frames = []
+    for i, word in enumerate(words):
+        if i:
+            frames.append({" ": space_p, 0: 1 - space_p})
+        frames += [f for ch in word for f in ({ch: 0.9}, {0: 0.9})]
+    return spell(frames)
+
+
+@pytest.mark.parametrize("alpha", [0.5, 1.0, 2.0])
+def test_lm_fusion_splits_run_on_words(cat_lm, alpha):
+    log_probs = run_on(["the", "cat", "sat", "the", "dog", "ran"])
+    assert ids_to_text(greedy_decode(log_probs), VOCAB) == "thecatsatthedogran"
+    fused = prefix_beam_search(log_probs, 16, vocab=VOCAB, lm=cat_lm, alpha=alpha, beta=1.0)
+    assert ids_to_text(fused, VOCAB) == "the cat sat the dog ran"
+
+
+def fused_score(log_probs, text, lm, alpha, beta, unk_score):
+    """log P_ctc(text) summed over every alignment by brute force, plus the LM terms of its words."""
+    T, V = log_probs.shape
+    ctc = -np.inf
+    for path in itertools.product(range(V), repeat=T):
+        if " ".join("".join(VOCAB_AB[i] for i in collapse(path)).split()) == text:
+            ctc = np.logaddexp(ctc, log_probs[np.arange(T), path].sum())
+    words = text.split()
+    # characters of "word$" past its longest start shared with some "vocabulary word$"
+    starts = {w[:i] for w in lm.vocab for w in [w + "$"] for i in range(len(w) + 1)}
+    unknown = sum(
+        len(w) - max(i for i in range(len(w) + 1) if w[:i] in starts) for w in (w + "$" for w in words)
+    )
+    return ctc + alpha * lm.sentence_log_prob(words) + beta * len(words) + unk_score * unknown
+
+
+VOCAB_AB = ["", " ", "a", "b"]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_fused_score_is_ctc_plus_lm_by_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    lm = NGramLM.from_ngrams(build_kneser_ney(["a b", "ab a", "b b a", "a ab"], order=2))  # no "ba", "bb"
+    log_probs = random_log_probs(rng, 6, len(VOCAB_AB))
+    alpha, beta, unk = rng.uniform(0.2, 2.0), rng.uniform(0, 3), -rng.uniform(1, 5)
+    beams = prefix_beam_search_nbest(
+        log_probs, 4000, vocab=VOCAB_AB, lm=lm, alpha=alpha, beta=beta, unk_score=unk, **EXACT
+    )
+    texts = {" ".join("".join(VOCAB_AB[i] for i in ids).split()) for ids, _ in beams}
+    assert len(texts) == len(beams)  # texts that differ only in spaces were merged
+    for ids, score in beams[:5]:
+        text = " ".join("".join(VOCAB_AB[i] for i in ids).split())
+        assert score == pytest.approx(fused_score(log_probs, text, lm, alpha, beta, unk))
+    best = max(texts, key=lambda text: fused_score(log_probs, text, lm, alpha, beta, unk))
+    assert " ".join("".join(VOCAB_AB[i] for i in beams[0][0]).split()) == best
+
+
+def test_leaving_the_vocabulary_pays_unk_score_and_keeps_the_look_ahead(cat_lm):
+    scorer = decode._LMScorer(cat_lm, VOCAB, space=1, alpha=0.8, beta=1.0, unk_score=-2.5)
+    trie, tok = scorer.trie, np.array([VOCAB.index(ch) for ch in "caxy"])
+    c = trie.step(np.array([0]), tok[:1])
+    ca = trie.step(c, tok[1:2])
+    (cax,), (change,) = scorer.extend(ca, tok[2:3])
+    assert cax < 0 and change == -2.5  # not a refund of "ca"'s look-ahead
+    (caxy,), (change,) = scorer.extend(np.array([cax]), tok[3:4])
+    assert caxy == cax and change == -2.5
+    assert scorer.lookahead(np.array(caxy)) == scorer.lookahead(ca)[0] == 0.8 * cat_lm.log_prob("cat")
+
+
+def test_larger_lm_weight_degrades_gracefully(cat_lm):
+    # a clear acoustic path with words outside the LM: no alpha may empty the output or drop words,
+    # and the lexicon-constrained search still gives vocabulary words
+    log_probs = spell_text("the cat sat on the mat")
+    previous = "the cat sat on the mat"
+    for alpha in np.linspace(0.0, 2.0, 9):
+        search = dict(vocab=VOCAB, lm=cat_lm, alpha=alpha, beta=1.0)
+        text = ids_to_text(prefix_beam_search(log_probs, 16, **search), VOCAB)
+        assert len(text.split()) == 6 and sum(a != b for a, b in zip(text, previous)) <= 4, (alpha, text)
+        previous = text
+        text = ids_to_text(prefix_beam_search(log_probs, 16, unk_score=-np.inf, **search), VOCAB)
+        assert len(text.split()) >= 4 and set(text.split()) <= set(cat_lm.vocab), (alpha, text)
 
 
 WORDS = ["one", "two", "three", "four", "five", "six", "seventeen"]
 
 
+def texts(log_probs_list, options, pool=None):
+    return [TOKENIZER.decode(ids) for ids in decode_batch(log_probs_list, VOCAB, options, pool)]
+
+
 def test_decode_batch_keeps_input_order(tmp_path):
     utterances = [spell_text(w) for w in WORDS]
-    assert decode_batch(utterances, "greedy", 1, VOCAB) == WORDS
-    assert decode_batch(utterances, "beam", 8, VOCAB, num_workers=2) == WORDS
+    assert texts(utterances, DecodingOptions("greedy", 1)) == WORDS
+    with decoder_pool("", num_workers=2) as pool:
+        assert texts(utterances, DecodingOptions("beam", 8), pool) == WORDS
     path = tmp_path / "words.arpa"
     write_arpa(build_kneser_ney(WORDS + ["the cat sat"], order=2), str(path))
     utterances.append(kat_or_cat())
-    assert decode_batch(utterances, "beam_lm", 8, VOCAB, str(path), num_workers=2) == WORDS + ["the cat"]
+    with decoder_pool(str(path), num_workers=2) as pool:
+        assert texts(utterances, DecodingOptions("beam_lm", 8, lm=str(path)), pool) == WORDS + ["the cat"]
     with pytest.raises(ValueError):
-        decode_batch(utterances, "nope", 8, VOCAB, num_workers=1)
+        texts(utterances, DecodingOptions("nope", 8))
+    with pytest.raises(ValueError, match="needs an LM"):
+        texts(utterances, DecodingOptions("beam_lm", 8))
 
 
 def test_decode_batch_reuses_workers_and_reports_errors(tmp_path):
     utterances = [spell_text(w) for w in WORDS[:3]]
     path = tmp_path / "words.arpa"
     write_arpa(build_kneser_ney(WORDS, order=2), str(path))
-    assert decode_batch(utterances, "beam_lm", 4, VOCAB, str(path), num_workers=2) == WORDS[:3]
-    pool = decode._pool["pool"]
-    assert decode_batch(utterances[::-1], "beam_lm", 4, VOCAB, str(path), num_workers=2) == WORDS[2::-1]
-    assert decode._pool["pool"] is pool  # the workers and their LM are kept between calls
+    options = DecodingOptions("beam_lm", 4, lm=str(path))
+    with decoder_pool(str(path), num_workers=2) as pool:
+        workers = sorted(p.pid for p in pool._pool)
+        assert texts(utterances, options, pool) == WORDS[:3]
+        assert texts(utterances[::-1], options, pool) == WORDS[2::-1]
+        assert sorted(p.pid for p in pool._pool) == workers  # the workers and their LM are kept between calls
     # a failed LM load in the workers is raised here (a failing pool initializer would hang instead)
+    missing = DecodingOptions("beam_lm", 4, lm=str(tmp_path / "missing.arpa"))
+    with decoder_pool(missing.lm, num_workers=2) as pool, pytest.raises(FileNotFoundError):
+        texts(utterances, missing, pool)
     with pytest.raises(FileNotFoundError):
-        decode_batch(utterances, "beam_lm", 4, VOCAB, str(tmp_path / "missing.arpa"), num_workers=2)
-    with pytest.raises(FileNotFoundError):
-        decode_batch(utterances, "beam_lm", 4, VOCAB, str(tmp_path / "missing.arpa"), num_workers=1)
+        texts(utterances, missing)
 
 
-def test_grid_search_lm(cat_lm):
-    pytest.importorskip("calc_metrics")
-    utterances = [kat_or_cat(), spell_text("the dog")]
-    rows = grid_search_lm(
-        utterances, ["the cat", "the dog"], VOCAB, cat_lm, [0.0, 1.0], [0.5], 8, num_workers=1
+def test_options_reach_the_search():
+    options = DecodingOptions("beam", 8, top_k=None, beam_margin=float("inf"))
+    kwargs = options.search_kwargs()
+    assert (
+        kwargs["top_k"] is None and kwargs["alpha"] == 0.5 and "decoder" not in kwargs and "lm" not in kwargs
     )
+    log_probs = kat_or_cat()
+    assert decode_batch([log_probs], VOCAB, options) == [
+        prefix_beam_search(log_probs, 8, vocab=VOCAB, **kwargs)
+    ]
+
+
+def test_grid_search_lm(tmp_path):
+    path = tmp_path / "cat.arpa"
+    write_arpa(build_kneser_ney(["the cat sat", "the cat ran", "a cat", "the dog sat"], order=3), str(path))
+    utterances = [kat_or_cat(), spell_text("the dog")]
+    options = DecodingOptions("beam_lm", 8, lm=str(path), unk_score=0.0)  # alpha 0: acoustics only
+    grid = [dict(alpha=0.0, beta=0.5), dict(alpha=1.0, beta=0.5)]
+    rows = grid_search_lm(utterances, ["the cat", "the dog"], TOKENIZER, options, grid)
     assert [(r["alpha"], r["beta"]) for r in rows] == [(0.0, 0.5), (1.0, 0.5)]
     assert rows[0]["wer"] == pytest.approx(0.25) and rows[1]["wer"] == 0.0
     assert rows[1]["cer"] == 0.0 < rows[0]["cer"]
 
 
+def test_line_search_finds_a_separable_optimum_with_few_evaluations():
+    from inference import line_search
+
+    calls = []
+
+    def evaluate(points):
+        calls.extend(points)
+        return [
+            dict(p, wer=(p["alpha"] - 1.2) ** 2 + abs(p["beta"] - 3) + 0.1 * p["unk"] ** 2, cer=0.0)
+            for p in points
+        ]
+
+    axes = dict(alpha=[0.2, 0.6, 1.2, 2.0], beta=[0, 1, 2, 3, 4, 5], unk=[-2.0, -1.0, 0.0])
+    best, rows = line_search(evaluate, axes, dict(alpha=0.6, beta=1.0, unk=-1.0))
+    assert best == dict(alpha=1.2, beta=3, unk=0.0)
+    assert len(rows) == len(calls) == len({tuple(p.values()) for p in calls}) < 4 * 6 * 3  # none twice
+
+
 def test_format_table():
-    rows = [dict(alpha=0.5, beta=1.0, wer=0.1, cer=0.05), dict(alpha=1.0, beta=0.0, wer=0.08, cer=0.04)]
+    rows = [
+        dict(alpha=0.5, beta=1.0, wer=0.1, cer=0.05),
+        dict(alpha=1.0, beta=0.0, unk_score=-3.0, wer=0.08, cer=0.04),
+    ]
     lines = format_table(rows).splitlines()
     assert len(lines) == 4 and "alpha" in lines[0]
     assert "8.00%" in lines[3] and lines[3].endswith("*") and not lines[2].endswith("*")

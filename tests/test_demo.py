@@ -15,10 +15,10 @@ import nbformat
 import pytest
 import soundfile as sf
 from conftest import random_texts, tone_speech, write_custom_dir
+from notebook import clean_outputs, run_notebook
 
 import demo_utils
 import lm
-import train
 
 REPO = Path(__file__).resolve().parents[1]
 RATES = re.compile(r"WER \d+\.\d+%\s+CER \d+\.\d+%")
@@ -35,15 +35,9 @@ def python3_kernel():
         subprocess.run([sys.executable, "-m", "ipykernel", "install", "--user"], check=True)
 
 
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    tmp = tmp_path_factory.mktemp("tiny")
-    data_dir = write_custom_dir(tmp / "train", random_texts(6, seed=4))
-    train.main(
-        ["--preset", "tiny", "--train_data", str(data_dir), "--out_dir", str(tmp / "run"), "--val_data", "",
-         "--max_steps", "30", "--num_workers", "0", "--wandb_mode", "disabled", "--threads", "1"]
-    )  # fmt: skip
-    return tmp / "run" / "last.pt"
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_run) -> Path:
+    return tiny_run[0] / "last.pt"
 
 
 @pytest.fixture
@@ -76,8 +70,8 @@ def execute(cells, cwd: Path):
     nb = nbformat.read(REPO / "demo.ipynb", as_version=4)
     nb.cells = cells
     nbformat.write(nb, path)
-    nb = demo_utils.run_notebook(path, cwd, timeout=300)
-    assert demo_utils.clean_outputs(nb, cwd) == [], "a cell ended with an error"
+    nb = run_notebook(path, cwd, timeout=300)
+    assert clean_outputs(nb, cwd) == [], "a cell ended with an error"
     code = [c for c in nb.cells if c.cell_type == "code"]
     for cell in code:
         assert "Traceback" not in cell_text(cell)
@@ -115,7 +109,7 @@ def test_notebook_end_to_end(repo_copy, tiny_checkpoint, tmp_path, monkeypatch):
 
     assert "repository: repo" in setup
     assert re.search(r"device: (cpu \(no GPU found|cuda \()", install)
-    assert "weights:" in weights and "trained 30 steps" in weights and "language model: /" in weights
+    assert "weights:" in weights and "trained 150 steps" in weights and "language model: /" in weights
     assert RATES.search(samples) and "reference:" in samples and "prediction:" in samples
     assert "5 audio files (2 .wav, 2 .flac, 1 .mp3)" in samples  # counts per format
 

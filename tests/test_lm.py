@@ -17,9 +17,9 @@ from lm import (
     build_kneser_ney,
     corpus_ids,
     main,
-    normalize_text,
     write_arpa,
 )
+from tokenizer import normalize_text
 
 # upper-case words as in LibriSpeech's ARPA files; log10 values
 ARPA = """\\data\\
@@ -220,25 +220,38 @@ def test_build_cli(tmp_path):
     assert lm.log_prob("swam") == lm.log_prob("<unk>")
 
 
-def test_prefix_trie():
+def test_word_trie():
     alphabet = ["", " ", "'"] + [chr(c) for c in range(ord("a"), ord("z") + 1)]
-    lm = NGramLM.from_ngrams(build_kneser_ney(["the then cat", "don't"], order=1))
-    children, masks = lm.prefix_trie(alphabet)
+    lm = NGramLM.from_ngrams(build_kneser_ney(["the then cat the", "don't"], order=1))
+    trie = lm.word_trie(alphabet)
 
     def walk(word):
-        state = 0
+        state = np.array(0)
         for ch in word:
-            state = children.get(state * len(alphabet) + alphabet.index(ch), -1)
-        return state
+            state = trie.step(state, np.array(alphabet.index(ch)))
+        return int(state)
 
     def next_chars(word):
-        return {ch for t, ch in enumerate(alphabet) if int(masks[walk(word)]) >> t & 1}
+        return {
+            ch for t, ch in enumerate(alphabet[2:], 2) if trie.step(np.array(walk(word)), np.array(t)) >= 0
+        }
 
     assert next_chars("") == {"t", "c", "d"}
     assert next_chars("the") == {"n"}
     assert next_chars("don") == {"'"}
     assert next_chars("cat") == set()
-    assert walk("x") == -1
+    assert walk("x") == -1 and walk("thex") == -1 and walk("catx") == -1
+    assert trie.is_word[walk("the")] and trie.is_word[walk("then")] and not trie.is_word[walk("th")]
+    # look-ahead: the best unigram below a state ("the" is seen twice, "then" once)
+    assert lm.log_prob("the") > lm.log_prob("then")
+    assert trie.best[walk("th")] == pytest.approx(lm.log_prob("the"))
+    assert trie.best[walk("then")] == pytest.approx(lm.log_prob("then"))
+    # tokens of several characters (word pieces) walk each character; states broadcast
+    pieces = ["", " ", "th", "e", "n", "cat", "x"]
+    piece_trie = lm.word_trie(pieces)
+    states = piece_trie.step(np.zeros(3, np.int64), np.array([2, 5, 6]))  # "th", "cat", "x"
+    assert states[2] == -1 and piece_trie.is_word[states[1]]
+    assert piece_trie.is_word[piece_trie.step(states[:1], np.array([3]))[0]]  # "th" + "e"
 
 
 def test_binary_cache_gives_the_arpa_scores(tmp_path, monkeypatch):
@@ -264,8 +277,9 @@ def test_binary_cache_gives_the_arpa_scores(tmp_path, monkeypatch):
         ["i", "saw", "a", "zebra"]
     )
     alphabet = ["", " ", "'"] + [chr(c) for c in range(ord("a"), ord("z") + 1)]
-    (c1, m1), (c2, m2) = loaded.prefix_trie(alphabet), parsed.prefix_trie(alphabet)
-    assert c1 == c2 and np.array_equal(m1, m2)
+    t1, t2 = loaded.word_trie(alphabet), parsed.word_trie(alphabet)
+    for name in ("best", "is_word", "keys", "next"):
+        assert np.array_equal(getattr(t1, name), getattr(t2, name))
 
     # an ARPA file newer than its binary is read again (and the binary rewritten)
     os.utime(binary, (os.path.getmtime(path) - 10,) * 2)

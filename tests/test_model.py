@@ -2,8 +2,10 @@ import pytest
 import torch
 
 from config import get_config
-from data import VOCAB
 from model import QuartzNet, num_params
+from tokenizer import Tokenizer
+
+VOCAB = Tokenizer().vocab
 
 
 @pytest.mark.parametrize("preset, published", [("base", 6.7e6), ("large", 18.9e6)])

@@ -1,10 +1,12 @@
 import json
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 import torch
@@ -23,15 +25,12 @@ def tiny_args(data_dir, out_dir, *extra):
     ]  # fmt: skip
 
 
-def test_overfit_one_batch(tone_dataset, tmp_path):
+def test_overfit_one_batch(tiny_run):
     """The tiny model, default augmentations on, learns a fixed batch of 4 utterances."""
-    result = train.main(
-        tiny_args(tone_dataset, tmp_path / "run", "--val_data", str(tone_dataset), "--max_steps", "150",
-                  "--eval_every", "150", "--batch_seconds", "100", "--beam_size", "1")
-    )  # fmt: skip
+    run, result = tiny_run
     assert result["step"] == 150
     assert result["val/cer"] < 0.05
-    assert (tmp_path / "run" / "best.pt").exists() and (tmp_path / "run" / "last.pt").exists()
+    assert (run / "best.pt").exists() and (run / "last.pt").exists()
 
 
 def _params(path):
@@ -120,14 +119,13 @@ def test_command_line_train_infer_score(tmp_path):
     assert scored.returncode == 0 and "WER" in scored.stdout and "CER" in scored.stdout
 
 
-def test_inference_survives_bad_files(tone_dataset, tmp_path, capsys):
-    train.main(tiny_args(tone_dataset, tmp_path / "run", "--val_data", "", "--max_steps", "2"))
+def test_inference_survives_bad_files(tone_dataset, tiny_run, tmp_path, capsys):
     (tone_dataset / "audio" / "broken.wav").write_bytes(b"RIFF not really a wav file")
     sf.write(tone_dataset / "audio" / "blip.wav", tone_speech("")[:800], 16000)  # 0.05 s
     (tone_dataset / "transcriptions" / "blip.txt").write_text("a\n")
     result = inference.main(
         ["--data_dir", str(tone_dataset), "--out", str(tmp_path / "preds"), "--checkpoint",
-         str(tmp_path / "run" / "last.pt"), "--num_workers", "0"]
+         str(tiny_run[0] / "last.pt"), "--num_workers", "0"]
     )  # fmt: skip
     out = capsys.readouterr().out
     assert "broken.wav" in out and "too short" in out
@@ -137,13 +135,27 @@ def test_inference_survives_bad_files(tone_dataset, tmp_path, capsys):
     assert result["failed"] == 2 and result["utterances"] == 5  # blip's reference counts as deleted
 
 
-def test_checkpoint_from_another_vocabulary_is_refused(tone_dataset, tmp_path):
-    train.main(tiny_args(tone_dataset, tmp_path / "run", "--val_data", "", "--max_steps", "1"))
-    checkpoint = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
-    checkpoint["vocab"] = checkpoint["vocab"] + ["<extra>"]
+def test_checkpoint_from_another_vocabulary_is_refused(tone_dataset, tiny_run, tmp_path):
+    checkpoint = torch.load(tiny_run[0] / "last.pt", weights_only=True)
+    checkpoint["tokenizer"]["vocab"] = checkpoint["tokenizer"]["vocab"] + ["<extra>"]
     torch.save(checkpoint, tmp_path / "other.pt")
     with pytest.raises(SystemExit, match="another vocabulary"):
         inference.main(["--data_dir", str(tone_dataset), "--checkpoint", str(tmp_path / "other.pt")])
+
+
+def test_checkpoints_carry_their_tokenizer_and_the_old_format_loads(tiny_run, tmp_path):
+    from model import load_checkpoint, load_model
+    from tokenizer import Tokenizer
+
+    saved = torch.load(tiny_run[0] / "last.pt", weights_only=True)
+    assert saved["tokenizer"] == Tokenizer().state_dict() and "vocab" not in saved
+    old = {k: v for k, v in saved.items() if k != "tokenizer"} | {"vocab": Tokenizer().vocab}
+    torch.save(old, tmp_path / "old.pt")  # as written before the tokenizer was saved
+    model, cfg, tokenizer = load_model(load_checkpoint(tmp_path / "old.pt"))
+    assert tokenizer == Tokenizer() and cfg.n_mels == 32
+    shipped = REPO / "checkpoints" / "model.pt"
+    if shipped.exists():
+        assert len(load_model(load_checkpoint(shipped))[2]) == 29
 
 
 def test_missing_data_folder_is_a_clear_error(tmp_path):
@@ -151,11 +163,12 @@ def test_missing_data_folder_is_a_clear_error(tmp_path):
         inference.main(["--data_dir", str(tmp_path / "nope"), "--checkpoint", str(tmp_path / "none.pt")])
 
 
-def test_checkpoint_decoding_settings_lm_fallback_and_tuning(tone_dataset, tmp_path, capsys):
+def test_checkpoint_decoding_settings_lm_fallback_and_tuning(tone_dataset, tiny_run, tmp_path, capsys):
     from lm import build_kneser_ney, write_arpa
 
     run = tmp_path / "run"
-    train.main(tiny_args(tone_dataset, run, "--val_data", "", "--max_steps", "150", "--batch_seconds", "100"))
+    run.mkdir()
+    shutil.copy(tiny_run[0] / "last.pt", run / "last.pt")
     write_arpa(build_kneser_ney(["bad cab", "face", "dad fade", "bead deaf"] * 3, 3), tmp_path / "lm.arpa")
     train.main(["export", str(run / "last.pt"), str(run / "released.pt"), "--decoder", "beam_lm",
                 "--lm", str(tmp_path / "lm.arpa"), "--alpha", "0.5", "--beta", "1.0", "--beam_size", "8"])  # fmt: skip
@@ -176,8 +189,18 @@ def test_checkpoint_decoding_settings_lm_fallback_and_tuning(tone_dataset, tmp_p
 
     best = inference.main(
         [*args, "--checkpoint", str(run / "released.pt"), "--tune", "--lm", str(tmp_path / "lm.arpa"),
-         "--alphas", "0", "0.5", "--betas", "0", "1"]
+         "--alphas", "0", "0.5", "--betas", "0", "1", "--unk_scores", "lexicon", "-2", "--out", str(tmp_path / "tune")]
     )  # fmt: skip
     table = capsys.readouterr().out
-    assert table.count("%") == 2 * 4  # one row per (alpha, beta): wer and cer
-    assert best["alpha"] in (0, 0.5) and best["wer"] <= 1.0
+    written = json.loads((tmp_path / "tune" / "tune.json").read_text())  # what recipes read
+    rows = written["rows"]
+    assert table.count("%") == 2 * len(rows) and 3 <= len(rows) <= 8  # a line search, not the full grid
+    assert best == written["best"] and set(best) == {"alpha", "beta", "unk_score"}
+    assert best["alpha"] in (0, 0.5) and best["beta"] in (0, 1) and best["unk_score"] in (-np.inf, -2)
+    (best_row,) = [r for r in rows if {k: r[k] for k in best} == best]
+    assert min((r["wer"], r["cer"]) for r in rows) == (best_row["wer"], best_row["cer"])
+    train.main(["export", str(run / "last.pt"), str(run / "tuned.pt"), "--decoder", "beam_lm",
+                "--lm", str(tmp_path / "lm.arpa"), "--tuned", str(tmp_path / "tune" / "tune.json")])  # fmt: skip
+    assert torch.load(run / "tuned.pt", weights_only=True)["decoding"] == dict(
+        best, decoder="beam_lm", beam_size=50, lm="lm.arpa"
+    )

@@ -1,11 +1,12 @@
 import functools
 import hashlib
 import http.server
+import os
 import threading
 
 import pytest
 
-import inference
+import download
 
 
 @pytest.fixture
@@ -21,18 +22,24 @@ def http_folder(tmp_path):
     server.shutdown()
 
 
-def test_download_weights_checks_sha256(http_folder, tmp_path):
+def test_download_checks_sha256_and_caches_by_url(http_folder, tmp_path):
     served, url = http_folder
     payload = b"checkpoint bytes" * 1000
     (served / "model.pt").write_bytes(payload)
+    (served / "other.pt").write_bytes(b"changed")
     good = hashlib.sha256(payload).hexdigest()
-    dest = inference.download_weights(f"{url}/model.pt", tmp_path / "w" / "model.pt", sha256=good)
-    assert dest.read_bytes() == payload
-    (served / "model.pt").write_bytes(b"changed")  # already there with the right hash: not fetched again
-    assert inference.download_weights(f"{url}/model.pt", dest, sha256=good).read_bytes() == payload
+    dest = download.download(f"{url}/model.pt", tmp_path / "w", checksum=f"sha256:{good}")
+    assert dest.read_bytes() == payload and dest.name == "model.pt"
+    (served / "model.pt").write_bytes(b"changed")  # already there, verified: not fetched again
+    assert (
+        download.download(f"{url}/model.pt", tmp_path / "w", checksum=f"sha256:{good}").read_bytes()
+        == payload
+    )
     with pytest.raises(RuntimeError, match="sha256 mismatch"):
-        inference.download_weights(f"{url}/model.pt", tmp_path / "w" / "other.pt", sha256=good)
-    assert not (tmp_path / "w" / "other.pt").exists() and not (tmp_path / "w" / "other.pt.part").exists()
+        download.download(f"{url}/other.pt", tmp_path / "w", checksum=f"sha256:{good}")
+    assert sorted(p.name for p in (tmp_path / "w").rglob("*") if p.is_file()) == [
+        "model.pt"
+    ]  # no partial file
 
 
 def test_google_drive_links_go_through_gdown(monkeypatch, tmp_path):
@@ -40,13 +47,14 @@ def test_google_drive_links_go_through_gdown(monkeypatch, tmp_path):
 
     def fake_download(id, output, quiet):  # noqa: A002 - gdown's own argument name
         calls.append(id)
-        open(output, "wb").write(b"weights")
-        return output
+        path = output + "model.pt" if output.endswith(os.sep) else output  # a folder: the file's Drive name
+        open(path, "wb").write(b"weights")
+        return path
 
     monkeypatch.setattr("gdown.download", fake_download)
     file_id = "1AbCdEfGhIjKlMnOpQrStUvWxYz012345"
-    for link in (f"https://drive.google.com/file/d/{file_id}/view?usp=sharing", file_id):
-        dest = inference.download_weights(link, tmp_path / f"{len(calls)}.pt")
-        assert dest.read_bytes() == b"weights"
+    for i, link in enumerate((f"https://drive.google.com/file/d/{file_id}/view?usp=sharing", file_id)):
+        dest = download.download(link, tmp_path / str(i))
+        assert dest.read_bytes() == b"weights" and dest.name == "model.pt"
     assert calls == [file_id, file_id]
-    assert inference._drive_id("https://example.com/model.pt") is None
+    assert download.parse_link("https://example.com/model.pt")[0] == "url"

@@ -1,0 +1,68 @@
+"""Audio: files -> 16 kHz mono waveforms -> log-mel features. Small pure functions.
+
+One feature frame every HOP_LENGTH samples (10 ms); the model sees log-mel features normalised per
+utterance, so loudness and channel differ less.
+"""
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio
+
+SAMPLE_RATE = 16000
+N_FFT = 512
+WIN_LENGTH = 400  # 25 ms
+HOP_LENGTH = 160  # 10 ms: one feature frame
+AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".sph")
+
+
+class DataError(Exception):
+    """Bad input data: the message names the file and what to do."""
+
+
+def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Any soundfile-readable file -> mono float32 waveform (N,) at `sample_rate`."""
+    try:
+        audio, file_rate = sf.read(str(path), dtype="float32", always_2d=True)  # (N, channels)
+    except Exception as e:  # soundfile raises several types for corrupt or unknown files
+        raise DataError(f"{path}: cannot read audio ({e}); convert it to 16 kHz wav or flac") from e
+    if audio.shape[0] == 0:
+        raise DataError(f"{path}: the file has no samples; remove it or re-record it")
+    audio = audio.mean(axis=1)  # stereo -> mono
+    if file_rate != sample_rate:
+        audio = torchaudio.functional.resample(torch.from_numpy(audio), file_rate, sample_rate).numpy()
+    return np.ascontiguousarray(audio, dtype=np.float32)
+
+
+def audio_seconds(path: str | Path) -> float:
+    """Duration of an audio file from its header; -1 when it cannot be read."""
+    try:
+        return sf.info(str(path)).duration
+    except Exception:
+        return -1.0
+
+
+@lru_cache(maxsize=4)
+def _mel_transform(n_mels: int) -> torchaudio.transforms.MelSpectrogram:
+    return torchaudio.transforms.MelSpectrogram(
+        sample_rate=SAMPLE_RATE, n_fft=N_FFT, win_length=WIN_LENGTH, hop_length=HOP_LENGTH, n_mels=n_mels
+    )
+
+
+def log_mel_spectrogram(audio, n_mels: int) -> torch.Tensor:
+    """Waveform (N,) at 16 kHz -> log-mel features (n_mels, num_frames(N)), each mel band normalised
+    to zero mean and unit variance over the utterance."""
+    audio = torch.as_tensor(audio, dtype=torch.float32)
+    with torch.no_grad():
+        log_mel = torch.log(_mel_transform(n_mels)(audio) + 1e-6)  # (n_mels, T)
+        mean = log_mel.mean(dim=1, keepdim=True)
+        std = log_mel.std(dim=1, keepdim=True) if log_mel.shape[1] > 1 else torch.ones_like(mean)
+    return (log_mel - mean) / (std + 1e-5)
+
+
+def num_frames(num_samples: int) -> int:
+    """Feature frames of a waveform of num_samples samples."""
+    return num_samples // HOP_LENGTH + 1
