@@ -1,7 +1,48 @@
+import random
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
 import pytest
 
 import calc_metrics
-from calc_metrics import corpus_error_rates, edit_counts
+from calc_metrics import corpus_error_rates, edit_counts, edit_distance
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def full_table_edit_counts(ref: list, hyp: list) -> tuple[int, int, int]:
+    """The reference: the whole (n+1, m+1) table, then a backtrace from the end that prefers
+    substitution, then deletion, then insertion."""
+    n, m = len(ref), len(hyp)
+    d = np.zeros((n + 1, m + 1), dtype=np.int64)
+    d[:, 0], d[0, :] = np.arange(n + 1), np.arange(m + 1)
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            d[i, j] = min(d[i - 1, j] + 1, d[i, j - 1] + 1, d[i - 1, j - 1] + (ref[i - 1] != hyp[j - 1]))
+    subs = dels = ins = 0
+    i, j = n, m
+    while i > 0 or j > 0:
+        if i > 0 and j > 0 and d[i, j] == d[i - 1, j - 1] + (ref[i - 1] != hyp[j - 1]):
+            subs += int(ref[i - 1] != hyp[j - 1])
+            i, j = i - 1, j - 1
+        elif i > 0 and d[i, j] == d[i - 1, j] + 1:
+            dels, i = dels + 1, i - 1
+        else:
+            ins, j = ins + 1, j - 1
+    return subs, dels, ins
+
+
+def one_hour_transcript(seed: int = 0) -> tuple[str, str]:
+    """~10,000 random words (~60,000 characters) and a hypothesis with 10 % substitutions, 3 % deletions."""
+    rng = np.random.default_rng(seed)
+    vocab = [
+        "".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz"), size=rng.integers(2, 9))) for _ in range(3000)
+    ]
+    ref = list(rng.choice(vocab, size=10_000))
+    hyp = [w if rng.random() > 0.1 else rng.choice(vocab) for w in ref if rng.random() > 0.03]
+    return " ".join(ref), " ".join(hyp)
 
 
 def test_identical_is_zero():
@@ -66,3 +107,34 @@ def test_cli_reports_missing_ids(tmp_path, capsys):
 def test_cli_missing_folder_is_a_clear_error(tmp_path):
     with pytest.raises(SystemExit, match="folder not found"):
         calc_metrics.main(["--refs", str(tmp_path / "nope"), "--hyps", str(tmp_path)])
+
+
+def test_same_counts_as_the_full_table_on_random_pairs():
+    rng = random.Random(0)
+    for _ in range(3000):
+        alphabet = rng.choice(["ab", "abc", "abcdefgh"])
+        ref = [rng.choice(alphabet) for _ in range(rng.randint(0, 12))]
+        hyp = [rng.choice(alphabet) for _ in range(rng.randint(0, 12))]
+        counts = full_table_edit_counts(ref, hyp)
+        assert edit_counts(ref, hyp) == counts, (ref, hyp)
+        assert edit_distance("".join(ref), "".join(hyp)) == sum(counts), (ref, hyp)
+    for _ in range(20):  # longer, mostly aligned, like real transcripts
+        ref = [rng.choice("abcde") for _ in range(rng.randint(50, 120))]
+        hyp = [rng.choice("abcdef") if rng.random() < 0.1 else x for x in ref if rng.random() > 0.1]
+        counts = full_table_edit_counts(ref, hyp)
+        assert edit_counts(ref, hyp) == counts
+        assert edit_distance("".join(ref), "".join(hyp)) == sum(counts)
+
+
+def test_one_hour_transcript_scores_in_seconds_with_bounded_memory():
+    ref, hyp = one_hour_transcript()
+    tracemalloc.start()
+    start = time.perf_counter()
+    m = corpus_error_rates([ref], [hyp])
+    seconds = time.perf_counter() - start
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert m["ref_words"] == 10_000 and 0.1 < m["wer"] < 0.2 and 0.05 < m["cer"] < 0.2
+    # a full table would be 10,000 x 9,700 words (0.8 GB) and 60,000 x 58,000 characters (28 GB)
+    assert peak < 20 * 2**20, f"peak {peak / 2**20:.0f} MiB"
+    assert seconds < 60
