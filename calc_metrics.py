@@ -6,6 +6,10 @@ Corpus rates: total edits / total reference words (or characters), not a mean of
 rates, so long utterances weigh what they contain. Both sides are normalised like the training text
 (lower case, punctuation removed). CER counts spaces between words as characters. A 1-hour
 transcript scores in seconds: the edit tables are never held whole.
+
+Files that are not UTF-8 text are skipped and named, with their counterpart on the other side.
+Exit codes: 0 every file scored; 3 scored, but some files were skipped, missing, extra or empty (each
+named in a "warning:" line); 1 nothing to score (one "error:" line); 2 bad command line.
 """
 
 import argparse
@@ -15,6 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from tokenizer import normalize_text
+
+EXIT_WARNINGS = 3  # scored, but not every file as given: the "warning:" lines say which
 
 
 def edit_counts(ref: list, hyp: list) -> tuple[int, int, int]:
@@ -102,14 +108,27 @@ def _rate(edits: int, total: int) -> float:
 
 
 def read_texts(folder: str | Path) -> dict[str, str]:
-    """DIR/<id>.txt -> {id: text}."""
+    """DIR/<id>.txt -> {id: text}. Files that are not UTF-8 text are left out (`left_out` names them)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: folder not found")
-    return {p.stem: p.read_text(encoding="utf-8").strip() for p in sorted(folder.glob("*.txt"))}
+    texts = {}
+    for p in sorted(folder.glob("*.txt")):
+        try:
+            texts[p.stem] = p.read_text(encoding="utf-8").strip()
+        except (UnicodeDecodeError, OSError):
+            pass
+    return texts
+
+
+def left_out(folder: str | Path, texts: dict[str, str]) -> list[str]:
+    """Ids of DIR/<id>.txt that read_texts could not read."""
+    return sorted({p.stem for p in Path(folder).glob("*.txt")} - set(texts))
 
 
 def format_report(m: dict) -> str:
+    if m["ref_words"] == 0:
+        return f"WER and CER undefined: all {m['utterances']} reference(s) are empty"
     return (
         f"WER {100 * m['wer']:.2f}%  CER {100 * m['cer']:.2f}%  "
         f"(utterances {m['utterances']}, words {m['ref_words']}: "
@@ -118,6 +137,7 @@ def format_report(m: dict) -> str:
 
 
 def main(argv=None) -> dict:
+    """Prints the report and returns the metrics, with the number of warning lines under "warnings"."""
     parser = argparse.ArgumentParser(description="Corpus WER/CER of prediction files against references.")
     parser.add_argument("--refs", required=True, help="folder of reference <id>.txt files")
     parser.add_argument("--hyps", required=True, help="folder of predicted <id>.txt files")
@@ -126,18 +146,34 @@ def main(argv=None) -> dict:
         refs, hyps = read_texts(args.refs), read_texts(args.hyps)
     except FileNotFoundError as e:
         sys.exit(f"error: {e}")
-    if not refs:
-        sys.exit(f"error: {args.refs}: no reference .txt files")
-    missing = sorted(set(refs) - set(hyps))
-    extra = sorted(set(hyps) - set(refs))
-    if missing:
-        print(f"warning: {len(missing)} reference(s) have no prediction and count as empty: {_ids(missing)}")
-    if extra:
-        print(f"warning: {len(extra)} prediction(s) have no reference and are ignored: {_ids(extra)}")
-    ids = sorted(refs)
+    bad_refs, bad_hyps = left_out(args.refs, refs), left_out(args.hyps, hyps)
+    ids = sorted(set(refs) - set(bad_hyps))
+    if not ids:
+        sys.exit(f"error: {args.refs}: no readable reference .txt files")
+    warnings = [
+        (
+            [f"{i}.txt" for i in bad_refs],
+            f"file(s) in {args.refs} are not UTF-8 text, skipped; save as UTF-8",
+        ),
+        (
+            [f"{i}.txt" for i in bad_hyps],
+            f"file(s) in {args.hyps} are not UTF-8 text; their utterances skipped",
+        ),
+        (sorted(set(ids) - set(hyps)), "reference(s) have no prediction and count as empty"),
+        (sorted(set(hyps) - set(refs) - set(bad_refs)), "prediction(s) have no reference and are ignored"),
+        (
+            [i for i in ids if not normalize_text(refs[i])],
+            "reference(s) are empty; words predicted count as insertions",
+        ),
+    ]
+    warnings = [(names, what) for names, what in warnings if names]
+    for names, what in warnings:
+        print(f"warning: {len(names)} {what}: {_ids(names)}")
     metrics = corpus_error_rates([refs[i] for i in ids], [hyps.get(i, "") for i in ids])
+    if metrics["ref_words"] == 0:
+        sys.exit(f"error: {args.refs}: every reference is empty; there is nothing to score against")
     print(format_report(metrics))
-    return metrics
+    return metrics | dict(warnings=len(warnings))
 
 
 def _ids(ids: list[str], shown: int = 10) -> str:
@@ -145,4 +181,4 @@ def _ids(ids: list[str], shown: int = 10) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(EXIT_WARNINGS if main()["warnings"] else 0)

@@ -1,4 +1,6 @@
 import random
+import subprocess
+import sys
 import time
 import tracemalloc
 from pathlib import Path
@@ -138,3 +140,47 @@ def test_one_hour_transcript_scores_in_seconds_with_bounded_memory():
     # a full table would be 10,000 x 9,700 words (0.8 GB) and 60,000 x 58,000 characters (28 GB)
     assert peak < 20 * 2**20, f"peak {peak / 2**20:.0f} MiB"
     assert seconds < 60
+
+
+def write_pair(tmp_path, refs: dict, hyps: dict) -> tuple[Path, Path]:
+    """refs/<id>.txt and hyps/<id>.txt; bytes are written as they are, str as UTF-8."""
+    for name, texts in (("refs", refs), ("hyps", hyps)):
+        (tmp_path / name).mkdir()
+        for uid, text in texts.items():
+            path = tmp_path / name / f"{uid}.txt"
+            path.write_bytes(text) if isinstance(text, bytes) else path.write_text(text, encoding="utf-8")
+    return tmp_path / "refs", tmp_path / "hyps"
+
+
+def test_cli_skips_and_names_files_that_are_not_utf8(tmp_path, capsys):
+    refs, hyps = write_pair(
+        tmp_path,
+        {"u1": "a b", "u2": "caf\xe9 au lait".encode("latin-1"), "u3": "c d"},
+        {"u1": "a b", "u2": "cafe", "u3": "c x".encode("utf-16")},
+    )
+    m = calc_metrics.main(["--refs", str(refs), "--hyps", str(hyps)])
+    out = capsys.readouterr().out
+    assert f"1 file(s) in {refs} are not UTF-8 text, skipped; save as UTF-8: u2.txt" in out
+    assert f"1 file(s) in {hyps} are not UTF-8 text; their utterances skipped: u3.txt" in out
+    assert m["utterances"] == 1 and m["wer"] == 0.0 and m["warnings"] == 2
+
+
+def test_cli_names_empty_references_and_refuses_when_all_are_empty(tmp_path, capsys):
+    refs, hyps = write_pair(tmp_path, {"u1": "a b", "u2": "  \n"}, {"u1": "a b", "u2": "noise"})
+    m = calc_metrics.main(["--refs", str(refs), "--hyps", str(hyps)])
+    assert "1 reference(s) are empty; words predicted count as insertions: u2" in capsys.readouterr().out
+    assert m["insertions"] == 1 and m["wer"] == 0.5
+    for uid in ("u1", "u2"):
+        (refs / f"{uid}.txt").write_text("...\n")  # empty once punctuation is removed
+    with pytest.raises(SystemExit, match="every reference is empty"):
+        calc_metrics.main(["--refs", str(refs), "--hyps", str(hyps)])
+
+
+def test_exit_code_says_whether_anything_was_skipped(tmp_path):
+    refs, hyps = write_pair(tmp_path, {"u1": "a b"}, {"u1": "a c"})
+    assert calc_metrics.main(["--refs", str(refs), "--hyps", str(hyps)])["warnings"] == 0  # exit code 0
+    (refs / "u2.txt").write_bytes(b"\xe9t\xe9")
+    cmd = [sys.executable, "calc_metrics.py", "--refs", str(refs), "--hyps", str(hyps)]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == calc_metrics.EXIT_WARNINGS, done.stderr
+    assert "u2.txt" in done.stdout and "WER 50.00%" in done.stdout
