@@ -200,3 +200,29 @@ def export_main(argv: list[str]) -> Path:
     save_checkpoint(dest, state)
     print(f"{dest}: {dest.stat().st_size / 2**20:.1f} MiB, decoding {decoding}")
     return dest
+
+
+CHUNK_FRAMES = 6000  # 60 s of 10 ms feature frames per pass over a long recording, plus context
+
+
+@torch.no_grad()
+def chunked_log_probs(
+    model: QuartzNet, features: torch.Tensor, chunk_frames: int = CHUNK_FRAMES
+) -> torch.Tensor:
+    """features (n_mels, T) -> log_probs (ceil(T / stride), V) in memory bounded by chunk_frames.
+
+    The model runs over chunks of chunk_frames frames, each with half its receptive field of real
+    frames as context on either side, and keeps only the chunk's own output frames: every kept frame
+    sees all the input it depends on, so the result is a whole-file pass's (in eval mode, where batch
+    norm is per frame), for a recording of any length."""
+    s = model.stride
+    context = -(-(model.receptive_field // 2) // s) * s  # whole output frames, so chunks stay aligned
+    step = max(chunk_frames // s, 1) * s
+    total = features.shape[1]
+    pieces = []
+    for start in range(0, total, step):
+        lo, hi = max(start - context, 0), min(start + step + context, total)
+        log_probs, _ = model(features[None, :, lo:hi], torch.tensor([hi - lo], device=features.device))
+        first = (start - lo) // s
+        pieces.append(log_probs[0, first : first + -(-min(step, total - start) // s)])
+    return torch.cat(pieces)

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from config import get_config
-from model import QuartzNet, num_params
+from model import QuartzNet, chunked_log_probs, num_params
 from tokenizer import Tokenizer
 
 VOCAB = Tokenizer().vocab
@@ -41,3 +41,22 @@ def test_padding_does_not_change_the_output():
     together, lengths = model(batch, torch.tensor([40, 90]))
     assert lengths[0] == n[0]
     assert torch.allclose(alone[0], together[0, : n[0]], atol=1e-5)
+
+
+@pytest.mark.parametrize("frames, chunk", [(1001, 100), (403, 31), (64, 6000)])
+def test_chunked_pass_equals_a_whole_file_pass(frames, chunk):
+    cfg = get_config("tiny")
+    torch.manual_seed(0)
+    model = QuartzNet(cfg, len(VOCAB))
+    for m in model.modules():  # batch norm statistics that are not the identity
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.running_mean.normal_()
+            m.running_var.uniform_(0.5, 2.0)
+    model.eval()
+    features = torch.randn(cfg.n_mels, frames)
+    with torch.no_grad():
+        whole, _ = model(features[None], torch.tensor([frames]))
+    chunked = chunked_log_probs(model, features, chunk)
+    assert chunked.shape == whole[0].shape
+    assert torch.allclose(chunked, whole[0], atol=1e-4)
+    assert chunk >= frames or chunk + model.receptive_field < frames  # the context was really cut
