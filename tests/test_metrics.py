@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import calc_metrics
+from bench.memory import one_hour_transcript
 from calc_metrics import corpus_error_rates, edit_counts, edit_distance
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,17 +35,6 @@ def full_table_edit_counts(ref: list, hyp: list) -> tuple[int, int, int]:
         else:
             ins, j = ins + 1, j - 1
     return subs, dels, ins
-
-
-def one_hour_transcript(seed: int = 0) -> tuple[str, str]:
-    """~10,000 random words (~60,000 characters) and a hypothesis with 10 % substitutions, 3 % deletions."""
-    rng = np.random.default_rng(seed)
-    vocab = [
-        "".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz"), size=rng.integers(2, 9))) for _ in range(3000)
-    ]
-    ref = list(rng.choice(vocab, size=10_000))
-    hyp = [w if rng.random() > 0.1 else rng.choice(vocab) for w in ref if rng.random() > 0.03]
-    return " ".join(ref), " ".join(hyp)
 
 
 def test_identical_is_zero():
