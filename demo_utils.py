@@ -7,13 +7,11 @@ import functools
 import hashlib
 import os
 import shutil
-import tarfile
-import zipfile
 from collections import Counter
 from pathlib import Path
 
 from audio import AUDIO_EXTENSIONS, DataError
-from download import download, download_drive_folder, extract, parse_link
+from download import download, download_drive_folder, extract, is_archive, parse_link
 
 WORK_DIR = Path("data") / "demo"  # downloads and extracted archives (git-ignored)
 DOWNLOADED = Path("checkpoints") / "downloaded"
@@ -33,9 +31,9 @@ def never_raises(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except Exception as e:  # anything unexpected is still a message, so the remaining cells run
+        except (Exception, SystemExit) as e:  # still a message, so the remaining cells run
             unexpected = f"unexpected problem ({type(e).__name__}: {e}); the cells below still run"
-            print(f"\n>>> {e if isinstance(e, DemoError) else unexpected}")
+            print(f"\n>>> {e if isinstance(e, (DemoError, SystemExit)) else unexpected}")
 
     return wrapper
 
@@ -70,7 +68,7 @@ def fetch(link: str, dest: Path) -> Path:
     got = download_drive_folder(value, dest) if kind in ("folder", "drive") else None
     if got is None and kind != "folder":
         try:
-            got = download(link, dest)
+            got = download(link, dest, expect="archive")  # a bad download is not kept
         except Exception as e:
             print(f"download: {type(e).__name__}: {e}")
     if got is None:
@@ -79,10 +77,6 @@ def fetch(link: str, dest: Path) -> Path:
             f"could not download {link}. {hint} run this cell again. (A zip of the folder works too.)"
         )
     return got
-
-
-def is_archive(path: Path) -> bool:
-    return path.is_file() and (zipfile.is_zipfile(path) or tarfile.is_tarfile(path))
 
 
 def extract_once(archive: Path, dest: Path) -> Path:
@@ -166,7 +160,9 @@ def get_weights(weights_link: str = "", lm_link: str = "") -> dict | None:
 
     LOADED.pop("weights", None)
     weights_link, lm_link = _from_env(weights_link, "DEMO_WEIGHTS_LINK"), _from_env(lm_link, "DEMO_LM_LINK")
-    checkpoint = _local_or_download(weights_link) if weights_link else Path(rel(DEFAULT_CHECKPOINT))
+    checkpoint = (
+        _local_or_download(weights_link, "checkpoint") if weights_link else Path(rel(DEFAULT_CHECKPOINT))
+    )
     if not checkpoint.exists():
         hint = "paste a link to the weights into WEIGHTS_LINK above and run this cell again"
         raise DemoError(f"{checkpoint} is not in this copy of the repository; {hint}")
@@ -184,13 +180,13 @@ def get_weights(weights_link: str = "", lm_link: str = "") -> dict | None:
     return LOADED["weights"]
 
 
-def _local_or_download(link: str) -> Path:
+def _local_or_download(link: str, expect: str | None = None) -> Path:
     if parse_link(link)[0] == "local":
         if not Path(link).exists():
             raise DemoError(f"{link}: no such file, and not a Google Drive link or URL")
         return Path(link)
     try:
-        return download(link, DOWNLOADED)
+        return download(link, DOWNLOADED, expect=expect)
     except Exception as e:
         raise DemoError(
             f"could not download {link} ({e}). If it is a Google Drive link: {PUBLIC_HINT}"

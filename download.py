@@ -41,25 +41,53 @@ def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
     return digest.hexdigest()
 
 
-def download(link: str, root: str | Path = CACHE_DIR, checksum: str | None = None) -> Path:
+def is_archive(path: str | Path) -> bool:
+    return Path(path).is_file() and (zipfile.is_zipfile(path) or tarfile.is_tarfile(path))
+
+
+CONTENT_CHECKS = {"checkpoint": zipfile.is_zipfile, "archive": is_archive}  # torch.save writes a zip
+
+
+def content_problem(path: Path, expect: str | None = None) -> str | None:
+    """What is wrong with a downloaded file, or None: a web page served in its place (a server's
+    error or sign-in page) is never right; `expect` ("checkpoint", "archive") checks more."""
+    with open(path, "rb") as f:
+        head = f.read(512).lstrip().lower()
+    if head.startswith((b"<!doctype html", b"<html")):
+        return "a web page (HTML), not the file"
+    if expect and not CONTENT_CHECKS[expect](path):
+        return f"not a {expect}"
+    return None
+
+
+def download(
+    link: str, root: str | Path = CACHE_DIR, checksum: str | None = None, expect: str | None = None
+) -> Path:
     """A web address or Google Drive file (link or id) -> ROOT/<hash of the address>/<its file name>.
 
     The file is fetched into a temporary file with a progress bar, checked against `checksum`
-    ("sha256:<hex>" or "md5:<hex>") and only then moved into the cache, so a cached file is always
-    a verified one and is returned without fetching again. A mismatch raises RuntimeError."""
+    ("sha256:<hex>" or "md5:<hex>") and its content (content_problem) and only then moved into the
+    cache, so a cached file is a verified one and is returned without fetching again; a cached file
+    that fails the content check is fetched again. Failures raise RuntimeError naming the link."""
     kind, value = parse_link(link)
     if kind in ("local", "folder"):
         raise ValueError(f"{link}: not a web address or a Google Drive file")
     folder = Path(root) / hashlib.sha256(value.encode()).hexdigest()[:16]
     if cached := [p for p in folder.glob("*") if p.is_file()]:
-        return cached[0]
+        if not (problem := content_problem(cached[0], expect)):
+            return cached[0]
+        print(f"warning: the cached {cached[0]} (from {link}) is {problem}; downloading it again")
+        cached[0].unlink()
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder, prefix=".part-") as tmp:
         if kind == "url":
             import torch
 
             part = Path(tmp) / (Path(urlparse(value).path).name or "download")
-            torch.hub.download_url_to_file(value, str(part), progress=True)
+            try:
+                torch.hub.download_url_to_file(value, str(part), progress=True)
+            except OSError as e:  # URLError and HTTPError included
+                raise RuntimeError(f"could not download {link}: {getattr(e, 'reason', e)}") from e
         else:  # gdown names the file as it is named on Drive
             import gdown
 
@@ -72,6 +100,8 @@ def download(link: str, root: str | Path = CACHE_DIR, checksum: str | None = Non
                 raise RuntimeError(
                     f"{link}: {algorithm} mismatch (expected {expected}); the download was removed"
                 )
+        if problem := content_problem(part, expect):
+            raise RuntimeError(f"{link}: the download is {problem}; check the address (nothing was kept)")
         os.replace(part, folder / part.name)
     return folder / part.name
 
@@ -90,8 +120,8 @@ def download_drive_folder(drive_id: str, root: str | Path = CACHE_DIR) -> Path |
         return print(f"gdown: {type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}")
     if files and int(gdown.__version__.split(".")[0]) < 6 and len(files) >= 50:
         print("warning: gdown < 6 downloads at most 50 files per folder; run `pip install -U gdown`")
-    if files:
-        (dest / ".complete").touch()
+    if files and all(Path(f).is_file() and not content_problem(Path(f)) for f in files):
+        (dest / ".complete").touch()  # only now: a failed or partial download is fetched again
         return dest
 
 

@@ -3,8 +3,11 @@
 The 'tone language' gives every letter its own pair of tones (70 ms each), so a tiny model can
 learn to read it in seconds, while the files still go through the real loaders and features."""
 
+import functools
+import http.server
 import os
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +79,19 @@ def tiny_run(tmp_path_factory) -> tuple[Path, dict]:
          "--num_workers", "0", "--wandb_mode", "disabled", "--log_every", "5"]
     )  # fmt: skip
     return tmp / "run", result
+
+
+@pytest.fixture
+def http_folder(tmp_path):
+    """Serve tmp_path/served on 127.0.0.1; yields (folder, base_url)."""
+    served = tmp_path / "served"
+    served.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield served, f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
 
 
 @pytest.fixture

@@ -1,25 +1,9 @@
-import functools
 import hashlib
-import http.server
 import os
-import threading
 
 import pytest
 
 import download
-
-
-@pytest.fixture
-def http_folder(tmp_path):
-    """Serve tmp_path/served on 127.0.0.1; yields (folder, base_url)."""
-    served = tmp_path / "served"
-    served.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
-    handler.log_message = lambda *args: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield served, f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
 
 
 def test_download_checks_sha256_and_caches_by_url(http_folder, tmp_path):

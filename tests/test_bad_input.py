@@ -1,0 +1,70 @@
+"""Bad input never costs a user their run: each case ends in one line that names the file, URL or
+flag (no traceback, no unsafe advice), per-file problems skip that file and the run goes on.
+The metrics cases (1-hour transcript, non-UTF-8 and empty references) are in test_metrics.py."""
+
+import zipfile
+
+import pytest
+import torch
+from conftest import write_custom_dir
+
+import demo_utils
+import download
+import inference
+
+
+def infer(data_dir, out, checkpoint, *extra) -> dict:
+    return inference.main(
+        ["--data_dir", str(data_dir), "--out", str(out), "--checkpoint", str(checkpoint), "--num_workers", "0",
+         "--decoder", "greedy", *extra]
+    )  # fmt: skip
+
+
+def one_line_error(excinfo, *names) -> str:
+    message = str(excinfo.value)
+    assert message.startswith("error: ") and "\n" not in message and "Traceback" not in message
+    for name in names:
+        assert str(name) in message, message
+    return message
+
+
+def test_web_page_served_as_a_checkpoint_is_never_cached(http_folder, tmp_path):
+    served, url = http_folder
+    (served / "a").mkdir()
+    (served / "a" / "model.pt").write_text("<!DOCTYPE html><html><body>Service unavailable</body></html>")
+    with pytest.raises(RuntimeError, match=f"{url}/a/model.pt: the download is a web page"):
+        download.download(f"{url}/a/model.pt", tmp_path / "cache", expect="checkpoint")
+    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
+    torch.save({"w": torch.ones(1)}, served / "a" / "model.pt")  # the server is fixed
+    good = download.download(f"{url}/a/model.pt", tmp_path / "cache", expect="checkpoint")
+    assert torch.load(good, weights_only=True)["w"].item() == 1.0
+    # a bad entry left by an older version is removed and fetched again
+    good.write_text("<html>error</html>")
+    again = download.download(f"{url}/a/model.pt", tmp_path / "cache", expect="checkpoint")
+    assert again == good and zipfile.is_zipfile(again)
+    # the cache is keyed by the whole address: another .../model.pt is another entry
+    (served / "b").mkdir()
+    (served / "b" / "model.pt").write_bytes(b"not a checkpoint at all")
+    with pytest.raises(RuntimeError, match="is not a checkpoint"):
+        download.download(f"{url}/b/model.pt", tmp_path / "cache", expect="checkpoint")
+
+
+def test_notebook_dataset_cell_keeps_no_bad_download(http_folder, tmp_path, monkeypatch):
+    served, url = http_folder
+    monkeypatch.setattr(demo_utils, "WORK_DIR", tmp_path / "work")
+    (served / "data.zip").write_text("<html>quota exceeded</html>")
+    with pytest.raises(demo_utils.DemoError, match="could not download"):
+        demo_utils.prepare_dataset(f"{url}/data.zip")
+    dataset = write_custom_dir(tmp_path / "ds", {"u1": "bad cab"})
+    with zipfile.ZipFile(served / "data.zip", "w") as z:  # fixed: the next run downloads it again
+        for p in dataset.rglob("*"):
+            z.write(p, p.relative_to(tmp_path))
+    root = demo_utils.prepare_dataset(f"{url}/data.zip")
+    assert (root / "audio" / "u1.wav").is_file()
+
+
+def test_unreachable_url_is_named(tone_dataset, tmp_path):
+    url = "http://127.0.0.1:9/model.pt"  # the discard port: nothing listens
+    with pytest.raises(SystemExit) as e:
+        infer(tone_dataset, tmp_path / "preds", url)
+    one_line_error(e, url)
