@@ -6,9 +6,11 @@ from the command line. `--tune` tunes the LM fusion settings on labelled data in
     python inference.py --data_dir data --dataset librispeech --split dev-clean --out preds
     python inference.py --data_dir VAL --tune --lm lm.arpa.gz --out runs/r/tune   # -> runs/r/tune/tune.json
 
-Predictions are written batch by batch, so an interrupted run keeps what it has done. A file that
-cannot be read gets a warning and an empty prediction; the run goes on. When transcriptions exist
-the corpus WER/CER is printed at the end.
+--data_dir may also be one audio file. Predictions are written batch by batch, so an interrupted run
+keeps what it has done. A file that cannot be read gets a warning and an empty prediction; the run
+goes on. Recordings of any length run in bounded memory. When transcriptions exist the corpus
+WER/CER is printed at the end. Exit codes as calc_metrics.py's: 0 every file used; 3 done, but some
+file was skipped (a "warning:" line names each); 1 nothing done (one "error:" line); 2 bad command line.
 """
 
 import argparse
@@ -22,11 +24,12 @@ import torch
 from tqdm import tqdm
 
 from audio import DataError
-from calc_metrics import corpus_error_rates, format_report
+from calc_metrics import EXIT_WARNINGS, corpus_error_rates, format_report
 from data import CustomDirDataset, DurationBatchSampler, LibriSpeechDataset, collate
 from decode import DECODERS, DecodingOptions, decode_batch, decoder_pool
 from download import download, parse_link
-from model import load_checkpoint, load_model, utterance_log_probs
+from lm import check_arpa
+from model import load_checkpoint, load_model, pick_device, utterance_log_probs
 
 DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "model.pt"
 
@@ -35,7 +38,7 @@ def resolve_checkpoint(source: str | Path, sha256: str | None = None) -> Path:
     """A local path as is; a URL or Google Drive link is downloaded (once, sha256-checked when given)."""
     if Path(source).exists() or parse_link(str(source))[0] == "local":
         return Path(source)
-    return download(str(source), checksum=f"sha256:{sha256}" if sha256 else None)
+    return download(str(source), checksum=f"sha256:{sha256}" if sha256 else None, expect="checkpoint")
 
 
 def decoding_options(checkpoint: dict, checkpoint_path: Path, **chosen) -> DecodingOptions:
@@ -52,6 +55,8 @@ def decoding_options(checkpoint: dict, checkpoint_path: Path, **chosen) -> Decod
         options.decoder = "beam"
     if options.decoder != "beam_lm":
         options.lm = ""
+    else:
+        check_arpa(options.lm)
     return options
 
 
@@ -59,12 +64,12 @@ def _load(data_dir, checkpoint=DEFAULT_CHECKPOINT, sha256=None, dataset="custom"
           device="auto", **decoding):  # fmt: skip
     """-> model, tokenizer, decoding options, the dataset and the device, with 'skipped' warnings printed."""
     if dataset != "librispeech":
-        for folder in str(data_dir).split(","):  # several folders may be joined with commas
-            if not Path(folder).expanduser().is_dir():
+        for folder in str(data_dir).split(","):  # several folders (or audio files) joined with commas
+            if not Path(folder).expanduser().exists():
                 raise DataError(f"{folder}: folder not found")
     path = resolve_checkpoint(checkpoint, sha256)
     state = load_checkpoint(path)
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    device = pick_device(device)
     model, cfg, tokenizer = load_model(state, device)
     options = decoding_options(state, path, **decoding)
     with warnings.catch_warnings(record=True) as caught:  # collect 'skipped' warnings to report once
@@ -75,6 +80,7 @@ def _load(data_dir, checkpoint=DEFAULT_CHECKPOINT, sha256=None, dataset="custom"
             data = CustomDirDataset(str(data_dir), cfg, tokenizer=tokenizer)
     for w in caught:
         print(f"warning: {w.message}")
+    data.warnings = len(caught)
     return model, tokenizer, options, data, device
 
 
@@ -97,7 +103,12 @@ def transcribe(
     the checkpoint's. -> dict(predictions, failed) and, with transcriptions, the corpus WER/CER."""
     model, tokenizer, options, data, device = _load(data_dir, checkpoint, **kwargs)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(
+            f"--out {out}: cannot create it ({e.strerror}); choose a folder you can write to"
+        ) from None
     refs = {u.id: u.text for u in data.utterances + data.skipped if u.text is not None}
     hyps, failed = (
         {},
@@ -125,7 +136,7 @@ def transcribe(
         f"wrote {len(hyps) + len(failed)} predictions to {out}"
         + (f" ({len(failed)} failed)" if failed else "")
     )
-    result = dict(predictions=len(hyps), failed=len(failed))
+    result = dict(predictions=len(hyps), failed=len(failed), warnings=data.warnings)
     if refs:
         ids = sorted(refs)
         metrics = corpus_error_rates([refs[i] for i in ids], [hyps.get(i, "") for i in ids])  # failed: empty
@@ -257,4 +268,5 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    result = main()
+    sys.exit(EXIT_WARNINGS if result.get("failed") or result.get("warnings") else 0)

@@ -17,6 +17,7 @@ import os
 import re
 import sys
 import time
+import zlib
 from array import array
 from collections.abc import Iterable
 
@@ -472,6 +473,20 @@ def write_arpa(ngrams: list[dict[tuple[str, ...], tuple[float, float]]], path: s
 
 # ---------------------------------------------------------------------------------------------------
 # Download
+
+
+def check_arpa(path: str) -> None:
+    """ValueError naming the file unless it opens and its first lines hold the ARPA \\data\\ header,
+    so a corrupt --lm stops the run before any decoding (in worker processes) starts."""
+    try:
+        with _open_text(path) as f:
+            head = [next(f, "").strip() for _ in range(50)]
+    except (OSError, EOFError, zlib.error) as e:  # a damaged .gz
+        raise ValueError(f"{path}: cannot read it ({e}); --lm needs an .arpa or .arpa.gz file") from None
+    if "\\data\\" not in head:
+        raise ValueError(
+            f"{path}: not an ARPA language model (no \\data\\ header); --lm needs an .arpa(.gz) file"
+        )
 
 
 def download_lm(name: str, dest_dir: str) -> str:

@@ -120,6 +120,15 @@ def num_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def pick_device(name: str) -> str:
+    """--device auto | cpu | cuda[:N] -> a device torch can use; cuda without a GPU is a ValueError."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: torch sees no CUDA GPU here; use --device cpu (or auto)")
+    return name
+
+
 @torch.no_grad()
 def utterance_log_probs(model: QuartzNet, batch: dict, device) -> list[np.ndarray]:
     """A collated batch -> per-utterance log_probs (T'_i, V) as numpy, padding cut off."""
@@ -132,10 +141,20 @@ def utterance_log_probs(model: QuartzNet, batch: dict, device) -> list[np.ndarra
 
 
 def save_checkpoint(path: str | Path, state: dict) -> None:
-    """torch.save to a temporary file, then rename: readers never see a half-written checkpoint."""
+    """torch.save to a temporary file, then rename: readers never see a half-written checkpoint, and a
+    failed write (a full disk) leaves the previous one in place and no temporary file behind."""
     tmp = Path(path).with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, (OSError, RuntimeError)):  # torch's zip writer reports a full disk as RuntimeError
+            reason = getattr(e, "strerror", None) or str(e).splitlines()[0]
+            raise OSError(
+                f"{path}: not saved ({reason}); free some disk space. The previous one is kept"
+            ) from e
+        raise
 
 
 def load_checkpoint(path: str | Path, device="cpu") -> dict:
@@ -144,7 +163,15 @@ def load_checkpoint(path: str | Path, device="cpu") -> dict:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: checkpoint not found")
-    checkpoint = torch.load(path, map_location=device, weights_only=True)
+    try:  # torch's own message suggests weights_only=False: unsafe advice for a stranger's file
+        checkpoint = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:
+        raise ValueError(
+            f"{path}: not a checkpoint this program can load ({type(e).__name__}); "
+            "pass a .pt file written by train.py"
+        ) from None
+    if not isinstance(checkpoint, dict) or not {"model", "config"} <= checkpoint.keys():
+        raise ValueError(f"{path}: not a checkpoint of this project; pass a .pt file written by train.py")
     if "tokenizer" not in checkpoint:
         checkpoint["tokenizer"] = {"vocab": checkpoint.pop("vocab")}
     return checkpoint
@@ -202,7 +229,7 @@ def export_main(argv: list[str]) -> Path:
     return dest
 
 
-CHUNK_FRAMES = 6000  # 60 s of 10 ms feature frames per pass over a long recording, plus context
+CHUNK_FRAMES = 30000  # 5 minutes of 10 ms feature frames per pass over a long recording, plus context
 
 
 @torch.no_grad()

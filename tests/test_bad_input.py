@@ -2,6 +2,8 @@
 flag (no traceback, no unsafe advice), per-file problems skip that file and the run goes on.
 The metrics cases (1-hour transcript, non-UTF-8 and empty references) are in test_metrics.py."""
 
+import errno
+import os
 import zipfile
 
 import pytest
@@ -11,6 +13,7 @@ from conftest import write_custom_dir
 import demo_utils
 import download
 import inference
+import model
 
 
 def infer(data_dir, out, checkpoint, *extra) -> dict:
@@ -63,8 +66,56 @@ def test_notebook_dataset_cell_keeps_no_bad_download(http_folder, tmp_path, monk
     assert (root / "audio" / "u1.wav").is_file()
 
 
+class RunsCode:
+    def __reduce__(self):
+        return os.system, ("touch pwned",)
+
+
+@pytest.mark.parametrize("content", ["garbage", "malicious"])
+def test_bad_checkpoint_is_refused_in_one_safe_line(tone_dataset, tmp_path, monkeypatch, content):
+    monkeypatch.chdir(tmp_path)
+    bad = tmp_path / "bad.pt"
+    if content == "garbage":
+        bad.write_bytes(os.urandom(1000))
+    else:
+        torch.save({"model": RunsCode()}, bad)
+    with pytest.raises(SystemExit) as e:
+        infer(tone_dataset, tmp_path / "preds", bad)
+    assert "weights_only" not in one_line_error(e, bad)
+    assert not (tmp_path / "pwned").exists()
+
+
 def test_unreachable_url_is_named(tone_dataset, tmp_path):
     url = "http://127.0.0.1:9/model.pt"  # the discard port: nothing listens
     with pytest.raises(SystemExit) as e:
         infer(tone_dataset, tmp_path / "preds", url)
     one_line_error(e, url)
+
+
+def test_disk_full_while_saving_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    model.save_checkpoint(tmp_path / "last.pt", {"step": 1})
+
+    def full_disk(state, path, **kwargs):
+        with open(path, "wb") as f:
+            f.write(b"half a checkpoint")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError, match="last.pt: not saved .No space left on device.; free some disk space"):
+        model.save_checkpoint(tmp_path / "last.pt", {"step": 2})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]  # no last.tmp left behind
+    assert torch.load(tmp_path / "last.pt", weights_only=True) == {"step": 1}
+
+
+@pytest.mark.parametrize(
+    "name, content", [("lm.arpa", b"\x00\x01 not a language model"), ("lm.arpa.gz", b"PK..")]
+)
+def test_corrupt_lm_is_named_before_decoding(tone_dataset, tiny_run, tmp_path, name, content):
+    lm = tmp_path / name
+    lm.write_bytes(content)
+    with pytest.raises(SystemExit) as e:
+        infer(
+            tone_dataset, tmp_path / "preds", tiny_run[0] / "last.pt", "--decoder", "beam_lm", "--lm", str(lm)
+        )
+    one_line_error(e, lm, "--lm")
+    assert not (tmp_path / "preds").exists()  # stopped before any transcription
