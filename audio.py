@@ -17,6 +17,7 @@ N_FFT = 512
 WIN_LENGTH = 400  # 25 ms
 HOP_LENGTH = 160  # 10 ms: one feature frame
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".sph")
+MEL_CHUNK_FRAMES = 30000  # a long recording's features are computed 5 minutes at a time
 
 
 class DataError(Exception):
@@ -31,7 +32,7 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         raise DataError(f"{path}: cannot read audio ({e}); convert it to 16 kHz wav or flac") from e
     if audio.shape[0] == 0:
         raise DataError(f"{path}: the file has no samples; remove it or re-record it")
-    audio = audio.mean(axis=1)  # stereo -> mono
+    audio = audio[:, 0] if audio.shape[1] == 1 else audio.mean(axis=1)  # mono without a copy of an hour
     if file_rate != sample_rate:
         audio = torchaudio.functional.resample(torch.from_numpy(audio), file_rate, sample_rate).numpy()
     return np.ascontiguousarray(audio, dtype=np.float32)
@@ -57,10 +58,25 @@ def log_mel_spectrogram(audio, n_mels: int) -> torch.Tensor:
     to zero mean and unit variance over the utterance."""
     audio = torch.as_tensor(audio, dtype=torch.float32)
     with torch.no_grad():
-        log_mel = torch.log(_mel_transform(n_mels)(audio) + 1e-6)  # (n_mels, T)
+        log_mel = torch.log(_mel(audio, n_mels) + 1e-6)  # (n_mels, T)
         mean = log_mel.mean(dim=1, keepdim=True)
         std = log_mel.std(dim=1, keepdim=True) if log_mel.shape[1] > 1 else torch.ones_like(mean)
     return (log_mel - mean) / (std + 1e-5)
+
+
+def _mel(audio: torch.Tensor, n_mels: int) -> torch.Tensor:
+    """Waveform (N,) -> mel spectrogram (n_mels, num_frames(N)), MEL_CHUNK_FRAMES frames at a time:
+    the complex STFT of an hour would take 0.7 GB. Each piece reads two frames of audio beyond its
+    own on either side, which covers every kept frame's window, so the result is a whole-file pass's."""
+    total, margin = num_frames(len(audio)), 2  # 2 hops (320 samples) >= N_FFT / 2
+    pieces = []
+    for first in range(0, total, MEL_CHUNK_FRAMES):
+        lo = max(first - margin, 0)
+        mel = _mel_transform(n_mels)(
+            audio[lo * HOP_LENGTH : (first + MEL_CHUNK_FRAMES + margin) * HOP_LENGTH]
+        )
+        pieces.append(mel[:, first - lo : first - lo + MEL_CHUNK_FRAMES])
+    return torch.cat(pieces, dim=1)
 
 
 def num_frames(num_samples: int) -> int:

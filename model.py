@@ -27,6 +27,8 @@ import torch.nn.functional as F
 from config import Config, config_from_dict
 from tokenizer import Tokenizer
 
+CHUNK_FRAMES = 30000  # 5 minutes of 10 ms feature frames per pass over a long recording, plus context
+
 
 def frame_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     """(B,) lengths -> (B, 1, max_len) float mask, 1 for real frames and 0 for padding."""
@@ -131,8 +133,15 @@ def pick_device(name: str) -> str:
 
 @torch.no_grad()
 def utterance_log_probs(model: QuartzNet, batch: dict, device) -> list[np.ndarray]:
-    """A collated batch -> per-utterance log_probs (T'_i, V) as numpy, padding cut off."""
-    log_probs, out_lengths = model(batch["features"].to(device), batch["feature_lengths"].to(device))
+    """A collated batch -> per-utterance log_probs (T'_i, V) as numpy, padding cut off. A batch
+    longer than CHUNK_FRAMES (a long recording) runs chunk by chunk, in bounded memory."""
+    features, lengths = batch["features"], batch["feature_lengths"]
+    if features.shape[2] > CHUNK_FRAMES:
+        return [
+            chunked_log_probs(model, f[:, :n].to(device), CHUNK_FRAMES).cpu().numpy()
+            for f, n in zip(features, lengths)
+        ]
+    log_probs, out_lengths = model(features.to(device), lengths.to(device))
     log_probs = log_probs.float().cpu().numpy()  # (B, T', V)
     return [np.ascontiguousarray(log_probs[i, : int(n)]) for i, n in enumerate(out_lengths)]
 
@@ -227,9 +236,6 @@ def export_main(argv: list[str]) -> Path:
     save_checkpoint(dest, state)
     print(f"{dest}: {dest.stat().st_size / 2**20:.1f} MiB, decoding {decoding}")
     return dest
-
-
-CHUNK_FRAMES = 30000  # 5 minutes of 10 ms feature frames per pass over a long recording, plus context
 
 
 @torch.no_grad()

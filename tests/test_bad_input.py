@@ -7,9 +7,11 @@ import os
 import zipfile
 
 import pytest
+import soundfile as sf
 import torch
-from conftest import write_custom_dir
+from conftest import TONE_TEXTS, tone_speech, write_custom_dir
 
+import audio
 import demo_utils
 import download
 import inference
@@ -29,6 +31,25 @@ def one_line_error(excinfo, *names) -> str:
     for name in names:
         assert str(name) in message, message
     return message
+
+
+def test_long_recording_runs_in_chunks_with_the_whole_file_transcript(tiny_run, tmp_path, monkeypatch):
+    folder = tmp_path / "long"
+    (folder / "audio").mkdir(parents=True)
+    text = " ".join(list(TONE_TEXTS.values()) * 3)  # about 7 s: 700 feature frames
+    sf.write(folder / "audio" / "long.wav", tone_speech(text), 16000)
+    whole = infer(folder, tmp_path / "whole", tiny_run[0] / "last.pt")
+    monkeypatch.setattr(model, "CHUNK_FRAMES", 150)  # model and features in many pieces
+    monkeypatch.setattr(audio, "MEL_CHUNK_FRAMES", 110)
+    frames, forward = [], model.QuartzNet.forward
+    monkeypatch.setattr(
+        model.QuartzNet, "forward", lambda self, x, n: frames.append(x.shape[2]) or forward(self, x, n)
+    )
+    chunked = infer(folder, tmp_path / "chunked", tiny_run[0] / "last.pt")
+    assert len(frames) >= 4 and max(frames) < 700
+    assert whole["predictions"] == chunked["predictions"] == 1
+    transcript = (tmp_path / "whole" / "long.txt").read_text()
+    assert transcript.strip() and (tmp_path / "chunked" / "long.txt").read_text() == transcript
 
 
 def test_web_page_served_as_a_checkpoint_is_never_cached(http_folder, tmp_path):

@@ -43,7 +43,7 @@ def test_padding_does_not_change_the_output():
     assert torch.allclose(alone[0], together[0, : n[0]], atol=1e-5)
 
 
-@pytest.mark.parametrize("frames, chunk", [(1001, 100), (403, 31), (64, 6000)])
+@pytest.mark.parametrize("frames, chunk", [(403, 31), (64, 6000)])
 def test_chunked_pass_equals_a_whole_file_pass(frames, chunk):
     cfg = get_config("tiny")
     torch.manual_seed(0)
