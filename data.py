@@ -67,7 +67,10 @@ def read_librispeech_dir(root: str | Path) -> list[Utterance]:
             path = (trans.parent / f"{uid}.flac").resolve()  # the cached manifest works from any folder
             utterances.append(Utterance(uid, str(path), audio_seconds(path), normalize_text(text)))
     if not utterances:
-        raise DataError(f"{root}: no LibriSpeech transcripts (*.trans.txt) found")
+        raise DataError(
+            f"{root}: neither an audio/ folder nor LibriSpeech transcripts (*.trans.txt); expected "
+            f"{root}/audio/<id>.wav (or .flac/.mp3/.ogg) and optionally {root}/transcriptions/<id>.txt"
+        )
     try:  # cache for the next run; read-only folders simply go without
         _write_manifest(manifest, utterances)
     except OSError:
@@ -107,7 +110,7 @@ def read_custom_dir(root: str | Path) -> list[Utterance]:
     skipped = [p.name for p in files if p.suffix.lower() not in AUDIO_EXTENSIONS]
     if skipped:
         warnings.warn(
-            f"{audio_dir}: skipped {len(skipped)} file(s) with unknown extensions (e.g. {skipped[0]}); "
+            f"{audio_dir}: skipped {len(skipped)} file(s) with unknown extensions ({_names(skipped)}); "
             f"supported: {', '.join(AUDIO_EXTENSIONS)}",
             stacklevel=2,
         )
@@ -119,10 +122,23 @@ def read_custom_dir(root: str | Path) -> list[Utterance]:
             warnings.warn(f"{path}: another file has the id {path.stem!r}; this one is skipped", stacklevel=2)
             continue
         seen.add(path.stem)
-        text_path = text_dir / f"{path.stem}.txt"
-        text = normalize_text(text_path.read_text(encoding="utf-8")) if text_path.exists() else None
-        utterances.append(Utterance(path.stem, str(path), audio_seconds(path), text))
+        utterances.append(
+            Utterance(path.stem, str(path), audio_seconds(path), _read_text(text_dir / f"{path.stem}.txt"))
+        )
     return utterances
+
+
+def _read_text(path: Path) -> str | None:
+    """A transcription file -> its normalised text; None when there is none or it is not UTF-8 text."""
+    if not path.exists():
+        return None
+    try:
+        return normalize_text(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        warnings.warn(
+            f"{path}: not UTF-8 text, so its audio has no transcription; save it as UTF-8", stacklevel=3
+        )
+        return None
 
 
 def download_librispeech(split: str, root: str | Path) -> Path:
@@ -150,7 +166,9 @@ def read_data(spec: str, data_root: str = "data", download: bool = True) -> list
     utterances = []
     for source in [s.strip() for s in spec.split(",") if s.strip()]:
         path = Path(source).expanduser()
-        if path.is_dir():
+        if path.is_file() and path.suffix.lower() in AUDIO_EXTENSIONS:  # one recording, no transcription
+            utterances.append(Utterance(path.stem, str(path), audio_seconds(path), None))
+        elif path.is_dir():
             if (path / "audio").is_dir():
                 utterances += read_custom_dir(path)
             else:
@@ -160,10 +178,14 @@ def read_data(spec: str, data_root: str = "data", download: bool = True) -> list
                 raise DataError(f"{source}: not found locally and downloading is off")
             utterances += read_librispeech_dir(download_librispeech(source, data_root))
         else:
-            raise DataError(
-                f"{source}: folder not found, and not a LibriSpeech split ({', '.join(LIBRISPEECH_MD5)})"
-            )
+            what = "not an audio file" if path.is_file() else "folder not found"
+            raise DataError(f"{source}: {what}, and not a LibriSpeech split ({', '.join(LIBRISPEECH_MD5)})")
     return utterances
+
+
+def _names(names: list[str], shown: int = 20) -> str:
+    """Every name up to `shown`, so each bad file can be found; then a count."""
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
 def speaker_of(utterance_id: str) -> str:
@@ -178,8 +200,8 @@ MIN_SECONDS = 0.1  # shorter clips carry no speech the model can recognise
 
 class SpeechDataset(torch.utils.data.Dataset):
     """Utterances -> dict(id, features (n_mels, T), tokens (L,), text). With `train`, waveform and
-    spectrogram augmentations from augment.py are applied and over-long utterances skipped. Outside
-    training a file that fails to load becomes dict(id, error) instead of stopping the run."""
+    spectrogram augmentations from augment.py are applied and over-long utterances skipped. A file
+    that fails to load becomes dict(id, error) instead of stopping the run."""
 
     def __init__(self, utterances: list[Utterance], cfg, tokenizer=None, train=False, need_text=True):
         self.cfg, self.train, self.need_text, self.epoch = cfg, train, need_text, 0
@@ -212,9 +234,7 @@ class SpeechDataset(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.cfg.seed, self.epoch, index])
         try:
             audio = self.waveform(index, rng)
-        except DataError as e:
-            if self.train:
-                raise
+        except DataError as e:  # a DataLoader worker must not die of one bad file
             return dict(id=utt.id, error=str(e), text=utt.text)
         features = log_mel_spectrogram(audio, self.cfg.n_mels)  # (n_mels, T)
         if self.train:
@@ -258,7 +278,9 @@ def _usable(utterances, cfg, tokenizer, need_text: bool, max_duration: float | N
         else:
             kept.append(u)
     for reason, us in dropped.items():
-        warnings.warn(f"skipped {len(us)} utterance(s): {reason} (e.g. {us[0].path})", stacklevel=3)
+        warnings.warn(
+            f"skipped {len(us)} utterance(s): {reason}: {_names([u.path for u in us])}", stacklevel=3
+        )
     if not kept:
         raise DataError(
             "no usable utterances left: " + "; ".join(f"{len(v)} {k}" for k, v in dropped.items())

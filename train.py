@@ -25,11 +25,19 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from audio import HOP_LENGTH, SAMPLE_RATE, DataError
-from calc_metrics import corpus_error_rates
+from calc_metrics import EXIT_WARNINGS, corpus_error_rates
 from config import Config, add_config_args, config_from_args, config_from_dict, overrides_from_args
 from data import DurationBatchSampler, SpeechDataset, collate, read_data, speaker_of
 from decode import DecodingOptions, decode_batch, decoder_pool
-from model import QuartzNet, export_main, load_checkpoint, num_params, save_checkpoint, utterance_log_probs
+from model import (
+    QuartzNet,
+    export_main,
+    load_checkpoint,
+    num_params,
+    pick_device,
+    save_checkpoint,
+    utterance_log_probs,
+)
 from tokenizer import BLANK, Tokenizer
 
 # ----------------------------------------------------------------------------- optimisation
@@ -100,6 +108,8 @@ def evaluate(model, loader, device, cfg: Config, tokenizer: Tokenizer) -> tuple[
     model.eval()
     ids, refs, all_log_probs, first_batch = [], [], [], None
     for batch in loader:
+        if not batch["ids"]:  # every file in it failed to load (named by the dataset's warnings)
+            continue
         first_batch = first_batch or batch
         ids += batch["ids"]
         refs += batch["texts"]
@@ -180,9 +190,13 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         cfg, tokenizer = config_from_args(args), Tokenizer()
     out_dir = Path(cfg.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    device = "cuda" if cfg.device == "auto" and torch.cuda.is_available() else cfg.device
-    device = "cpu" if device == "auto" else device
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(
+            f"--out_dir {out_dir}: cannot create it ({e.strerror}); choose a folder you can write to"
+        ) from None
+    device = pick_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -267,7 +281,7 @@ def main(argv: list[str] | None = None) -> dict:
         metrics = validate(None)  # the untrained baseline, so every curve starts at step 0
     model.train()
     bar = tqdm(total=cfg.max_steps, initial=step, desc="train", unit="step", dynamic_ncols=True)
-    last_batch, audio_seconds, t0 = None, 0.0, time.time()
+    last_batch, audio_seconds, t0, unreadable = None, 0.0, time.time(), set()
     previous_handlers = catch_stop_signals()
     try:
         while step < cfg.max_steps:
@@ -275,6 +289,13 @@ def main(argv: list[str] | None = None) -> dict:
             sampler.set_epoch(epoch, start_batch=epoch_batch)
             loader = torch.utils.data.DataLoader(train_set, batch_sampler=sampler, **loader_args)
             for batch in loader:
+                for uid, error in batch["errors"]:  # named once; the count goes to the final line
+                    if uid not in unreadable:
+                        unreadable.add(uid)
+                        tqdm.write(f"warning: skipped in training: {error}")
+                if not batch["ids"]:
+                    epoch_batch += 1
+                    continue
                 lr = get_lr(step, cfg)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
@@ -341,12 +362,14 @@ def main(argv: list[str] | None = None) -> dict:
             signal.signal(signum, handler)
     save("last.pt")
     log.close()
-    print(f"done: {step} steps; checkpoints in {out_dir}")
-    return dict(step=step, best_wer=best_wer, **metrics)
+    skipped = f" ({len(unreadable)} unreadable file(s) skipped, named above)" if unreadable else ""
+    print(f"done: {step} steps; checkpoints in {out_dir}{skipped}")
+    return dict(step=step, best_wer=best_wer, unreadable=len(unreadable), **metrics)
 
 
 if __name__ == "__main__":
     try:
-        main()
-    except (DataError, FileNotFoundError, ValueError) as e:  # bad input: one clear line, no traceback
+        result = main()
+    except (DataError, ValueError, OSError) as e:  # bad input: one clear line, no traceback
         sys.exit(f"error: {e}")
+    sys.exit(EXIT_WARNINGS if isinstance(result, dict) and result.get("unreadable") else 0)

@@ -16,6 +16,10 @@ import demo_utils
 import download
 import inference
 import model
+import train
+from audio import DataError
+from config import get_config
+from data import CustomDirDataset
 
 
 def infer(data_dir, out, checkpoint, *extra) -> dict:
@@ -50,6 +54,28 @@ def test_long_recording_runs_in_chunks_with_the_whole_file_transcript(tiny_run, 
     assert whole["predictions"] == chunked["predictions"] == 1
     transcript = (tmp_path / "whole" / "long.txt").read_text()
     assert transcript.strip() and (tmp_path / "chunked" / "long.txt").read_text() == transcript
+
+
+def test_transcription_not_utf8_is_named_and_the_run_goes_on(tone_dataset, tiny_run, tmp_path, capsys):
+    (tone_dataset / "transcriptions" / "a2.txt").write_bytes("fa\xe7e".encode("latin-1"))
+    result = infer(tone_dataset, tmp_path / "preds", tiny_run[0] / "last.pt")
+    out = capsys.readouterr().out
+    assert "a2.txt: not UTF-8 text" in out
+    assert sorted(p.stem for p in (tmp_path / "preds").iterdir()) == ["a1", "a2", "a3", "a4"]
+    assert result["utterances"] == 3 and result["warnings"] == 1  # a2 transcribed, not scored
+
+
+def test_truncated_flac_in_training_is_skipped_counted_and_named_once(tmp_path, capsys):
+    data = write_custom_dir(tmp_path / "d", TONE_TEXTS, ext="flac")
+    flac = data / "audio" / "a2.flac"
+    flac.write_bytes(flac.read_bytes()[: flac.stat().st_size // 2])  # the header still gives a duration
+    result = train.main(
+        ["--preset", "tiny", "--train_data", str(data), "--val_data", "", "--out_dir", str(tmp_path / "run"),
+         "--max_steps", "3", "--batch_seconds", "1.5", "--num_workers", "1", "--wandb_mode", "disabled"]
+    )  # fmt: skip
+    assert result["step"] == 3 and result["unreadable"] == 1
+    out = capsys.readouterr()
+    assert (out.out + out.err).count("a2.flac") == 1 and "1 unreadable file(s) skipped" in out.out
 
 
 def test_web_page_served_as_a_checkpoint_is_never_cached(http_folder, tmp_path):
@@ -87,6 +113,27 @@ def test_notebook_dataset_cell_keeps_no_bad_download(http_folder, tmp_path, monk
     assert (root / "audio" / "u1.wav").is_file()
 
 
+def test_several_bad_audio_files_are_all_named(tmp_path):
+    root = write_custom_dir(tmp_path / "d", {"good": "bad cab"})
+    (root / "audio" / "empty.wav").write_bytes(b"")
+    (root / "audio" / "notes.wav").write_text("this is text, not audio")
+    with pytest.warns(UserWarning) as record:
+        dataset = CustomDirDataset(root, get_config("tiny"))
+    messages = " ".join(str(w.message) for w in record)
+    assert "skipped 2 utterance(s)" in messages and "empty.wav" in messages and "notes.wav" in messages
+    assert [u.id for u in dataset.utterances] == ["good"]
+
+
+def test_data_dir_without_audio_folder_or_a_single_audio_file(tmp_path, tiny_run, capsys):
+    (tmp_path / "flat").mkdir()
+    sf.write(tmp_path / "flat" / "x.wav", tone_speech("face"), 16000)
+    with pytest.raises(SystemExit) as e:
+        infer(tmp_path / "flat", tmp_path / "preds", tiny_run[0] / "last.pt")
+    one_line_error(e, tmp_path / "flat", "audio/")
+    result = infer(tmp_path / "flat" / "x.wav", tmp_path / "preds", tiny_run[0] / "last.pt")
+    assert result["predictions"] == 1 and (tmp_path / "preds" / "x.txt").exists()
+
+
 class RunsCode:
     def __reduce__(self):
         return os.system, ("touch pwned",)
@@ -111,6 +158,22 @@ def test_unreachable_url_is_named(tone_dataset, tmp_path):
     with pytest.raises(SystemExit) as e:
         infer(tone_dataset, tmp_path / "preds", url)
     one_line_error(e, url)
+
+
+def test_unwritable_out_and_missing_gpu_are_one_line(tone_dataset, tiny_run, tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("in the way")
+    with pytest.raises(SystemExit) as e:
+        infer(tone_dataset, tmp_path / "file" / "preds", tiny_run[0] / "last.pt")
+    one_line_error(e, "--out", tmp_path / "file" / "preds")
+    training = ["--preset", "tiny", "--train_data", str(tone_dataset), "--wandb_mode", "disabled"]
+    with pytest.raises(DataError, match="--out_dir .*file/run: cannot create it"):
+        train.main([*training, "--out_dir", str(tmp_path / "file" / "run")])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit) as e:
+        infer(tone_dataset, tmp_path / "preds", tiny_run[0] / "last.pt", "--device", "cuda")
+    one_line_error(e, "--device cuda", "--device cpu")
+    with pytest.raises(ValueError, match="--device cuda: torch sees no CUDA GPU here; use --device cpu"):
+        train.main([*training, "--out_dir", str(tmp_path / "run"), "--device", "cuda"])
 
 
 def test_disk_full_while_saving_keeps_the_last_checkpoint(tmp_path, monkeypatch):
