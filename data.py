@@ -67,10 +67,13 @@ def read_librispeech_dir(root: str | Path) -> list[Utterance]:
             path = (trans.parent / f"{uid}.flac").resolve()  # the cached manifest works from any folder
             utterances.append(Utterance(uid, str(path), audio_seconds(path), normalize_text(text)))
     if not utterances:
-        raise DataError(
-            f"{root}: neither an audio/ folder nor LibriSpeech transcripts (*.trans.txt); expected "
-            f"{root}/audio/<id>.wav (or .flac/.mp3/.ogg) and optionally {root}/transcriptions/<id>.txt"
+        loose = any(p.suffix.lower() in AUDIO_EXTENSIONS for p in root.iterdir())  # audio/ itself, say
+        todo = (
+            f"it holds audio files: pass the folder above its audio/, or move them into {root}/audio/"
+            if loose
+            else f"expected {root}/audio/<id>.wav (or .flac/.mp3/.ogg), optionally {root}/transcriptions/<id>.txt"
         )
+        raise DataError(f"{root}: neither an audio/ folder nor LibriSpeech transcripts (*.trans.txt); {todo}")
     try:  # cache for the next run; read-only folders simply go without
         _write_manifest(manifest, utterances)
     except OSError:
