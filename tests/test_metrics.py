@@ -127,7 +127,7 @@ def test_one_hour_transcript_scores_in_seconds_with_bounded_memory():
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert m["ref_words"] == 10_000 and 0.1 < m["wer"] < 0.2 and 0.05 < m["cer"] < 0.2
-    # a full table would be 10,000 x 9,700 words (0.8 GB) and 60,000 x 58,000 characters (28 GB)
+    # a full table would be 10,000 x 9,700 words (0.8 GB) and 55,000 x 53,000 characters (23 GB)
     assert peak < 20 * 2**20, f"peak {peak / 2**20:.0f} MiB"
     assert seconds < 60
 
