@@ -93,6 +93,8 @@ class _LMScorer:
         self.history = {1: (BOS,)}  # node ending in a space (or the root) -> LM history after it
         self.completion: dict[int, tuple[float, tuple]] = {}  # node -> (score change, history after)
         self.trie = lm.word_trie(vocab)
+        self.look = alpha * self.trie.best  # (S,) look-ahead per trie state; none before a word starts
+        self.look[0] = 0.0
         self.token_length = np.array([len(token) for token in vocab])  # (V,)
 
     def _history_after(self, history: tuple, word: str) -> tuple:
@@ -102,8 +104,7 @@ class _LMScorer:
     def lookahead(self, states: np.ndarray) -> np.ndarray:
         """Beam word states (any shape) -> look-ahead of the partial word: alpha * trie.best of its
         trie state, or, for a word that left the trie, of the last trie state it was in (0: none)."""
-        trie_state = np.where(states < 0, -1 - states, states)
-        return np.where(trie_state > 0, self.alpha * self.trie.best[trie_state], 0.0)
+        return self.look[np.where(states < 0, -1 - states, states)]
 
     def extend(self, states: np.ndarray, toks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(B,) word states of the beams and (C,) tokens -> (B, C) next word states and fused score
