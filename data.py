@@ -191,6 +191,18 @@ def _names(names: list[str], shown: int = 20) -> str:
     return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
+def make_output_dir(path: str | Path, flag: str) -> Path:
+    """Create an output folder, or end in one line naming the flag that chose it."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(
+            f"{flag} {path}: cannot create it ({e.strerror}); choose a folder you can write to"
+        ) from None
+    return path
+
+
 def speaker_of(utterance_id: str) -> str:
     return utterance_id.split("-")[0]
 

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from audio import DataError
 from calc_metrics import EXIT_WARNINGS, corpus_error_rates, format_report
-from data import CustomDirDataset, DurationBatchSampler, LibriSpeechDataset, collate
+from data import CustomDirDataset, DurationBatchSampler, LibriSpeechDataset, collate, make_output_dir
 from decode import DECODERS, DecodingOptions, decode_batch, decoder_pool
 from download import download, parse_link
 from lm import check_arpa
@@ -102,13 +102,7 @@ def transcribe(
     with split), device, and DecodingOptions fields (decoder, beam_size, lm, alpha, beta, ...) over
     the checkpoint's. -> dict(predictions, failed) and, with transcriptions, the corpus WER/CER."""
     model, tokenizer, options, data, device = _load(data_dir, checkpoint, **kwargs)
-    out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise DataError(
-            f"--out {out}: cannot create it ({e.strerror}); choose a folder you can write to"
-        ) from None
+    out = make_output_dir(out, "--out")
     refs = {u.id: u.text for u in data.utterances + data.skipped if u.text is not None}
     hyps, failed = (
         {},

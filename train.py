@@ -27,7 +27,7 @@ from tqdm import tqdm
 from audio import HOP_LENGTH, SAMPLE_RATE, DataError
 from calc_metrics import EXIT_WARNINGS, corpus_error_rates
 from config import Config, add_config_args, config_from_args, config_from_dict, overrides_from_args
-from data import DurationBatchSampler, SpeechDataset, collate, read_data, speaker_of
+from data import DurationBatchSampler, SpeechDataset, collate, make_output_dir, read_data, speaker_of
 from decode import DecodingOptions, decode_batch, decoder_pool
 from model import (
     QuartzNet,
@@ -189,13 +189,7 @@ def main(argv: list[str] | None = None) -> dict:
         tokenizer = Tokenizer.from_state_dict(checkpoint["tokenizer"])
     else:
         cfg, tokenizer = config_from_args(args), Tokenizer()
-    out_dir = Path(cfg.out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise DataError(
-            f"--out_dir {out_dir}: cannot create it ({e.strerror}); choose a folder you can write to"
-        ) from None
+    out_dir = make_output_dir(cfg.out_dir, "--out_dir")
     device = pick_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
