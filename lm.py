@@ -289,14 +289,7 @@ class NGramLM:
         cls, ngrams: list[dict[tuple[str, ...], tuple[float, float]]], unk_logp=-10.0
     ) -> "NGramLM":
         """From build_kneser_ney's output (natural-log (logp, backoff) per n-gram, one dict per order)."""
-        words = [g[0] for g in ngrams[0]]
-        word_id = {w: i for i, w in enumerate(words)}
-        tables = []
-        for order, table in enumerate(ngrams, start=1):
-            ids = np.array([[word_id[w] for w in g] for g in table], np.int64).reshape(-1, order)
-            values = np.array(list(table.values()), np.float64).reshape(-1, 2)
-            tables.append((ids, values[:, 0], values[:, 1]))
-        return cls(words, tables, unk_logp=unk_logp)
+        return cls(*_tables_of(ngrams), unk_logp=unk_logp)
 
 
 class WordTrie:
@@ -461,6 +454,11 @@ def write_arpa_tables(words: list[str], ngrams: list[tuple[np.ndarray, np.ndarra
 
 def write_arpa(ngrams: list[dict[tuple[str, ...], tuple[float, float]]], path: str) -> None:
     """Write build_kneser_ney's dicts as an ARPA file (.gz compresses)."""
+    write_arpa_tables(*_tables_of(ngrams), path)
+
+
+def _tables_of(ngrams: list[dict[tuple[str, ...], tuple[float, float]]]) -> tuple[list[str], list[tuple]]:
+    """build_kneser_ney's dicts -> (words, per order (ids (N, n), logp (N,), backoff (N,)))."""
     words = [g[0] for g in ngrams[0]]
     word_id = {w: i for i, w in enumerate(words)}
     tables = []
@@ -468,7 +466,7 @@ def write_arpa(ngrams: list[dict[tuple[str, ...], tuple[float, float]]], path: s
         ids = np.array([[word_id[w] for w in g] for g in table], np.int64).reshape(-1, n)
         values = np.array(list(table.values()), np.float64).reshape(-1, 2)
         tables.append((ids, values[:, 0], values[:, 1]))
-    write_arpa_tables(words, tables, path)
+    return words, tables
 
 
 # ---------------------------------------------------------------------------------------------------
