@@ -217,7 +217,7 @@ def prefix_beam_search_nbest(
     p_b = np.array([0.0])  # (B,) log P(prefix, ending in blank)
     p_nb = np.array([NEG_INF])  # (B,) log P(prefix, ending in its last token)
     fused = np.array([0.0])  # (B,) LM score of the prefix (see _LMScorer)
-    states = np.array([0])  # (B,) vocabulary-trie state of its partial word (0: none, -1: unknown)
+    states = np.array([0])  # (B,) word state of its partial word (see _LMScorer.extend; 0: none)
     row_of[1] = 0
     ends_in_space = last == space if space >= 0 else np.zeros(1, bool)
 
