@@ -31,27 +31,117 @@ CHUNK_FRAMES = 30000  # 5 minutes of 10 ms feature frames per pass over a long r
 
 
 def frame_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
-    """(B,) lengths -> (B, 1, max_len) float mask, 1 for real frames and 0 for padding."""
-    return (torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]).unsqueeze(1).float()
+    """(B,) lengths -> (B, max_len, 1) float mask, 1 for real frames and 0 for padding."""
+    return (torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]).unsqueeze(2).float()
+
+
+def depthwise_conv(x: torch.Tensor, weight: torch.Tensor, stride: int = 1, dilation: int = 1) -> torch.Tensor:
+    """x (B, T, C), weight (C, 1, K) -> (B, ceil(T / stride), C): 'same'-padded depthwise conv over time.
+
+    On CPU, oneDNN's depthwise kernel is fast only for channels-last input, no dilation, and in the
+    forward direction; this function keeps to that path (bench/train_speed.py measures the gain)."""
+    if dilation > 1:  # a dilated conv is a plain one over each of the `dilation` interleaved phases
+        assert stride == 1, "strided dilated convs are not used"
+        (B, T, C), d = x.shape, dilation
+        x = F.pad(x, (0, 0, 0, -T % d))  # zeros past the end, as 'same' padding reads anyway
+        phases = x.view(B, -1, d, C).transpose(1, 2).reshape(B * d, -1, C)  # (B * d, T / d, C)
+        y = depthwise_conv(phases, weight)
+        return y.view(B, d, -1, C).transpose(1, 2).reshape(B, -1, C)[:, :T]
+    if x.is_cuda or not torch.is_grad_enabled():
+        return _depthwise(x, weight, stride)
+    return _DepthwiseWeightGrad.apply(x, weight, stride)
+
+
+def _depthwise(x: torch.Tensor, weight: torch.Tensor, stride: int) -> torch.Tensor:
+    """x (B, T, C), weight (C, 1, K) -> (B, T', C), as a 2-D conv on a channels-last view."""
+    x4 = x.transpose(1, 2).unsqueeze(2)  # (B, C, 1, T), channels-last in memory
+    y = F.conv2d(x4, weight.unsqueeze(2), None, (1, stride), (0, weight.shape[2] // 2), 1, x.shape[2])
+    return y.squeeze(2).transpose(1, 2)
+
+
+class _DepthwiseWeightGrad(torch.autograd.Function):
+    """The depthwise conv with its weight gradient computed as a grouped conv of the input with the
+    output gradient: oneDNN's own weight gradient for depthwise convs is ~15x slower than its forward
+    on CPU, while this costs a few forwards."""
+
+    @staticmethod
+    def forward(ctx, x, weight, stride: int):
+        ctx.save_for_backward(x, weight)
+        ctx.stride = stride
+        return _depthwise(x, weight, stride)
+
+    @staticmethod
+    def backward(ctx, grad):  # grad (B, T', C)
+        x, weight = ctx.saved_tensors
+        (B, T, C), K, s = x.shape, weight.shape[2], ctx.stride
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.ops.aten.convolution_backward(
+                grad.transpose(1, 2).unsqueeze(2),
+                x.transpose(1, 2).unsqueeze(2),
+                weight.unsqueeze(2),
+                None,
+                (1, s),
+                (0, K // 2),
+                (1, 1),
+                False,
+                (0, 0),
+                C,
+                (True, False, False),
+            )[0]
+            grad_x = grad_x.squeeze(2).transpose(1, 2)
+        # grad_w[c, k] = sum over b, t of x_padded[b, s * t + k, c] * grad[b, t, c]: a conv of each
+        # (b, c) row of the padded input with its gradient row as the kernel (dilated by the stride)
+        rows = x.new_zeros(T + K - 1, B, C)
+        rows[K // 2 : K // 2 + T] = x.transpose(0, 1)
+        rows = rows.view(1, 1, T + K - 1, B * C).permute(0, 3, 1, 2)  # (1, B*C, 1, T+K-1) channels-last
+        kernels = grad.transpose(1, 2).reshape(B * C, 1, 1, -1)  # (B*C, 1, 1, T')
+        lags = F.conv2d(rows, kernels, dilation=(1, s), groups=B * C)  # (1, B*C, 1, >= K)
+        grad_w = lags[0, :, 0, :K].reshape(B, C, K).sum(0).unsqueeze(1)  # (C, 1, K)
+        return grad_x, grad_w, None
+
+
+class Dropout(nn.Dropout):
+    """nn.Dropout with its CPU masks drawn from the 15 low bits of each 16-bit quarter of random 64-bit
+    integers: the same drop rate (to 1/32768) at a third of the cost of torch's per-element
+    Bernoulli draws, which took a quarter of a CPU training step."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.is_cuda or not self.training or self.p == 0:
+            return super().forward(x)
+        bits = torch.empty((x.numel() + 3) // 4, dtype=torch.int64, device=x.device).random_()
+        bits = bits.view(torch.int16)[: x.numel()].view(x.shape)
+        keep = (bits & 0x7FFF) >= round(self.p * 32768)
+        return x * keep.to(x.dtype).mul_(1 / (1 - self.p))
 
 
 class SeparableConv(nn.Module):
     """Depthwise conv over time, then pointwise conv across channels, then batch norm.
 
-    Padded frames are zeroed before the depthwise conv so they never leak into real frames."""
+    Activations are time-major, (B, T, C): the pointwise conv is then one matmul and the depthwise
+    conv takes oneDNN's fast path. Padded frames are zeroed before the depthwise conv so they never
+    leak into real frames."""
 
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1, dilation: int = 1):
         super().__init__()
         assert kernel % 2 == 1, "odd kernels keep frames centred"
-        self.stride = stride
+        self.stride, self.dilation = stride, dilation
         padding = dilation * (kernel - 1) // 2
+        # Conv1d modules for their parameters only: checkpoints keep the (B, C, T) model's layout
         self.depthwise = nn.Conv1d(c_in, c_in, kernel, stride, padding, dilation, groups=c_in, bias=False)
         self.pointwise = nn.Conv1d(c_in, c_out, 1, bias=False)
         self.norm = nn.BatchNorm1d(c_out)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x = self.depthwise(x * mask)  # (B, C_in, T / stride)
-        return self.norm(self.pointwise(x))  # (B, C_out, T / stride)
+        x = depthwise_conv(x * mask, self.depthwise.weight, self.stride, self.dilation)  # (B, T', C_in)
+        return pointwise(x, self.pointwise, self.norm)  # (B, T / stride, C_out)
+
+
+def pointwise(x: torch.Tensor, conv: nn.Conv1d, norm: nn.BatchNorm1d) -> torch.Tensor:
+    """x (B, T, C_in) -> batch norm of the 1x1 conv, (B, T, C_out): one matmul, and batch norm over
+    the B * T frames as one (N, C) batch."""
+    x = F.linear(x, conv.weight.squeeze(2))
+    return norm(x.reshape(-1, x.shape[2])).view(x.shape)
 
 
 class Block(nn.Module):
@@ -64,10 +154,10 @@ class Block(nn.Module):
             SeparableConv(c_in if i == 0 else c_out, c_out, kernel) for i in range(repeats)
         )
         self.residual = nn.Sequential(nn.Conv1d(c_in, c_out, 1, bias=False), nn.BatchNorm1d(c_out))
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        residual = self.residual(x)
+        residual = pointwise(x, *self.residual)
         for i, conv in enumerate(self.convs):
             x = conv(x, mask)
             if i == len(self.convs) - 1:
@@ -93,7 +183,7 @@ class QuartzNet(nn.Module):
             nn.Conv1d(cfg.c2_channels, cfg.c3_channels, 1, bias=False), nn.BatchNorm1d(cfg.c3_channels)
         )
         self.c4 = nn.Conv1d(cfg.c3_channels, vocab_size, 1)
-        self.dropout = nn.Dropout(d)
+        self.dropout = Dropout(d)
         kernels = [cfg.c1_kernel] + [
             k for k in cfg.block_kernels for _ in range(cfg.block_repeat * cfg.repeats)
         ]
@@ -108,13 +198,14 @@ class QuartzNet(nn.Module):
     def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """features (B, n_mels, T), lengths (B,) -> log_probs (B, T', V), out_lengths (B,)."""
         out_lengths = self.output_lengths(lengths)
-        mask = frame_mask(out_lengths, (features.shape[2] + self.stride - 1) // self.stride)  # (B, 1, T')
-        x = self.dropout(F.relu(self.c1(features, frame_mask(lengths, features.shape[2]))))  # (B, C1, T')
+        mask = frame_mask(out_lengths, (features.shape[2] + self.stride - 1) // self.stride)  # (B, T', 1)
+        x = features.transpose(1, 2).contiguous()  # (B, T, n_mels): time-major from here on
+        x = self.dropout(F.relu(self.c1(x, frame_mask(lengths, features.shape[2]))))  # (B, T', C1)
         for block in self.blocks:
             x = block(x, mask)
         x = self.dropout(F.relu(self.c2(x, mask)))
-        x = self.dropout(F.relu(self.c3(x)))
-        logits = self.c4(x).transpose(1, 2)  # (B, T', V)
+        x = self.dropout(F.relu(pointwise(x, *self.c3)))
+        logits = F.linear(x, self.c4.weight.squeeze(2), self.c4.bias)  # (B, T', V)
         return F.log_softmax(logits.float(), dim=-1), out_lengths
 
 
