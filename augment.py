@@ -60,15 +60,39 @@ def apply_gain(audio: np.ndarray, gain_db: float) -> np.ndarray:
     return (audio * 10 ** (gain_db / 20)).astype(np.float32)
 
 
+def fft_length(n: int) -> int:
+    """The smallest 2^a 3^b 5^c >= n. An FFT of a length with a large prime factor (an utterance's
+    sample count, often) is up to ~100x slower than one of such a length."""
+    best, p5 = 1 << max(n - 1, 0).bit_length(), 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            m = p35 << max(0, (n - 1) // p35).bit_length()  # p35 * the smallest power of 2 reaching n
+            best, p35 = min(best, m), p35 * 3
+        p5 *= 5
+    return best
+
+
+def fftconvolve(audio: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Full linear convolution (N + K - 1,) of audio (N,) and kernel (K,), via FFTs of a fast length."""
+    n = len(audio) + len(kernel) - 1
+    m = fft_length(n)
+    spectrum = torch.fft.rfft(torch.from_numpy(audio), m) * torch.fft.rfft(torch.from_numpy(kernel), m)
+    return torch.fft.irfft(spectrum, m)[:n].numpy()
+
+
 def colored_noise(n_samples: int, color: str, rng: np.random.Generator) -> np.ndarray:
     """Gaussian noise (n_samples,) with power spectrum ~ 1/f^0 (white), 1/f (pink) or 1/f^2 (brown).
 
     The spectrum is flat below NOISE_FLAT_BELOW: otherwise brown noise puts nearly all its power
-    below 1 Hz, and at a given SNR the audible part of it would be negligible."""
-    spectrum = np.fft.rfft(rng.standard_normal(n_samples))
-    freqs = np.maximum(np.fft.rfftfreq(n_samples), NOISE_FLAT_BELOW)
-    spectrum *= freqs ** (-NOISE_EXPONENTS[color] / 2)
-    return np.fft.irfft(spectrum, n_samples).astype(np.float32)
+    below 1 Hz, and at a given SNR the audible part of it would be negligible. Shaped over a fast
+    FFT length and cropped: a stretch of a longer noise of the same spectrum."""
+    if NOISE_EXPONENTS[color] == 0:
+        return rng.standard_normal(n_samples).astype(np.float32)
+    m = fft_length(n_samples)
+    spectrum = np.fft.rfft(rng.standard_normal(m))
+    spectrum *= np.maximum(np.fft.rfftfreq(m), NOISE_FLAT_BELOW) ** (-NOISE_EXPONENTS[color] / 2)
+    return np.fft.irfft(spectrum, m)[:n_samples].astype(np.float32)
 
 
 def crop_or_loop(noise: np.ndarray, n_samples: int, rng: np.random.Generator) -> np.ndarray:
@@ -138,8 +162,7 @@ def reverberate(audio: np.ndarray, sample_rate: int, rt60: float, rng: np.random
     """Audio (N,) convolved with a synthetic room of reverberation time rt60 seconds -> (N,),
     rescaled to the input's RMS. The direct path is at t = 0, so words stay where they were."""
     rir = room_impulse_response(sample_rate, rt60, rng)
-    wet = F.fftconvolve(torch.from_numpy(np.ascontiguousarray(audio)), torch.from_numpy(rir))
-    wet = wet[: len(audio)].numpy()
+    wet = fftconvolve(np.ascontiguousarray(audio), rir)[: len(audio)]
     return (wet * (rms(audio) / rms(wet) if rms(wet) > 0 else 1.0)).astype(np.float32)
 
 
@@ -155,9 +178,9 @@ def telephone_filter(sample_rate: int) -> np.ndarray:
 def bandlimit(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     """Audio (N,) with only TELEPHONE_LOW_HZ..TELEPHONE_HIGH_HZ kept, like a telephone line -> (N,).
     Zero-phase (centred FIR), so nothing is delayed."""
-    taps = torch.from_numpy(telephone_filter(sample_rate))
-    filtered = F.fftconvolve(torch.from_numpy(np.ascontiguousarray(audio)), taps, mode="same")
-    return filtered.numpy().astype(np.float32)
+    start = (BANDLIMIT_TAPS - 1) // 2
+    filtered = fftconvolve(np.ascontiguousarray(audio), telephone_filter(sample_rate))
+    return filtered[start : start + len(audio)].astype(np.float32)
 
 
 def augment_waveform(audio: np.ndarray, sample_rate: int, cfg, rng: np.random.Generator) -> np.ndarray:
