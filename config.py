@@ -41,6 +41,7 @@ class Config:
     betas: tuple[float, ...] = (0.95, 0.5)
     warmup_steps: int = 1000
     max_steps: int = 100_000
+    max_minutes: float = 0.0  # also stop after this much training wall-clock time (0: no limit)
     min_lr: float = 1e-5
     grad_clip: float = 1.0
     eval_every: int = 1000  # steps between validations (and at the end of training)

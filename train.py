@@ -227,12 +227,13 @@ def main(argv: list[str] | None = None) -> dict:
     # -------- model and optimiser
     model = QuartzNet(cfg, len(tokenizer)).to(device)
     optimizer = make_optimizer(model, cfg)
-    step, epoch, epoch_batch, best_wer, metrics = 0, 0, 0, float("inf"), {}
+    step, epoch, epoch_batch, best_wer, metrics, minutes_before = 0, 0, 0, float("inf"), {}, 0.0
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         step, epoch, epoch_batch = checkpoint["step"], checkpoint["epoch"], checkpoint["epoch_batch"]
         best_wer = checkpoint.get("best_wer", best_wer)
+        minutes_before = checkpoint.get("minutes", 0.0)
         print(f"resumed from step {step} (epoch {epoch}, batch {epoch_batch})")
     print(
         f"model: {num_params(model) / 1e6:.2f} M parameters, receptive field {model.receptive_field} frames"
@@ -248,6 +249,7 @@ def main(argv: list[str] | None = None) -> dict:
     def save(name: str, **extra):
         state = dict(model=model.state_dict(), optimizer=optimizer.state_dict(), config=cfg.to_dict())
         state.update(tokenizer=tokenizer.state_dict(), step=step, epoch=epoch, epoch_batch=epoch_batch)
+        state.update(minutes=minutes())
         save_checkpoint(out_dir / name, dict(state, best_wer=best_wer, **extra))
 
     def validate(train_batch):
@@ -263,11 +265,13 @@ def main(argv: list[str] | None = None) -> dict:
             audio={k: first_waveform(dataset, b) for k, (dataset, b) in shown.items()},
             sample_rate=SAMPLE_RATE,
         )
-        minutes = (time.time() - start_time) / 60
         tqdm.write(
-            f"step {step} ({minutes:.1f} min): " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+            f"step {step} ({minutes():.1f} min): " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
         )
         return metrics
+
+    def minutes() -> float:  # of training wall-clock time, across resumes
+        return minutes_before + (time.time() - start_time) / 60
 
     # -------- training loop
     start_time = time.time()
@@ -278,7 +282,8 @@ def main(argv: list[str] | None = None) -> dict:
     last_batch, audio_seconds, t0, unreadable = None, 0.0, time.time(), set()
     previous_handlers = catch_stop_signals()
     try:
-        while step < cfg.max_steps:
+        done = step >= cfg.max_steps or 0 < cfg.max_minutes <= minutes_before
+        while not done:
             train_set.set_epoch(epoch)
             sampler.set_epoch(epoch, start_batch=epoch_batch)
             loader = torch.utils.data.DataLoader(train_set, batch_sampler=sampler, **loader_args)
@@ -330,13 +335,14 @@ def main(argv: list[str] | None = None) -> dict:
                 bar.update(1)
                 if step % cfg.save_every == 0:
                     save("last.pt")
-                if val_loader is not None and (step % cfg.eval_every == 0 or step == cfg.max_steps):
+                done = step >= cfg.max_steps or 0 < cfg.max_minutes <= minutes()
+                if val_loader is not None and (step % cfg.eval_every == 0 or done):
                     metrics = validate(last_batch)
                     if metrics["val/wer"] < best_wer:
                         best_wer = metrics["val/wer"]
                         save("best.pt", val=metrics)
                     save("last.pt")
-                if step >= cfg.max_steps:
+                if done:
                     break
             else:
                 epoch, epoch_batch = epoch + 1, 0
