@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# One change at a time against the released recipe (characters, stride 2, train-clean-5), at equal
+# training wall-clock time: the runs go side by side, one thread each, and each stops after
+# MINUTES minutes (--max_minutes); max_steps sets the learning-rate schedule's length and was
+# chosen from the measured step times so that each schedule ends near the time limit.
+#   char_s2      the released recipe
+#   char_s4      stride 4 (40 ms per output frame): a step costs about half
+#   char_s4_cv   stride 4, plus Common Voice's training sentences (recipes/split_by_text.py)
+#   bash recipes/stride_and_data.sh DATA_DIR RUNS_DIR [MINUTES]
+set -euo pipefail
+data=${1:?usage: stride_and_data.sh DATA_DIR RUNS_DIR [MINUTES]}
+runs=${2:?usage: stride_and_data.sh DATA_DIR RUNS_DIR [MINUTES]}
+minutes=${3:-80}
+ls5=$data/voice-age-mini-librispeech/LibriSpeech/train-clean-5
+[ -d "$data/cv/train" ] || python recipes/split_by_text.py "$data/commonvoice1-valid-dev" "$data/cv"
+common=(--preset small --val_data "" --val_speakers 19 3664 1970 6848 --save_every 100 --num_workers 1
+        --beam_size 1 --threads 1 --wandb_mode disabled --max_minutes "$minutes")
+mkdir -p "$runs"
+python train.py "${common[@]}" --train_data "$ls5" --max_steps 1800 --eval_every 300 \
+  --out_dir "$runs/char_s2" > "$runs/char_s2.log" 2>&1 &
+python train.py "${common[@]}" --train_data "$ls5" --stride 4 --max_steps 3000 --eval_every 500 \
+  --out_dir "$runs/char_s4" > "$runs/char_s4.log" 2>&1 &
+python train.py "${common[@]}" --train_data "$ls5,$data/cv/train" --stride 4 --max_steps 3000 --eval_every 500 \
+  --out_dir "$runs/char_s4_cv" > "$runs/char_s4_cv.log" 2>&1 &
+wait
+python train.py plot "$runs/char_s2" "$runs/char_s4" "$runs/char_s4_cv" --x minutes --out docs/stride_and_data.png
