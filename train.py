@@ -83,11 +83,15 @@ def make_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}; use novograd or adamw")
 
 
-def get_lr(step: int, cfg: Config) -> float:
-    """Linear warmup, then cosine decay to min_lr at max_steps."""
+def get_lr(step: int, cfg: Config, minutes: float = 0.0) -> float:
+    """Linear warmup, then cosine decay to min_lr at max_steps, or with --max_minutes at whichever
+    comes first: on the clock, a run that shares its machine still ends its schedule in time."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
+    progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+    if cfg.max_minutes:
+        progress = max(progress, minutes / cfg.max_minutes)
+    progress = min(1.0, progress)
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
 
 
@@ -295,7 +299,7 @@ def main(argv: list[str] | None = None) -> dict:
                 if not batch["ids"]:
                     epoch_batch += 1
                     continue
-                lr = get_lr(step, cfg)
+                lr = get_lr(step, cfg, minutes())
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 torch.manual_seed(cfg.seed + step)  # dropout depends on the step only: resumable

@@ -46,10 +46,10 @@ def test_resume_after_interrupt_matches_an_uninterrupted_run(tmp_path, monkeypat
 
     real_get_lr = train.get_lr
 
-    def failing_get_lr(step, cfg):
+    def failing_get_lr(step, cfg, minutes=0.0):
         if step == 7:
             raise KeyboardInterrupt if failure == "ctrl_c" else RuntimeError("power cut")
-        return real_get_lr(step, cfg)
+        return real_get_lr(step, cfg, minutes)
 
     monkeypatch.setattr(train, "get_lr", failing_get_lr)
     with pytest.raises(SystemExit if failure == "ctrl_c" else RuntimeError):
