@@ -4,7 +4,7 @@
 #   extra: + every other real speaker in the shared data (AN4 train, LJSpeech, the dc_tts reader,
 #          pocketsphinx's LibriVox sentences): 1131 utterances, 1.07 h, same 3000 steps
 #   wide:  channels x1.4 (1.91 M parameters instead of 1.05 M), 2200 steps so that it takes about
-#          as long as the others (a step costs ~1.4x: bench/model_speed.py)
+#          as long as the others (a step costs ~1.4x: bench/train_speed.py)
 #   bash recipes/experiments.sh DATA_DIR
 set -euo pipefail
 data=${1:?usage: experiments.sh DATA_DIR}
