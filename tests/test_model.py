@@ -1,8 +1,9 @@
 import pytest
 import torch
+import torch.nn.functional as F
 
 from config import get_config
-from model import QuartzNet, chunked_log_probs, num_params
+from model import Dropout, QuartzNet, chunked_log_probs, depthwise_conv, fold_batch_norm, num_params
 from tokenizer import Tokenizer
 
 VOCAB = Tokenizer().vocab
@@ -48,10 +49,7 @@ def test_chunked_pass_equals_a_whole_file_pass(frames, chunk):
     cfg = get_config("tiny")
     torch.manual_seed(0)
     model = QuartzNet(cfg, len(VOCAB))
-    for m in model.modules():  # batch norm statistics that are not the identity
-        if isinstance(m, torch.nn.BatchNorm1d):
-            m.running_mean.normal_()
-            m.running_var.uniform_(0.5, 2.0)
+    random_batch_norm_statistics(model)  # not the identity
     model.eval()
     features = torch.randn(cfg.n_mels, frames)
     with torch.no_grad():
@@ -60,3 +58,58 @@ def test_chunked_pass_equals_a_whole_file_pass(frames, chunk):
     assert chunked.shape == whole[0].shape
     assert torch.allclose(chunked, whole[0], atol=1e-4)
     assert chunk >= frames or chunk + model.receptive_field < frames  # the context was really cut
+
+
+def random_batch_norm_statistics(model):
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.running_mean.normal_()
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.normal_()
+
+
+@pytest.mark.parametrize(
+    "stride, dilation, kernel, frames", [(1, 1, 5, 37), (2, 1, 11, 101), (4, 1, 7, 50), (1, 2, 9, 41)]
+)
+def test_depthwise_conv_and_its_gradients_equal_conv1d(stride, dilation, kernel, frames):
+    """The time-major conv on oneDNN's fast path, with its hand-written weight gradient, against
+    torch's Conv1d on (B, C, T) with autograd, in float64 and float32."""
+    for dtype, tol in [(torch.float64, 1e-10), (torch.float32, 1e-4)]:
+        torch.manual_seed(0)
+        x = torch.randn(3, frames, 6, dtype=dtype, requires_grad=True)  # (B, T, C)
+        w = torch.randn(6, 1, kernel, dtype=dtype, requires_grad=True)
+        y = depthwise_conv(x, w, stride, dilation)
+        ref = F.conv1d(x.transpose(1, 2), w, None, stride, dilation * (kernel - 1) // 2, dilation, 6)
+        ref = ref.transpose(1, 2)
+        assert y.shape == ref.shape == (3, -(-frames // stride), 6)
+        grad = torch.randn_like(ref)
+        gx, gw = torch.autograd.grad((y * grad).sum(), (x, w))
+        rx, rw = torch.autograd.grad((ref * grad).sum(), (x, w))
+        for a, b in [(y, ref), (gx, rx), (gw, rw)]:
+            assert torch.allclose(a, b, rtol=tol, atol=tol), (a - b).abs().max()
+
+
+def test_folded_batch_norm_gives_the_same_outputs():
+    cfg = get_config("tiny")
+    torch.manual_seed(0)
+    model = QuartzNet(cfg, len(VOCAB))
+    random_batch_norm_statistics(model)
+    model.eval()
+    features, lengths = torch.randn(2, cfg.n_mels, 120), torch.tensor([120, 77])
+    with torch.no_grad():
+        before, _ = model(features, lengths)
+        after, _ = fold_batch_norm(model)(features, lengths)
+    assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in model.modules())
+    assert torch.allclose(before, after, atol=1e-4)
+
+
+def test_dropout_drops_at_its_rate_and_keeps_the_mean():
+    drop = Dropout(0.1).train()
+    x = torch.ones(200_000)
+    y = drop(x)
+    assert abs((y == 0).float().mean().item() - 0.1) < 0.005
+    assert abs(y.mean().item() - 1.0) < 0.01
+    assert torch.unique(y).tolist() == [0.0, pytest.approx(1 / 0.9)]
+    assert not torch.equal(drop(x), y)  # a new mask each call
+    assert torch.equal(drop.eval()(x), x)
