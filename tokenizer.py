@@ -140,6 +140,6 @@ def train_tokenizer(texts, kind: str = "char", vocab_size: int = 256) -> Tokeniz
         eos_id=-1,
         pad_id=-1,
         num_threads=1,  # the model records its settings: one value gives the same bytes everywhere
-        minloglevel=2,  # warnings and errors only
+        minloglevel=2,  # errors only: no log lines
     )
     return BPETokenizer(model.getvalue())
