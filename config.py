@@ -21,6 +21,10 @@ class Config:
     batch_seconds: float = 240.0  # padded audio seconds per training batch
     num_workers: int = 2
 
+    # targets: characters, or word pieces learned from the training transcripts (tokenizer.py)
+    tokenizer: str = "char"  # char | bpe
+    vocab_size: int = 256  # word pieces, the blank included (bpe only)
+
     # model: QuartzNet BxR. Block b is repeated block_repeat times, each of `repeats` sub-blocks.
     c1_channels: int = 256
     c1_kernel: int = 33

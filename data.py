@@ -221,8 +221,7 @@ class SpeechDataset(torch.utils.data.Dataset):
     def __init__(self, utterances: list[Utterance], cfg, tokenizer=None, train=False, need_text=True):
         self.cfg, self.train, self.need_text, self.epoch = cfg, train, need_text, 0
         self.tokenizer = tokenizer or Tokenizer()
-        max_duration = cfg.max_duration if train else None
-        self.utterances = _usable(utterances, cfg, self.tokenizer, need_text, max_duration)
+        self.utterances = _usable(utterances, cfg, self.tokenizer, need_text, train)
         kept = {u.id for u in self.utterances}
         self.skipped = [u for u in utterances if u.id not in kept]  # with a warning per reason
 
@@ -260,9 +259,14 @@ class SpeechDataset(torch.utils.data.Dataset):
         return dict(id=utt.id, features=features, tokens=torch.tensor(ids, dtype=torch.long), text=utt.text)
 
 
-def _usable(utterances, cfg, tokenizer, need_text: bool, max_duration: float | None) -> list[Utterance]:
-    """Drop what cannot be used, with one warning per reason that counts and names an example."""
+def _usable(utterances, cfg, tokenizer, need_text: bool, train: bool) -> list[Utterance]:
+    """Drop what cannot be used, with one warning per reason that counts and names an example.
+
+    In training, utterances over max_duration go too, and the CTC check allows for the fastest speed
+    perturbation, which shortens the audio: none becomes too short for its transcript in any epoch."""
     kept, dropped = [], {}
+    max_duration = cfg.max_duration if train else None
+    fastest = max(cfg.speed_max, 1.0) if train and cfg.speed_prob > 0 else 1.0
     for u in utterances:
         reason = None
         if u.duration < 0:
@@ -285,9 +289,12 @@ def _usable(utterances, cfg, tokenizer, need_text: bool, max_duration: float | N
             else:
                 # CTC needs an output frame per label (more between repeats); the model's
                 # 'same'-padded stride gives ceil(frames / stride) output frames
-                frames = math.ceil(num_frames(int(u.duration * SAMPLE_RATE)) / cfg.stride)
+                frames = math.ceil(num_frames(int(u.duration * SAMPLE_RATE / fastest)) / cfg.stride)
                 if frames < len(tokens) + sum(a == b for a, b in zip(tokens, tokens[1:])):
-                    reason = "transcript too long for the audio"
+                    at_speed = f" at speed x{fastest:g}" if fastest > 1 else ""
+                    reason = (
+                        f"transcript too long for stride {cfg.stride}{at_speed} (CTC needs a frame per token)"
+                    )
         if reason:
             dropped.setdefault(reason, []).append(u)
         else:

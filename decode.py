@@ -4,7 +4,8 @@ DecodingOptions; `decode_batch` decodes many utterances, in a pool of worker pro
 All scores are natural-log. A prefix is an integer node id in a trie (parent + token arrays); each beam
 keeps the prefix's log-probability of ending in blank (p_b) and in a non-blank token (p_nb), so every
 alignment of the prefix is counted once. Per-frame work is vectorised over beams and candidate tokens.
-`vocab` is the tokenizer's symbol list: blank at 0, " " the word boundary.
+`vocab` is the tokenizer's symbol list: blank at 0, " " the word boundary; with word pieces, a token
+whose text begins with " " (" the") begins a word, ending the one before it.
 """
 
 import dataclasses
@@ -81,7 +82,9 @@ class _LMScorer:
     look-ahead for its unfinished word: alpha * the best unigram log-prob of a vocabulary word it can
     still become. Without these a partial word is free until it ends, so the search prefers long run-on
     non-words that pay once, and delays ending words that would pay now. When the word ends, its
-    look-ahead is replaced by its real score. unk_score = -inf keeps only vocabulary words.
+    look-ahead is replaced by its real score. unk_score = -inf keeps only vocabulary words. A token
+    that begins with " " (the space, or a word piece such as " the") ends the partial word before it
+    and begins a new one with its own characters, so the LM scores words, never pieces.
     """
 
     def __init__(
@@ -90,12 +93,12 @@ class _LMScorer:
         self.lm, self.vocab, self.space, self.alpha, self.beta = lm, vocab, space, alpha, beta
         self.unk_score = unk_score
         self.n_history = lm.order - 1
-        self.history = {1: (BOS,)}  # node ending in a space (or the root) -> LM history after it
+        self.history = {1: (BOS,)}  # node whose token begins a word (or the root) -> LM history before it
         self.completion: dict[int, tuple[float, tuple]] = {}  # node -> (score change, history after)
         self.trie = lm.word_trie(vocab)
         self.look = alpha * self.trie.best  # (S,) look-ahead per trie state; none before a word starts
         self.look[0] = 0.0
-        self.token_length = np.array([len(token) for token in vocab])  # (V,)
+        self.begins_word = np.array([token.startswith(" ") for token in vocab])  # (V,)
 
     def _history_after(self, history: tuple, word: str) -> tuple:
         history = history + (word,)
@@ -110,20 +113,15 @@ class _LMScorer:
         """(B,) word states of the beams and (C,) tokens -> (B, C) next word states and fused score
         changes. A word state is the partial word's trie state (0: no partial word), or -1 - the last
         trie state of a partial word that left the trie: it keeps that look-ahead, so that leaving
-        the vocabulary never refunds a rare prefix's look-ahead, and pays unk_score per character."""
+        the vocabulary never refunds a rare prefix's look-ahead, and pays unk_score per character.
+        A token that begins a word walks from state 0; ending the word before it is completions()'s."""
         B, C = len(states), len(toks)
-        inside = self.trie.step(
-            np.where(states[:, None] < 0, -1, np.repeat(states[:, None], C, 1)), np.broadcast_to(toks, (B, C))
-        )
-        child = np.where(
-            inside >= 0, inside, np.where(states[:, None] < 0, states[:, None], -1 - states[:, None])
-        )
-        child[:, toks == self.space] = 0  # a space ends the word (its score change is completions')
-        unknown = self.unk_score * self.token_length[toks]  # (C,) charged per character outside the trie
-        change = np.where(
-            inside < 0, unknown[None, :], self.lookahead(child) - self.lookahead(states)[:, None]
-        )
-        return child, change
+        start = np.where(self.begins_word[toks][None, :], 0, states[:, None])  # (B, C) state it continues
+        inside, last_inside, outside = self.trie.walk(start, np.broadcast_to(toks, (B, C)))
+        child = np.where(inside >= 0, inside, np.where(start < 0, start, -1 - last_inside))
+        unknown = np.zeros(outside.shape)  # unk_score per character read outside the trie (never -inf * 0)
+        unknown[outside > 0] = self.unk_score * outside[outside > 0]
+        return child, self.lookahead(child) - self.lookahead(start) + unknown
 
     def complete(self, node: int, state: int, parent: np.ndarray, token: np.ndarray) -> tuple[float, tuple]:
         """Score change when node's partial word ends here: alpha * log P(word | history) + beta
@@ -131,9 +129,10 @@ class _LMScorer:
         if node not in self.completion:
             chars = []
             start = node
-            while start not in self.history:  # walk back to the node before the word
+            while start not in self.history:  # walk back to the token that began the word
                 chars.append(self.vocab[token[start]])
                 start = int(parent[start])
+            chars.append(self.vocab[token[start]].removeprefix(" "))  # nothing for a space or the root
             word = "".join(reversed(chars))
             history = self.history[start]
             score = self.alpha * self.lm.log_prob(word, history) + self.beta
@@ -148,17 +147,22 @@ class _LMScorer:
         return self.beta - self.lookahead(states)
 
     def completions(self, ids: np.ndarray, last: np.ndarray, states: np.ndarray, parent, token) -> np.ndarray:
-        """(B,) score change of ending each beam's word now; -inf for beams with no partial word."""
-        scores = np.full(len(ids), NEG_INF)
+        """(B,) score change of ending each beam's word now; 0 for beams with no partial word."""
+        scores = np.zeros(len(ids))
         for j in np.flatnonzero(last != self.space).tolist():
             n = int(ids[j])
             scores[j] = (self.completion.get(n) or self.complete(n, int(states[j]), parent, token))[0]
         return scores
 
-    def add_words(self, new_ids: np.ndarray, parents: np.ndarray, toks: np.ndarray) -> None:
-        """Register the LM history after each word that the nodes just created (by a space) finished."""
-        for n, p in zip(new_ids[toks == self.space].tolist(), parents[toks == self.space].tolist()):
-            self.history[n] = self.completion[p][1]
+    def add_words(self, new_ids: np.ndarray, parents: np.ndarray, parent_last: np.ndarray, toks) -> None:
+        """Register the LM history before the word that each node just created by a word-beginning
+        token begins: after the parent's word, which the token ended, or the parent's own history
+        when it had no partial word (the root, or a space)."""
+        begins = self.begins_word[toks]
+        for n, p, p_last in zip(
+            new_ids[begins].tolist(), parents[begins].tolist(), parent_last[begins].tolist()
+        ):
+            self.history[n] = self.history[p] if p_last == self.space else self.completion[p][1]
 
     def final(self, node: int, last: int, state: int, parent, token) -> float:
         """Score change at the end of the utterance: the last partial word, then </s>."""
@@ -186,7 +190,10 @@ def prefix_beam_search_nbest(
 
     score = log P_ctc(prefix) + alpha * log P_lm(words) + beta * len(words) (the LM terms only with lm).
     With vocab (which must then contain " "), spaces are word boundaries: leading and repeated spaces do
-    not make new prefixes, a trailing space is dropped, and the LM scores each word as it completes.
+    not make new prefixes, a trailing space is dropped, and the LM scores each word as it completes. A
+    word piece that begins with " " (" the") ends the word before it as a space does; a space right
+    before one changes no text, and is dropped from the result like a trailing one (the two labellings
+    merge). Other segmentations of the same text ("th" + "e", "the") are other labellings, as in training.
     Pruning per frame: candidate tokens (see frame_candidates), then at most beam_size prefixes no more
     than beam_margin below the best. unk_score is added for each character of a word from where it
     stops being the start of any LM word, and once more at its end; -inf keeps only vocabulary words. Pass token_min_logp=-inf, top_k=None, beam_margin=inf, blank_skip_logp=0 for
@@ -197,6 +204,7 @@ def prefix_beam_search_nbest(
     log_probs = np.asarray(log_probs, np.float64)  # (T, V)
     T, V = log_probs.shape
     space = vocab.index(" ") if vocab is not None and " " in vocab else -1
+    begins_word = np.array([t.startswith(" ") for t in vocab]) if vocab is not None else np.zeros(V, bool)
     if lm is not None and space < 0:
         raise ValueError("LM fusion needs a vocab with a space token")
     scorer = _LMScorer(lm, vocab, space, alpha, beta, unk_score) if lm is not None else None
@@ -256,19 +264,19 @@ def prefix_beam_search_nbest(
         if scorer is not None:
             child, change = scorer.extend(states, toks)  # (B, C) each
             fused_ext = fused_ext + change
-            if (toks == space).any():
+            begins = begins_word[toks]  # (C,) the space, and word pieces such as " the"
+            if begins.any():
                 # ending a word asks the LM: only for beams that can still make the cut below, known
                 # from every other candidate's score and an upper bound of the word's score change
-                s = int(np.flatnonzero(toks == space)[0])
-                known = np.concatenate([score_stay, np.delete(ext + fused_ext, s, axis=1).ravel()])
+                known = np.concatenate([score_stay, (ext + fused_ext)[:, ~begins].ravel()])
                 floor = known.max() - beam_margin if len(known) else NEG_INF
                 if len(known) >= beam_size:
                     floor = max(floor, np.partition(known, len(known) - beam_size)[len(known) - beam_size])
-                maybe = np.flatnonzero(ext[:, s] + fused + scorer.completion_bound(states) >= floor)
-                fused_ext[:, s] = NEG_INF
-                fused_ext[maybe, s] = fused[maybe] + scorer.completions(
-                    ids[maybe], last[maybe], states[maybe], parent, token
-                )
+                best_begin = (ext + fused_ext)[:, begins].max(axis=1)  # (B,)
+                maybe = np.flatnonzero(best_begin + scorer.completion_bound(states) >= floor)
+                ended = np.full(B, NEG_INF)  # (B,) score change of ending the beam's word
+                ended[maybe] = scorer.completions(ids[maybe], last[maybe], states[maybe], parent, token)
+                fused_ext[:, begins] += ended[:, None]
         score_ext = ext + fused_ext  # (B, C)
 
         # keep the best beam_size within beam_margin of the best
@@ -296,7 +304,7 @@ def prefix_beam_search_nbest(
         parent[new_ids] = ids[r]
         token[new_ids] = toks[c]
         if scorer is not None:
-            scorer.add_words(new_ids, ids[r], toks[c])
+            scorer.add_words(new_ids, ids[r], last[r], toks[c])
 
         row_of[ids] = -1
         ids = np.concatenate([ids[stay], new_ids])
@@ -308,7 +316,7 @@ def prefix_beam_search_nbest(
         row_of[ids] = np.arange(len(ids))
         ends_in_space = last == space if space >= 0 else np.zeros(len(ids), bool)
 
-    # finish: score the last partial word, merge prefixes that differ by a trailing space only
+    # finish: score the last partial word, merge prefixes that differ only by spaces that change no text
     p_tot = np.logaddexp(p_b, p_nb)
     results: dict[tuple[int, ...], list[float]] = {}  # token ids -> [log P_ctc, LM score]
     for node, t, s, ctc, f in zip(
@@ -320,11 +328,15 @@ def prefix_beam_search_nbest(
         while node > 1:
             backwards.append(int(token[node]))
             node = int(parent[node])
-        if backwards and backwards[0] == space:
-            backwards = backwards[1:]
-        entry = results.setdefault(tuple(reversed(backwards)), [NEG_INF, f])
+        entry = results.setdefault(_without_silent_spaces(backwards[::-1], space, begins_word), [NEG_INF, f])
         entry[0] = float(np.logaddexp(entry[0], ctc))
     return sorted(((list(k), ctc + f) for k, (ctc, f) in results.items()), key=lambda x: -x[1])
+
+
+def _without_silent_spaces(ids: list[int], space: int, begins_word: np.ndarray) -> tuple[int, ...]:
+    """A labelling without the spaces that change no text: at the end, and before a token that
+    begins a word itself (" the"). Leading and repeated spaces never enter a prefix."""
+    return tuple(t for t, after in zip(ids, ids[1:] + [space]) if t != space or not begins_word[after])
 
 
 def prefix_beam_search(

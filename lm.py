@@ -296,9 +296,11 @@ class WordTrie:
     """Character trie of an LM's words, for scoring partial words while decoding.
 
     State 0 is the empty word; step() follows tokens (one or more characters each) and gives -1 once
-    the partial word starts no vocabulary word; is_word[state] marks whole words. best[state] is the highest unigram log-prob of a word
-    that the partial word can still become: an optimistic estimate of its LM score before it ends
-    (LM look-ahead), so that prefixes with and without an unfinished word compare fairly.
+    the partial word starts no vocabulary word; is_word[state] marks whole words. A token's leading
+    " " (a word piece that begins a word) is not read: the decoder starts that word from state 0.
+    best[state] is the highest unigram log-prob of a word that the partial word can still become:
+    an optimistic estimate of its LM score before it ends (LM look-ahead), so that prefixes with and
+    without an unfinished word compare fairly.
     """
 
     def __init__(self, words: list[str], unigram_logp: np.ndarray, alphabet: list[str]):
@@ -308,8 +310,9 @@ class WordTrie:
         width = max([len(token) for token in alphabet] + [1])
         self.token_chars = np.full((len(alphabet), width), -1, np.int64)  # (V, L) char ids, -1 padded
         for t, token in enumerate(alphabet):
-            if " " not in token:
-                self.token_chars[t, : len(token)] = [char_id[ch] for ch in token]
+            spelled = token.removeprefix(" ")
+            if " " not in spelled:
+                self.token_chars[t, : len(spelled)] = [char_id[ch] for ch in spelled]
         children: dict[int, int] = {}  # state * n_chars + char -> state
         parents, best = [-1], [-np.inf]
         for word, logp in zip(words, unigram_logp.tolist()):
@@ -335,14 +338,23 @@ class WordTrie:
 
     def step(self, states: np.ndarray, tokens: np.ndarray) -> np.ndarray:
         """States (any shape) followed by tokens (same shape) -> next states, -1 outside the trie."""
+        return self.walk(states, tokens)[0]
+
+    def walk(self, states: np.ndarray, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """States (any shape) followed by tokens (same shape) -> (next states, -1 outside the trie;
+        the last state inside the trie on the way; the number of characters read outside it). A
+        token of several characters can leave the trie part way, and only the rest is unknown."""
         states = np.array(states, np.int64)
+        last_inside, outside = states.copy(), np.zeros(states.shape, np.int64)
         for chars in np.moveaxis(self.token_chars[tokens], -1, 0):  # one character position at a time
             live = (states >= 0) & (chars >= 0)
             keys = np.where(live, states * self.n_chars + chars, -1)
             at = np.minimum(self.keys.searchsorted(keys), max(len(self.keys) - 1, 0))
             hit = live & (len(self.keys) > 0) & (self.keys[at] == keys)
             states = np.where(live, np.where(hit, self.next[at] if len(self.keys) else -1, -1), states)
-        return states
+            last_inside = np.where(states >= 0, states, last_inside)
+            outside += (states < 0) & (chars >= 0)
+        return states, last_inside, outside
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -1,16 +1,22 @@
 """Text: the one normaliser (used for training targets, the language model and the metrics alike),
-and the tokenizer that maps normalised text to CTC token ids and back.
+and the tokenizers that map normalised text to CTC token ids and back.
 
-The tokenizer is characters today: blank = 0, then space, apostrophe and a-z. Its state is saved in
-every checkpoint (`state_dict`), so a checkpoint says which symbols its outputs are.
+Two kinds share one interface: characters (blank = 0, then space, apostrophe and a-z), and word
+pieces (`--tokenizer bpe`): a byte-pair encoding that sentencepiece learns from the training
+transcripts, so that frequent words and endings are one token each. The tokenizer's state is saved
+in every checkpoint (`state_dict`; for word pieces, sentencepiece's model itself), so a checkpoint
+says which symbols its outputs are and inference needs no other file.
 """
 
+import io
 import re
 import unicodedata
 
 BLANK = 0
 WORD_BOUNDARY = " "
 CHARACTERS = [WORD_BOUNDARY, "'"] + [chr(c) for c in range(ord("a"), ord("z") + 1)]
+KINDS = ("char", "bpe")
+SENTENCEPIECE_SPACE = "\u2581"  # "▁", sentencepiece's mark of a word start
 
 
 def normalize_text(text: str) -> str:
@@ -27,9 +33,11 @@ def normalize_text(text: str) -> str:
 
 
 class Tokenizer:
-    """Normalised text <-> token ids. `vocab[i]` is token i's text: "" for the blank, " " (the word
-    boundary) between words; decoders take this list."""
+    """Normalised text <-> token ids, one token per character. `vocab[i]` is token i's text: "" for
+    the blank, " " (the word boundary) between words; a token whose text begins with " " begins a
+    word. Decoders take this list."""
 
+    kind = "char"
     blank = BLANK
     word_boundary = WORD_BOUNDARY
 
@@ -43,13 +51,17 @@ class Tokenizer:
         return len(self.vocab)
 
     def __eq__(self, other) -> bool:
-        return isinstance(other, Tokenizer) and self.vocab == other.vocab
+        return isinstance(other, Tokenizer) and self.state_dict() == other.state_dict()
 
-    def encode(self, text: str) -> list[int]:
-        """Normalised text -> token ids (no blank). Raises ValueError naming unknown characters."""
+    def check(self, text: str) -> None:
+        """ValueError naming the characters of text that no token spells."""
         unknown = sorted({c for c in text if c not in self._ids})
         if unknown:
             raise ValueError(f"characters outside the vocabulary (a-z, space, apostrophe): {unknown}")
+
+    def encode(self, text: str) -> list[int]:
+        """Normalised text -> token ids (no blank). Raises ValueError naming unknown characters."""
+        self.check(text)
         return [self._ids[c] for c in text]
 
     def decode(self, ids) -> str:
@@ -59,6 +71,75 @@ class Tokenizer:
     def state_dict(self) -> dict:
         return {"vocab": list(self.vocab)}
 
-    @classmethod
-    def from_state_dict(cls, state: dict) -> "Tokenizer":
-        return cls(state["vocab"])
+    @staticmethod
+    def from_state_dict(state: dict) -> "Tokenizer":
+        """Either kind; a state without "kind" (every character checkpoint) is characters."""
+        if state.get("kind", "char") == "bpe":
+            return BPETokenizer(state["model"])
+        return Tokenizer(state["vocab"])
+
+
+class BPETokenizer(Tokenizer):
+    """Word pieces: token i is sentencepiece's piece i, its word-start mark "▁" written as a leading
+    " " (" the", "ing", and " " alone before a word with no piece of its own). sentencepiece's <unk>
+    (id 0) is the CTC blank: no normalised text needs it, since every character is a piece."""
+
+    kind = "bpe"
+
+    def __init__(self, model: bytes):
+        import sentencepiece  # only word pieces need it
+
+        self.model = bytes(model)  # the serialized model proto, as saved in checkpoints
+        self.processor = sentencepiece.SentencePieceProcessor(model_proto=self.model)
+        if self.processor.unk_id() != BLANK:
+            raise ValueError("a word-piece model must have <unk> at id 0, the CTC blank")
+        pieces = [self.processor.id_to_piece(i) for i in range(1, self.processor.get_piece_size())]
+        super().__init__(["", *(p.replace(SENTENCEPIECE_SPACE, " ") for p in pieces)])
+
+    def encode(self, text: str) -> list[int]:
+        self.check(text)  # every single character is a piece, so this also rules out <unk>
+        return self.processor.encode(text)
+
+    def state_dict(self) -> dict:
+        return {"kind": "bpe", "model": self.model}
+
+
+def train_tokenizer(texts, kind: str = "char", vocab_size: int = 256) -> Tokenizer:
+    """A tokenizer for normalised transcripts. Characters need no training; word pieces are learned
+    from texts (an iterable of normalised strings; those with characters outside a-z, space and
+    apostrophe are left out, as training leaves them out), at most vocab_size tokens with the blank:
+    fewer when the texts have nothing more to merge. Deterministic, in memory and quiet."""
+    if kind not in KINDS:
+        raise ValueError(f"--tokenizer {kind!r}: choose one of {', '.join(KINDS)}")
+    if kind == "char":
+        return Tokenizer()
+    if vocab_size < len(CHARACTERS) + 1:
+        raise ValueError(
+            f"--vocab_size {vocab_size}: word pieces need at least {len(CHARACTERS) + 1} tokens "
+            "(the blank, space, apostrophe and a-z)"
+        )
+    alphabet = set(CHARACTERS)
+    texts = [t for t in texts if t and set(t) <= alphabet]
+    if not texts:
+        raise ValueError("no transcripts to learn word pieces from")
+    import sentencepiece
+
+    model = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts),
+        model_writer=model,
+        model_type="bpe",
+        vocab_size=vocab_size,
+        hard_vocab_limit=False,  # a small corpus may run out of pairs to merge
+        character_coverage=1.0,
+        required_chars="".join(CHARACTERS[1:]),  # every character a piece, even one the texts lack
+        normalization_rule_name="identity",  # the texts are normalised already
+        add_dummy_prefix=True,  # the first word starts with "▁" as every other word does
+        unk_id=BLANK,
+        bos_id=-1,
+        eos_id=-1,
+        pad_id=-1,
+        num_threads=1,  # the model records its settings: one value gives the same bytes everywhere
+        minloglevel=2,  # errors only: no log lines
+    )
+    return BPETokenizer(model.getvalue())

@@ -38,7 +38,7 @@ from model import (
     save_checkpoint,
     utterance_log_probs,
 )
-from tokenizer import BLANK, Tokenizer
+from tokenizer import BLANK, Tokenizer, train_tokenizer
 
 # ----------------------------------------------------------------------------- optimisation
 
@@ -136,6 +136,20 @@ def evaluate(model, loader, device, cfg: Config, tokenizer: Tokenizer) -> tuple[
     return metrics, examples, first_batch
 
 
+def describe_targets(tokenizer: Tokenizer, utterances, cfg: Config) -> str:
+    """One line on the training targets: tokens per word and per second of audio, against the output
+    frames per second that CTC has to place them in."""
+    tokens = sum(len(tokenizer.encode(u.text)) for u in utterances)
+    words = sum(len(u.text.split()) for u in utterances)
+    seconds = sum(u.duration for u in utterances)
+    name = "characters" if tokenizer.kind == "char" else "word pieces (bpe)"
+    return (
+        f"tokenizer: {len(tokenizer)} {name}; {tokens / max(words, 1):.2f} tokens per word, "
+        f"{tokens / max(seconds, 1e-9):.1f} per second of audio "
+        f"(the model outputs {SAMPLE_RATE / HOP_LENGTH / cfg.stride:.0f} frames per second)"
+    )
+
+
 def first_waveform(dataset: SpeechDataset, batch: dict):
     """The audio (N,) of a batch's first utterance as the model heard it (augmented when training)."""
     index = next(i for i, u in enumerate(dataset.utterances) if u.id == batch["ids"][0])
@@ -191,8 +205,10 @@ def main(argv: list[str] | None = None) -> dict:
         checkpoint = load_checkpoint(args.resume or Path(out_dir) / "last.pt")
         cfg = config_from_dict({**checkpoint["config"], **overrides_from_args(args)})
         tokenizer = Tokenizer.from_state_dict(checkpoint["tokenizer"])
+        if cfg.tokenizer != tokenizer.kind:
+            raise ValueError(f"--tokenizer {cfg.tokenizer}: the run being resumed uses {tokenizer.kind}")
     else:
-        cfg, tokenizer = config_from_args(args), Tokenizer()
+        cfg, tokenizer = config_from_args(args), None  # learned from the training transcripts below
     out_dir = make_output_dir(cfg.out_dir, "--out_dir")
     device = pick_device(cfg.device)
     if cfg.threads:
@@ -206,6 +222,8 @@ def main(argv: list[str] | None = None) -> dict:
         held_out = set(cfg.val_speakers)
         val_utts += [u for u in train_utts if speaker_of(u.id) in held_out]
         train_utts = [u for u in train_utts if speaker_of(u.id) not in held_out]
+    if tokenizer is None:  # word pieces see the training transcripts only, never validation's
+        tokenizer = train_tokenizer((u.text for u in train_utts if u.text), cfg.tokenizer, cfg.vocab_size)
     train_set = SpeechDataset(train_utts, cfg, tokenizer, train=True)
     sampler = DurationBatchSampler(
         [u.duration for u in train_set.utterances], cfg.batch_seconds, seed=cfg.seed
@@ -226,7 +244,11 @@ def main(argv: list[str] | None = None) -> dict:
         )
         val_loader = torch.utils.data.DataLoader(val_set, batch_sampler=val_batches, **loader_args)
     hours = sum(u.duration for u in train_set.utterances) / 3600
-    print(f"train: {len(train_set)} utterances ({hours:.2f} h); validation: {len(val_utts)} utterances")
+    skipped = f", {len(train_set.skipped)} skipped (named above)" if train_set.skipped else ""
+    print(
+        f"train: {len(train_set)} utterances ({hours:.2f} h{skipped}); validation: {len(val_utts)} utterances"
+    )
+    print(describe_targets(tokenizer, train_set.utterances, cfg))
 
     # -------- model and optimiser
     model = QuartzNet(cfg, len(tokenizer)).to(device)

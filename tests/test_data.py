@@ -220,3 +220,21 @@ def test_augmentation_only_in_training(tmp_path):
     augmented, clean = train[0]["features"], val[0]["features"]
     assert augmented.shape != clean.shape or not torch.equal(augmented, clean)
     assert torch.equal(train[0]["features"], train[0]["features"])  # seeded: reproducible
+
+
+def test_transcripts_too_long_for_ctc_are_skipped_for_the_stride_and_fastest_speed(tmp_path):
+    """face.wav has 36 feature frames: 9 output frames at stride 4 (8 at speed x1.1), 5 at stride 8."""
+    root = write_custom_dir(tmp_path / "d", {"u1": "bad cab dad", "face": "face"})
+    (root / "transcriptions" / "face.txt").write_text("face beds\n")  # 9 tokens for 4 letters of audio
+    still = dict(speed_prob=0.0)
+    assert len(CustomDirDataset(root, get_config("tiny", stride=4, **still), train=True, need_text=True)) == 2
+    with pytest.warns(
+        UserWarning, match=r"skipped 1 utterance\(s\): transcript too long for stride 8 .*face.wav"
+    ):
+        dataset = CustomDirDataset(root, get_config("tiny", stride=8, **still), train=True, need_text=True)
+    assert [u.id for u in dataset.utterances] == ["u1"] and [u.id for u in dataset.skipped] == ["face"]
+    # speed perturbation may play it 1.1 times faster in some epoch: too short then, so never used
+    fast = get_config("tiny", stride=4, speed_prob=0.5, speed_max=1.1)
+    with pytest.warns(UserWarning, match="too long for stride 4 at speed x1.1"):
+        assert len(CustomDirDataset(root, fast, train=True, need_text=True)) == 1
+    assert len(CustomDirDataset(root, fast, need_text=True)) == 2  # validation plays it as it is

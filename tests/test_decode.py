@@ -52,14 +52,19 @@ def collapse(path, blank=0):
     return tuple(k for k, _ in itertools.groupby(path) if k != blank)
 
 
-def brute_force_best(log_probs, key=lambda ids: ids):
-    """Most probable labelling (under key) by summing the probability of every alignment."""
+def labelling_totals(log_probs, key=lambda ids: ids):
+    """log P of every labelling (under key), summing the probability of every alignment."""
     T, V = log_probs.shape
     totals = {}
     for path in itertools.product(range(V), repeat=T):
         k = key(collapse(path))
         totals[k] = np.logaddexp(totals.get(k, -np.inf), log_probs[np.arange(T), path].sum())
-    return max(totals.items(), key=lambda kv: kv[1])
+    return totals
+
+
+def brute_force_best(log_probs, key=lambda ids: ids):
+    """Most probable labelling (under key) by summing the probability of every alignment."""
+    return max(labelling_totals(log_probs, key).items(), key=lambda kv: kv[1])
 
 
 def test_greedy_hand_built():
@@ -242,13 +247,18 @@ def fused_score(log_probs, text, lm, alpha, beta, unk_score):
     for path in itertools.product(range(V), repeat=T):
         if " ".join("".join(VOCAB_AB[i] for i in collapse(path)).split()) == text:
             ctc = np.logaddexp(ctc, log_probs[np.arange(T), path].sum())
+    return ctc + lm_terms(text, lm, alpha, beta, unk_score)
+
+
+def lm_terms(text, lm, alpha, beta, unk_score):
+    """alpha * log P_lm(words) + beta * words + unk_score * the unknown characters of the words."""
     words = text.split()
     # characters of "word$" past its longest start shared with some "vocabulary word$"
     starts = {w[:i] for w in lm.vocab for w in [w + "$"] for i in range(len(w) + 1)}
     unknown = sum(
         len(w) - max(i for i in range(len(w) + 1) if w[:i] in starts) for w in (w + "$" for w in words)
     )
-    return ctc + alpha * lm.sentence_log_prob(words) + beta * len(words) + unk_score * unknown
+    return alpha * lm.sentence_log_prob(words) + beta * len(words) + unk_score * unknown
 
 
 VOCAB_AB = ["", " ", "a", "b"]
@@ -270,6 +280,105 @@ def test_fused_score_is_ctc_plus_lm_by_brute_force(seed):
         assert score == pytest.approx(fused_score(log_probs, text, lm, alpha, beta, unk))
     best = max(texts, key=lambda text: fused_score(log_probs, text, lm, alpha, beta, unk))
     assert " ".join("".join(VOCAB_AB[i] for i in beams[0][0]).split()) == best
+
+
+# word pieces: a token that begins with " " begins a word; " " alone is a word start with no piece
+PIECES = ["", " ", " a", " ab", "b", "ba"]
+
+
+def piece_labelling(ids, vocab=PIECES):
+    """A labelling as the search gives it: no space at either end, after another space, or before a
+    token that begins a word itself (the text is the same without it)."""
+    space, out = vocab.index(" "), []
+    for t in ids:
+        if vocab[t].startswith(" ") and out and out[-1] == space:
+            out.pop()
+        if t != space or out:
+            out.append(t)
+    return tuple(out[:-1] if out and out[-1] == space else out)
+
+
+def piece_text(ids, vocab=PIECES):
+    return Tokenizer(vocab).decode(ids)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_word_piece_search_is_exact_by_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    log_probs = random_log_probs(rng, int(rng.integers(2, 6)), len(PIECES))
+    totals = labelling_totals(log_probs, piece_labelling)
+    beams = prefix_beam_search_nbest(log_probs, 10_000, vocab=PIECES, **EXACT)
+    assert len(beams) == len(totals)  # each labelling once: with and without a silent space merged
+    for ids, score in beams:
+        assert score == pytest.approx(totals[tuple(ids)])
+
+    # with an LM: the words of the pieces are scored, and unknown characters counted one by one
+    lm = NGramLM.from_ngrams(build_kneser_ney(["a b", "ab a", "b b a", "a ab"], order=2))  # no "ba", "aba"
+    alpha, beta, unk = rng.uniform(0.2, 2.0), rng.uniform(0, 3), -rng.uniform(1, 5)
+    fused = {k: v + lm_terms(piece_text(k), lm, alpha, beta, unk) for k, v in totals.items()}
+    beams = prefix_beam_search_nbest(
+        log_probs, 10_000, vocab=PIECES, lm=lm, alpha=alpha, beta=beta, unk_score=unk, **EXACT
+    )
+    assert len(beams) == len(fused)
+    for ids, score in beams:
+        assert score == pytest.approx(fused[tuple(ids)])
+    assert tuple(beams[0][0]) == max(fused, key=fused.get)
+
+
+# log10 values, a bigram model; "the" and "there" are words, "re" is not
+PIECE_ARPA = """\\data\\
+ngram 1=6
+ngram 2=2
+
+\\1-grams:
+-1.0\t<unk>
+-99\t<s>\t-0.3
+-0.7\t</s>
+-0.6\tthe\t-0.2
+-1.2\tthere
+-0.9\tcat
+
+\\2-grams:
+-0.4\t<s> the
+-0.3\tthe cat
+
+\\end\\
+"""
+
+
+def test_lm_fusion_scores_the_words_of_word_pieces(tmp_path):
+    path = tmp_path / "pieces.arpa"
+    path.write_text(PIECE_ARPA)
+    lm = NGramLM.from_arpa(str(path), cache=False)
+    vocab = ["", " ", " the", "re", " ca", "t", "ts"]
+    alpha, beta, unk = 0.7, 2.0, -1.5
+
+    def score_of(pieces):
+        """The fused score of certain acoustics: one frame per piece, then a blank."""
+        frames = [f for piece in pieces for f in ({vocab.index(piece): 1.0}, {0: 1.0})]
+        probs = np.full((len(frames), len(vocab)), 1e-12)
+        for t, frame in enumerate(frames):
+            for k, p in frame.items():
+                probs[t, k] = p
+        log_probs = np.log(probs / probs.sum(axis=1, keepdims=True))
+        (ids, score), *_ = prefix_beam_search_nbest(
+            log_probs, 8, vocab=vocab, lm=lm, alpha=alpha, beta=beta, unk_score=unk
+        )
+        assert [vocab[i] for i in ids] == pieces
+        return score
+
+    ln = np.log(10)
+    # P(the | <s>) P(cat | the) P(</s> | cat), each a listed n-gram but the last: back-off 0 of "cat"
+    assert score_of([" the", " ca", "t"]) == pytest.approx(
+        alpha * (-0.4 - 0.3 - 0.7) * ln + 2 * beta, abs=1e-6
+    )
+    # one word "there", never "the" + "re": back-off of <s> + P(there), then P(</s>)
+    assert score_of([" the", "re"]) == pytest.approx(alpha * (-0.3 - 1.2 - 0.7) * ln + beta, abs=1e-6)
+    # "cats" leaves the vocabulary at its "s", half way through the piece "ts": one unknown
+    # character, and one more for ending as no word; the LM scores it as <unk>
+    assert score_of([" ca", "ts"]) == pytest.approx(
+        alpha * (-0.3 - 1.0 - 0.7) * ln + beta + 2 * unk, abs=1e-6
+    )
 
 
 def test_leaving_the_vocabulary_pays_unk_score_and_keeps_the_look_ahead(cat_lm):

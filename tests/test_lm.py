@@ -254,6 +254,20 @@ def test_word_trie():
     assert piece_trie.is_word[piece_trie.step(states[:1], np.array([3]))[0]]  # "th" + "e"
 
 
+def test_word_trie_walks_word_pieces():
+    lm = NGramLM.from_ngrams(build_kneser_ney(["the then cat the"], order=1))
+    pieces = ["", " ", " th", "e", "en", " cat", "xe", "ex"]
+    trie = lm.word_trie(pieces)
+    th = trie.step(np.array(0), np.array(2))  # a word-beginning piece reads its characters after " "
+    the = trie.step(th, np.array(3))
+    assert th > 0 and trie.is_word[the] and trie.is_word[trie.step(th, np.array(4))]  # "then"
+    assert trie.step(np.array(0), np.array(1)) == 0  # " " alone reads nothing
+    # leaving the trie part way: the last state inside, and how many characters were read outside
+    states, last_inside, outside = trie.walk(np.array([the, th, the, -1]), np.array([6, 7, 3, 3]))
+    assert states.tolist() == [-1, -1, -1, -1]
+    assert last_inside.tolist() == [the, the, the, -1] and outside.tolist() == [2, 1, 1, 1]
+
+
 def test_binary_cache_gives_the_arpa_scores(tmp_path, monkeypatch):
     ngrams = build_kneser_ney(CORPUS, order=4, prune=[1, 1, 2, 2])
     path = tmp_path / "kn.arpa.gz"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import random_texts, tone_speech, write_custom_dir
+from conftest import TONE_TEXTS, random_texts, tone_speech, write_custom_dir
 
 import inference
 import train
@@ -204,3 +204,50 @@ def test_checkpoint_decoding_settings_lm_fallback_and_tuning(tone_dataset, tiny_
     assert torch.load(run / "tuned.pt", weights_only=True)["decoding"] == dict(
         best, decoder="beam_lm", beam_size=50, lm="lm.arpa"
     )
+
+
+def test_word_piece_model_trains_exports_and_transcribes(tmp_path, capsys):
+    """--tokenizer bpe end to end: pieces learned from the training transcripts and saved in the
+    checkpoint; greedy, beam and LM-fused decoding all read them back to words."""
+    from lm import build_kneser_ney, write_arpa
+    from model import load_checkpoint, load_model
+    from tokenizer import BPETokenizer, normalize_text, train_tokenizer
+
+    data_dir, run = write_custom_dir(tmp_path / "tones", TONE_TEXTS), tmp_path / "run"
+    pieces = ["--tokenizer", "bpe", "--vocab_size", "40", "--max_steps", "150", "--eval_every", "150"]
+    common = ["--val_data", str(data_dir), "--batch_seconds", "100", "--beam_size", "1", "--threads", "1"]
+    result = train.main(tiny_args(data_dir, run, *pieces, *common))
+    assert result["val/cer"] < 0.05
+    assert "tokenizer: 40 word pieces (bpe); " in capsys.readouterr().out
+    model, _, tokenizer = load_model(load_checkpoint(run / "last.pt"))
+    assert isinstance(tokenizer, BPETokenizer)
+    assert tokenizer == train_tokenizer(TONE_TEXTS.values(), "bpe", 40)  # from the training transcripts
+    assert model.c4.out_channels == len(tokenizer) == 40 and "ace" in tokenizer.vocab
+
+    result = train.main(["--resume", "--out_dir", str(run), "--max_steps", "152"])  # the saved pieces
+    assert result["step"] == 152 and result["val/cer"] < 0.05
+    with pytest.raises(ValueError, match="the run being resumed uses bpe"):
+        train.main(["--resume", "--out_dir", str(run), "--tokenizer", "char"])
+
+    write_arpa(build_kneser_ney(list(TONE_TEXTS.values()) * 3, 2), tmp_path / "lm.arpa")
+    train.main(["export", str(run / "last.pt"), str(run / "released.pt"), "--decoder", "beam_lm",
+                "--lm", str(tmp_path / "lm.arpa"), "--beam_size", "8"])  # fmt: skip
+    args = ["--data_dir", str(data_dir), "--checkpoint", str(run / "released.pt"), "--num_workers", "0"]
+    for decoder in ("greedy", "beam", "beam_lm"):
+        out = tmp_path / decoder
+        result = inference.main([*args, "--out", str(out), "--decoder", decoder])
+        assert result["cer"] < 0.05 and result["predictions"] == 4, decoder
+        texts = [p.read_text() for p in out.iterdir()]
+        assert all(text == normalize_text(text) + "\n" for text in texts)  # words with single spaces
+    result = inference.transcribe(data_dir, tmp_path / "in_python", run / "released.pt", num_workers=0)
+    assert result["cer"] < 0.05
+
+
+def test_transcripts_too_long_for_the_stride_are_skipped_in_training(tmp_path, capsys):
+    data_dir = write_custom_dir(tmp_path / "d", {"u1": "bad cab dad", "u2": "fade bead", "face": "face"})
+    (data_dir / "transcriptions" / "face.txt").write_text("face bead deaf\n")  # 14 tokens, 5 frames
+    with pytest.warns(UserWarning, match=r"skipped 1 utterance\(s\): transcript too long for stride 8"):
+        result = train.main(tiny_args(data_dir, tmp_path / "run", "--val_data", "", "--max_steps", "2",
+                                      "--stride", "8", "--speed_prob", "0"))  # fmt: skip
+    assert result["step"] == 2
+    assert "train: 2 utterances (0.00 h, 1 skipped (named above))" in capsys.readouterr().out
