@@ -86,7 +86,9 @@ MEASURE = textwrap.dedent("""
     rows = [json.loads(line) for line in open(Path(out) / "metrics.jsonl")]
     rows = [r for r in rows if "train/audio_sec_per_sec" in r][1:]  # the first includes start-up
     loop = sum(r["train/audio_sec_per_sec"] for r in rows) / len(rows)
-    print("RESULT " + json.dumps(dict(step_seconds=step_seconds, params=params, loop=loop, infer_rt=infer_rt)))
+    losses = [(r["step"], r["train/loss"]) for r in rows]
+    print("RESULT " + json.dumps(dict(step_seconds=step_seconds, params=params, loop=loop, infer_rt=infer_rt,
+                                      losses=losses)))
 """)
 
 
@@ -130,9 +132,10 @@ def main() -> None:
         "--train_data", required=True, help="a training folder (LibriSpeech or custom layout)"
     )
     parser.add_argument("--baseline", default="5a6df72", help="git revision of the first row")
-    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--infer_files", type=int, default=48)
+    parser.add_argument("--plot", default="", help="PNG of the loops' training loss against step")
     args = parser.parse_args()
     files = sorted(str(p) for p in Path(args.train_data).rglob("*.flac"))[: args.infer_files]
     files = files or sorted(str(p) for p in Path(args.train_data).rglob("*.wav"))[: args.infer_files]
@@ -141,6 +144,7 @@ def main() -> None:
           f"fp32 matmul peak {peak:.0f} GFLOP/s")  # fmt: skip
     print("| configuration | parameters | model a-s/s | GFLOP/s | of peak | loop a-s/s | infer x RT |")
     print("|---|---:|---:|---:|---:|---:|---:|")
+    curves = {}
     with tempfile.TemporaryDirectory() as tmp:
         for label, revision, overrides in ROWS:
             code = ROOT if revision is None else code_at(args.baseline, Path(tmp) / "baseline")
@@ -153,6 +157,7 @@ def main() -> None:
             if not result:
                 sys.exit(f"{label}: the measurement failed:\n{run.stderr[-3000:]}")
             r = json.loads(result[-1][len("RESULT ") :])
+            curves[label] = r["losses"]
             stride = overrides.get("stride", 2)
             gflops = 3 * forward_flops_per_frame(overrides) * 12 * 1600 / stride / r["step_seconds"] / 1e9
             print(
@@ -160,6 +165,22 @@ def main() -> None:
                 f"| {gflops / peak:.0%} | {r['loop']:.0f} | {r['infer_rt']:.0f} |",
                 flush=True,
             )
+    if args.plot:
+        plot_losses(curves, args.plot)
+
+
+def plot_losses(curves: dict, path: str) -> None:
+    """Training loss against step for each row: a speed-up must not change what is learned."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4))
+    ax = fig.add_subplot()
+    for label, points in curves.items():
+        ax.plot(*zip(*points), label=label)
+    ax.set(xlabel="step", ylabel="training CTC loss", title="same data, same seed")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
 
 
 if __name__ == "__main__":
