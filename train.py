@@ -191,6 +191,7 @@ def main(argv: list[str] | None = None) -> dict:
         cfg, tokenizer = config_from_args(args), Tokenizer()
     out_dir = make_output_dir(cfg.out_dir, "--out_dir")
     device = pick_device(cfg.device)
+    device_type = torch.device(device).type
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -213,6 +214,7 @@ def main(argv: list[str] | None = None) -> dict:
         num_workers=cfg.num_workers,
         persistent_workers=False,
         multiprocessing_context="spawn" if cfg.num_workers > 0 else None,
+        pin_memory=device_type == "cuda",  # page-locked batches: copied to the GPU while it computes
     )
     val_loader = None
     if val_utts:
@@ -237,9 +239,12 @@ def main(argv: list[str] | None = None) -> dict:
     print(
         f"model: {num_params(model) / 1e6:.2f} M parameters, receptive field {model.receptive_field} frames"
     )
-    amp_dtype = torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float16
-    use_amp = device == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    use_amp = device_type == "cuda"
+    # bf16 from Ampere on; older GPUs (T4, V100) run fp16 with a loss scaler. Not
+    # torch.cuda.is_bf16_supported(): it says yes on a T4 too, where bf16 is emulated and slow.
+    bf16 = use_amp and torch.cuda.get_device_capability(device)[0] >= 8
+    amp_dtype = torch.bfloat16 if bf16 else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and not bf16)
 
     from logger import RunLogger
 
@@ -296,10 +301,14 @@ def main(argv: list[str] | None = None) -> dict:
                 torch.manual_seed(cfg.seed + step)  # dropout depends on the step only: resumable
                 with torch.autocast(device_type="cuda", dtype=amp_dtype, enabled=use_amp):
                     log_probs, out_lengths = model(
-                        batch["features"].to(device), batch["feature_lengths"].to(device)
+                        batch["features"].to(device, non_blocking=True),
+                        batch["feature_lengths"].to(device, non_blocking=True),
                     )
                 loss = ctc_loss(
-                    log_probs, out_lengths, batch["tokens"].to(device), batch["token_lengths"].to(device)
+                    log_probs,
+                    out_lengths,
+                    batch["tokens"].to(device, non_blocking=True),
+                    batch["token_lengths"].to(device, non_blocking=True),
                 )
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
