@@ -18,8 +18,10 @@ class Config:
     data_root: str = "data"
     n_mels: int = 64
     max_duration: float = 17.0  # seconds; longer training utterances are skipped
-    batch_seconds: float = 240.0  # padded audio seconds per training batch
-    num_workers: int = 2
+    # padded audio seconds per training step, the global batch: under torchrun each of the N processes
+    # (GPUs) takes a share of about batch_seconds / N, so a run means the same on any number of GPUs
+    batch_seconds: float = 240.0
+    num_workers: int = 2  # data loading processes per training process (per GPU under torchrun)
 
     # targets: characters, or word pieces learned from the training transcripts (tokenizer.py)
     tokenizer: str = "char"  # char | bpe

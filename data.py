@@ -334,10 +334,26 @@ class DurationBatchSampler(torch.utils.data.Sampler):
     """Batches of similar duration whose padded length sums to at most `batch_seconds`.
 
     Durations are jittered by up to 10 % per epoch before sorting, so batches vary between epochs
-    while padding stays small. `start_batch` skips the first batches of an epoch (for resuming)."""
+    while padding stays small. `start_batch` skips the first batches of an epoch (for resuming).
 
-    def __init__(self, durations: list[float], batch_seconds: float, shuffle: bool = True, seed: int = 0):
+    With several processes (distributed training), `batch_seconds` is the global batch: every rank
+    builds the same batches and takes its share of each, utterances rank, rank + world_size, ...
+    of the duration-sorted batch (so the shares are alike in length). All ranks take one share per
+    batch, so they take the same number of steps, and a step's shares together are the batch one
+    process would take. A batch with fewer utterances than ranks leaves some share empty; the
+    training loop skips such a step on every rank. `start_batch` counts global batches."""
+
+    def __init__(
+        self,
+        durations: list[float],
+        batch_seconds: float,
+        shuffle: bool = True,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
         self.durations, self.batch_seconds, self.shuffle, self.seed = durations, batch_seconds, shuffle, seed
+        self.rank, self.world_size = rank, world_size
         self.epoch, self.start_batch = 0, 0
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
@@ -362,7 +378,8 @@ class DurationBatchSampler(torch.utils.data.Sampler):
         return batches
 
     def __iter__(self):
-        yield from self.batches()[self.start_batch :]
+        for batch in self.batches()[self.start_batch :]:
+            yield batch[self.rank :: self.world_size]
 
     def __len__(self) -> int:
         return len(self.batches()) - self.start_batch

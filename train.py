@@ -3,25 +3,36 @@
     python train.py --preset small                                   # LibriSpeech train-clean-100 / dev-clean
     python train.py --preset small --train_data PATH/train-clean-5 --val_speakers 19 32 --max_steps 5000
     python train.py --resume --out_dir runs/default                  # continue exactly where it stopped
+    torchrun --standalone --nproc_per_node 4 train.py --preset base  # 4 GPUs, DistributedDataParallel
     python train.py plot runs/a runs/b --out curves.png              # loss / WER / CER / LR curves
     python train.py export runs/a/best.pt checkpoints/model.pt --decoder beam_lm --lm lm.arpa.gz  # model.py
 
 The loop is written out top to bottom: data, model, optimiser, then steps with periodic validation
 and checkpoints. Checkpoints are written atomically (temporary file, then rename), so a crash or
 Ctrl-C at any moment leaves the last good one in place.
+
+Under torchrun every process (rank) trains on its share of each batch with DistributedDataParallel;
+rank 0 alone prints, logs, validates and writes checkpoints. --batch_seconds is the global batch.
 """
 
 import argparse
 import math
+import os
 import random
 import signal
 import sys
 import threading
 import time
+import warnings
+from datetime import timedelta
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from torch.distributed import destroy_process_group, init_process_group
+from torch.distributed.nn.functional import all_reduce
+from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from audio import HOP_LENGTH, SAMPLE_RATE, DataError
@@ -95,11 +106,59 @@ def get_lr(step: int, cfg: Config, minutes: float = 0.0) -> float:
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
 
 
-def ctc_loss(log_probs, out_lengths, tokens, token_lengths) -> torch.Tensor:
-    """Mean over the batch of the per-utterance CTC loss divided by its transcript length."""
-    return F.ctc_loss(
-        log_probs.transpose(0, 1), tokens, out_lengths, token_lengths, blank=BLANK, zero_infinity=True
+def ctc_loss(log_probs, out_lengths, tokens, token_lengths, batch_size: float | None = None) -> torch.Tensor:
+    """The per-utterance CTC loss divided by its transcript length, summed over the batch and divided
+    by batch_size: by default the batch's size, the mean (F.ctc_loss's reduction="mean")."""
+    losses = F.ctc_loss(
+        log_probs.transpose(0, 1),
+        tokens,
+        out_lengths,
+        token_lengths,
+        blank=BLANK,
+        reduction="none",
+        zero_infinity=True,
     )
+    return (losses / token_lengths.clamp_min(1)).sum() / (batch_size or len(losses))
+
+
+# ----------------------------------------------------------------------------- several processes
+
+
+class SyncBatchNormCPU(torch.nn.BatchNorm1d):
+    """torch.nn.SyncBatchNorm for processes on CPUs (gloo), where torch's own does not run: in
+    training, mean and variance are those of all ranks' batches together, and the gradients flow back
+    through the all-reduces, as in one process over the whole batch."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T)
+        if not self.training:
+            return super().forward(x)
+        sums = all_reduce(torch.cat([x.sum((0, 2)), x.new_tensor([x.shape[0] * x.shape[2]])]))
+        count, mean = sums[-1], sums[:-1] / sums[-1]
+        centred = x - mean[:, None]
+        var = all_reduce(centred.pow(2).sum((0, 2))) / count
+        with torch.no_grad():
+            self.num_batches_tracked += 1
+            self.running_mean.lerp_(mean, self.momentum)
+            self.running_var.lerp_(var * count / (count - 1), self.momentum)  # unbiased, as torch's
+        return centred * torch.rsqrt(var + self.eps)[:, None] * self.weight[:, None] + self.bias[:, None]
+
+
+def sync_batch_norm(model: torch.nn.Module, device_type: str) -> torch.nn.Module:
+    """Every BatchNorm1d normalises over the global batch instead of this rank's share of it."""
+    if device_type == "cuda":
+        return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # same parameters and buffers
+    for module in model.modules():
+        if type(module) is torch.nn.BatchNorm1d:
+            module.__class__ = SyncBatchNormCPU  # same parameters and buffers, another forward
+    return model
+
+
+def gather_ints(values: list[int], device) -> list[list[int]]:
+    """Every rank's `values`, in rank order."""
+    local = torch.tensor(values, device=device)
+    gathered = [torch.empty_like(local) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, local)
+    return [t.tolist() for t in gathered]
 
 
 # ----------------------------------------------------------------------------- validation
@@ -198,6 +257,15 @@ def main(argv: list[str] | None = None) -> dict:
         return export_main(argv[1:])
     args = parse_args(argv)
 
+    # -------- several processes: torchrun sets RANK, LOCAL_RANK and WORLD_SIZE for each
+    ddp = int(os.environ.get("RANK", -1)) != -1
+    if ddp:
+        ddp_rank, ddp_local_rank = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
+        ddp_world_size = int(os.environ["WORLD_SIZE"])
+    else:
+        ddp_rank, ddp_local_rank, ddp_world_size = 0, 0, 1
+    master_process = ddp_rank == 0  # prints, logs, validates and writes checkpoints
+
     # -------- config: from the command line, or from the checkpoint being resumed
     checkpoint = None
     if args.resume is not None:
@@ -211,13 +279,26 @@ def main(argv: list[str] | None = None) -> dict:
         cfg, tokenizer = config_from_args(args), None  # learned from the training transcripts below
     out_dir = make_output_dir(cfg.out_dir, "--out_dir")
     device = pick_device(cfg.device)
+    if ddp:
+        if device.startswith("cuda"):
+            device = f"cuda:{ddp_local_rank}"  # one GPU per process
+            torch.cuda.set_device(device)
+        # the others wait while rank 0 indexes new data or validates: an hour, not NCCL's 10 minutes
+        init_process_group("nccl" if device.startswith("cuda") else "gloo", timeout=timedelta(hours=1))
+        if not master_process:
+            warnings.filterwarnings("ignore")  # every rank reads the same data: rank 0 names what is wrong
+    device_type = torch.device(device).type
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
 
-    # -------- data
+    # -------- data (rank 0 first: it downloads and indexes what is missing, the others read its manifests)
+    if ddp and not master_process:
+        dist.barrier()
     train_utts = read_data(cfg.train_data, cfg.data_root)
     val_utts = read_data(cfg.val_data, cfg.data_root) if cfg.val_data else []
+    if ddp and master_process:
+        dist.barrier()
     if cfg.val_speakers:
         held_out = set(cfg.val_speakers)
         val_utts += [u for u in train_utts if speaker_of(u.id) in held_out]
@@ -225,8 +306,12 @@ def main(argv: list[str] | None = None) -> dict:
     if tokenizer is None:  # word pieces see the training transcripts only, never validation's
         tokenizer = train_tokenizer((u.text for u in train_utts if u.text), cfg.tokenizer, cfg.vocab_size)
     train_set = SpeechDataset(train_utts, cfg, tokenizer, train=True)
-    sampler = DurationBatchSampler(
-        [u.duration for u in train_set.utterances], cfg.batch_seconds, seed=cfg.seed
+    sampler = DurationBatchSampler(  # the global batch of batch_seconds, this rank's share of it
+        [u.duration for u in train_set.utterances],
+        cfg.batch_seconds,
+        seed=cfg.seed,
+        rank=ddp_rank,
+        world_size=ddp_world_size,
     )
     # A new worker each epoch picks up the dataset's epoch (it seeds the augmentations). "spawn": a
     # forked worker would copy, page by page, the gigabytes of freed activation memory in this process.
@@ -235,6 +320,7 @@ def main(argv: list[str] | None = None) -> dict:
         num_workers=cfg.num_workers,
         persistent_workers=False,
         multiprocessing_context="spawn" if cfg.num_workers > 0 else None,
+        pin_memory=device_type == "cuda",  # page-locked batches: copied to the GPU while it computes
     )
     val_loader = None
     if val_utts:
@@ -244,11 +330,13 @@ def main(argv: list[str] | None = None) -> dict:
         )
         val_loader = torch.utils.data.DataLoader(val_set, batch_sampler=val_batches, **loader_args)
     hours = sum(u.duration for u in train_set.utterances) / 3600
-    skipped = f", {len(train_set.skipped)} skipped (named above)" if train_set.skipped else ""
-    print(
-        f"train: {len(train_set)} utterances ({hours:.2f} h{skipped}); validation: {len(val_utts)} utterances"
-    )
-    print(describe_targets(tokenizer, train_set.utterances, cfg))
+    if master_process:
+        skipped = f", {len(train_set.skipped)} skipped (named above)" if train_set.skipped else ""
+        print(
+            f"train: {len(train_set)} utterances ({hours:.2f} h{skipped}); "
+            f"validation: {len(val_utts)} utterances"
+        )
+        print(describe_targets(tokenizer, train_set.utterances, cfg))
 
     # -------- model and optimiser
     model = QuartzNet(cfg, len(tokenizer)).to(device)
@@ -260,26 +348,39 @@ def main(argv: list[str] | None = None) -> dict:
         step, epoch, epoch_batch = checkpoint["step"], checkpoint["epoch"], checkpoint["epoch_batch"]
         best_wer = checkpoint.get("best_wer", best_wer)
         minutes_before = checkpoint.get("minutes", 0.0)
-        print(f"resumed from step {step} (epoch {epoch}, batch {epoch_batch})")
-    print(
-        f"model: {num_params(model) / 1e6:.2f} M parameters, receptive field {model.receptive_field} frames"
-    )
-    amp_dtype = torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float16
-    use_amp = device == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+        if master_process:
+            print(f"resumed from step {step} (epoch {epoch}, batch {epoch_batch})")
+    if master_process:
+        print(
+            f"model: {num_params(model) / 1e6:.2f} M parameters, receptive field {model.receptive_field} frames"
+        )
+    if ddp:
+        # Batch norm over the global batch, not each rank's share: it trains the model one process
+        # would with the same batch_seconds (tests/test_ddp.py), where per-rank statistics over a share of
+        # a few long utterances would be noisy and change with the number of GPUs. The price: a few
+        # small collectives per BatchNorm layer and step.
+        model = sync_batch_norm(model, device_type)
+        model = DDP(model, device_ids=[ddp_local_rank] if device_type == "cuda" else None)
+    raw_model = model.module if ddp else model  # what is saved and validated
+    use_amp = device_type == "cuda"
+    # bf16 from Ampere on; older GPUs (T4, V100) run fp16 with a loss scaler. Not
+    # torch.cuda.is_bf16_supported(): it says yes on a T4 too, where bf16 is emulated and slow.
+    bf16 = use_amp and torch.cuda.get_device_capability(device)[0] >= 8
+    amp_dtype = torch.bfloat16 if bf16 else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and not bf16)
 
     from logger import RunLogger
 
-    log = RunLogger(cfg, out_dir)
+    log = RunLogger(cfg, out_dir) if master_process else None
 
     def save(name: str, **extra):
-        state = dict(model=model.state_dict(), optimizer=optimizer.state_dict(), config=cfg.to_dict())
+        state = dict(model=raw_model.state_dict(), optimizer=optimizer.state_dict(), config=cfg.to_dict())
         state.update(tokenizer=tokenizer.state_dict(), step=step, epoch=epoch, epoch_batch=epoch_batch)
         state.update(minutes=minutes())
         save_checkpoint(out_dir / name, dict(state, best_wer=best_wer, **extra))
 
     def validate(train_batch):
-        metrics, examples, val_batch = evaluate(model, val_loader, device, cfg, tokenizer)
+        metrics, examples, val_batch = evaluate(raw_model, val_loader, device, cfg, tokenizer)
         shown = {"val": (val_set, val_batch)} | ({"train": (train_set, train_batch)} if train_batch else {})
         log.log_validation(
             step,
@@ -302,9 +403,19 @@ def main(argv: list[str] | None = None) -> dict:
     # -------- training loop
     start_time = time.time()
     if val_loader is not None and step == 0:
-        metrics = validate(None)  # the untrained baseline, so every curve starts at step 0
+        if master_process:
+            metrics = validate(None)  # the untrained baseline, so every curve starts at step 0
+        if ddp:
+            dist.barrier()  # the others wait for rank 0's validation
     model.train()
-    bar = tqdm(total=cfg.max_steps, initial=step, desc="train", unit="step", dynamic_ncols=True)
+    bar = tqdm(
+        total=cfg.max_steps,
+        initial=step,
+        desc="train",
+        unit="step",
+        dynamic_ncols=True,
+        disable=not master_process,
+    )
     last_batch, audio_seconds, t0, unreadable = None, 0.0, time.time(), set()
     previous_handlers = catch_stop_signals()
     try:
@@ -318,19 +429,37 @@ def main(argv: list[str] | None = None) -> dict:
                     if uid not in unreadable:
                         unreadable.add(uid)
                         tqdm.write(f"warning: skipped in training: {error}")
-                if not batch["ids"]:
-                    epoch_batch += 1
+                # the global batch: (utterances, frames of the longest, frames) of every rank's share,
+                # and rank 0's clock in ms, which all ranks follow (the learning rate and --max_minutes)
+                lengths = batch["feature_lengths"].tolist() if batch["ids"] else []
+                shares = [[len(lengths), max(lengths, default=0), sum(lengths), round(minutes() * 60000)]]
+                if ddp:
+                    shares = gather_ints(shares[0], device)
+                clock = shares[0][3] / 60000
+                if min(n for n, *_ in shares) == 0:  # all files failed to load, or fewer than one per rank
+                    epoch_batch += 1  # every rank skips the step
                     continue
-                lr = get_lr(step, cfg, minutes())
+                batch_size, frames = sum(n for n, *_ in shares), max(t for _, t, *_ in shares)
+                lr = get_lr(step, cfg, clock)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                torch.manual_seed(cfg.seed + step)  # dropout depends on the step only: resumable
+                # dropout depends on the step (resumable) and differs between ranks
+                torch.manual_seed(cfg.seed + step * ddp_world_size + ddp_rank)
+                features = batch["features"].to(device, non_blocking=True)
+                if frames > features.shape[2]:  # as long as the longest share: batch norm sees padding
+                    features = F.pad(features, (0, frames - features.shape[2]))
                 with torch.autocast(device_type="cuda", dtype=amp_dtype, enabled=use_amp):
                     log_probs, out_lengths = model(
-                        batch["features"].to(device), batch["feature_lengths"].to(device)
+                        features, batch["feature_lengths"].to(device, non_blocking=True)
                     )
+                # divided by the global batch over world_size: DDP's mean of the ranks' gradients is then
+                # the gradient of the mean over the global batch, however unevenly it is shared
                 loss = ctc_loss(
-                    log_probs, out_lengths, batch["tokens"].to(device), batch["token_lengths"].to(device)
+                    log_probs,
+                    out_lengths,
+                    batch["tokens"].to(device, non_blocking=True),
+                    batch["token_lengths"].to(device, non_blocking=True),
+                    batch_size / ddp_world_size,
                 )
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
@@ -342,54 +471,75 @@ def main(argv: list[str] | None = None) -> dict:
                 scaler.update()
                 step, epoch_batch = step + 1, epoch_batch + 1
                 last_batch = batch
-                audio_seconds += int(batch["feature_lengths"].sum()) * HOP_LENGTH / SAMPLE_RATE
+                audio_seconds += sum(f for _, _, f, _ in shares) * HOP_LENGTH / SAMPLE_RATE  # all ranks'
 
                 if step % cfg.log_every == 0:
                     elapsed, t0 = time.time() - t0, time.time()
                     speed, audio_seconds = audio_seconds / max(elapsed, 1e-9), 0.0
-                    log.log(
-                        step,
-                        {
-                            "train/loss": loss.item(),
-                            "train/lr": lr,
-                            "train/grad_norm": grad_norm.item(),
-                            "train/audio_sec_per_sec": speed,
-                            "train/epoch": epoch,
-                        },
-                    )
-                    bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}", audio_x=f"{speed:.0f}")
+                    train_loss = loss.detach().clone()
+                    if ddp:  # the mean over the global batch
+                        dist.all_reduce(train_loss)
+                        train_loss /= ddp_world_size
+                    if master_process:
+                        log.log(
+                            step,
+                            {
+                                "train/loss": train_loss.item(),
+                                "train/lr": lr,
+                                "train/grad_norm": grad_norm.item(),
+                                "train/audio_sec_per_sec": speed,
+                                "train/epoch": epoch,
+                            },
+                        )
+                        bar.set_postfix(
+                            loss=f"{train_loss.item():.3f}", lr=f"{lr:.2e}", audio_x=f"{speed:.0f}"
+                        )
                 bar.update(1)
-                if step % cfg.save_every == 0:
+                if step % cfg.save_every == 0 and master_process:
                     save("last.pt")
-                done = step >= cfg.max_steps or 0 < cfg.max_minutes <= minutes()
+                done = step >= cfg.max_steps or 0 < cfg.max_minutes <= clock
                 if val_loader is not None and (step % cfg.eval_every == 0 or done):
-                    metrics = validate(last_batch)
-                    if metrics["val/wer"] < best_wer:
-                        best_wer = metrics["val/wer"]
-                        save("best.pt", val=metrics)
-                    save("last.pt")
+                    if master_process:
+                        metrics = validate(last_batch)
+                        if metrics["val/wer"] < best_wer:
+                            best_wer = metrics["val/wer"]
+                            save("best.pt", val=metrics)
+                        save("last.pt")
+                    if ddp:
+                        dist.barrier()  # the others wait for rank 0's validation
                 if done:
                     break
             else:
                 epoch, epoch_batch = epoch + 1, 0
     except KeyboardInterrupt:
-        save("last.pt")
-        log.close()
-        print(
-            f"\ninterrupted: saved {out_dir / 'last.pt'} at step {step}; continue with --resume --out_dir {out_dir}"
-        )
+        if master_process:  # one writer: the other ranks hold the same weights
+            save("last.pt")
+            log.close()
+            print(
+                f"\ninterrupted: saved {out_dir / 'last.pt'} at step {step}; continue with --resume --out_dir {out_dir}"
+            )
+        if ddp:
+            del model  # before the process group, as at the end
+            destroy_process_group()
         sys.exit(130)
     except BaseException:
-        log.close(exit_code=1)  # marks the run as failed; the last checkpoint stays as it was
+        if master_process:
+            log.close(exit_code=1)  # marks the run as failed; the last checkpoint stays as it was
         raise
     finally:
         bar.close()
         for signum, handler in previous_handlers.items():
             signal.signal(signum, handler)
-    save("last.pt")
-    log.close()
-    skipped = f" ({len(unreadable)} unreadable file(s) skipped, named above)" if unreadable else ""
-    print(f"done: {step} steps; checkpoints in {out_dir}{skipped}")
+    if master_process:
+        save("last.pt")
+        log.close()
+        skipped = f" ({len(unreadable)} unreadable file(s) skipped, named above)" if unreadable else ""
+        print(f"done: {step} steps; checkpoints in {out_dir}{skipped}")
+    if ddp:
+        # the DDP wrapper goes first: freed after its process group, it can hang the exit on gloo
+        # (the group's worker threads wait for the interpreter lock the freeing thread holds)
+        del model
+        destroy_process_group()
     return dict(step=step, best_wer=best_wer, unreadable=len(unreadable), **metrics)
 
 
