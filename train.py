@@ -129,18 +129,18 @@ class SyncBatchNormCPU(torch.nn.BatchNorm1d):
     training, mean and variance are those of all ranks' batches together, and the gradients flow back
     through the all-reduces, as in one process over the whole batch."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, C): the model's B * T frames
         if not self.training:
             return super().forward(x)
-        sums = all_reduce(torch.cat([x.sum((0, 2)), x.new_tensor([x.shape[0] * x.shape[2]])]))
+        sums = all_reduce(torch.cat([x.sum(0), x.new_tensor([x.shape[0]])]))
         count, mean = sums[-1], sums[:-1] / sums[-1]
-        centred = x - mean[:, None]
-        var = all_reduce(centred.pow(2).sum((0, 2))) / count
+        centred = x - mean
+        var = all_reduce(centred.pow(2).sum(0)) / count
         with torch.no_grad():
             self.num_batches_tracked += 1
             self.running_mean.lerp_(mean, self.momentum)
             self.running_var.lerp_(var * count / (count - 1), self.momentum)  # unbiased, as torch's
-        return centred * torch.rsqrt(var + self.eps)[:, None] * self.weight[:, None] + self.bias[:, None]
+        return centred * torch.rsqrt(var + self.eps) * self.weight + self.bias
 
 
 def sync_batch_norm(model: torch.nn.Module, device_type: str) -> torch.nn.Module:
