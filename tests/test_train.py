@@ -251,3 +251,41 @@ def test_transcripts_too_long_for_the_stride_are_skipped_in_training(tmp_path, c
                                       "--stride", "8", "--speed_prob", "0"))  # fmt: skip
     assert result["step"] == 2
     assert "train: 2 utterances (0.00 h, 1 skipped (named above))" in capsys.readouterr().out
+
+
+def test_max_minutes_ends_the_run_and_its_schedule_on_the_clock(tmp_path, monkeypatch):
+    """With --max_minutes the run stops when the clock says so (validated and saved), its learning
+    rate having decayed on the clock; a resume with more minutes continues the count."""
+    data_dir = write_custom_dir(tmp_path / "d", random_texts(4, seed=2))
+    clock = [1000.0]  # seconds; each training step takes 6 s on this clock
+
+    def fake_time():
+        return clock[0]
+
+    real_get_lr, lrs = train.get_lr, []
+
+    def recording_get_lr(step, cfg, minutes=0.0):
+        clock[0] += 6.0
+        lrs.append(real_get_lr(step, cfg, minutes))
+        return lrs[-1]
+
+    monkeypatch.setattr(train.time, "time", fake_time)
+    monkeypatch.setattr(train, "get_lr", recording_get_lr)
+    common = [
+        "--val_data",
+        str(data_dir),
+        "--max_steps",
+        "1000",
+        "--warmup_steps",
+        "2",
+        "--eval_every",
+        "1000",
+    ]
+    result = train.main(tiny_args(data_dir, tmp_path / "run", *common, "--max_minutes", "1"))
+    assert result["step"] == 11  # 10 steps make the minute; the step that sees it is the last
+    assert "val/cer" in result  # validated at the end although eval_every was not reached
+    assert lrs[-1] < 0.05 * lrs[2]  # the cosine went (almost) all the way down in one minute
+    saved = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert saved["step"] == 11 and 1.0 <= saved["minutes"] < 1.2
+    result = train.main(tiny_args(data_dir, tmp_path / "run", "--resume", "--max_minutes", "1.5"))
+    assert 11 < result["step"] <= 17
