@@ -31,7 +31,6 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch.distributed import destroy_process_group, init_process_group
-from torch.distributed.nn.functional import all_reduce
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
@@ -40,6 +39,7 @@ from calc_metrics import EXIT_WARNINGS, corpus_error_rates
 from config import Config, add_config_args, config_from_args, config_from_dict, overrides_from_args
 from data import DurationBatchSampler, SpeechDataset, collate, make_output_dir, read_data, speaker_of
 from decode import DecodingOptions, decode_batch, decoder_pool
+from distributed import gather_ints, sync_batch_norm
 from model import (
     QuartzNet,
     export_main,
@@ -119,46 +119,6 @@ def ctc_loss(log_probs, out_lengths, tokens, token_lengths, batch_size: float | 
         zero_infinity=True,
     )
     return (losses / token_lengths.clamp_min(1)).sum() / (batch_size or len(losses))
-
-
-# ----------------------------------------------------------------------------- several processes
-
-
-class SyncBatchNormCPU(torch.nn.BatchNorm1d):
-    """torch.nn.SyncBatchNorm for processes on CPUs (gloo), where torch's own does not run: in
-    training, mean and variance are those of all ranks' batches together, and the gradients flow back
-    through the all-reduces, as in one process over the whole batch."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, C): the model's B * T frames
-        if not self.training:
-            return super().forward(x)
-        sums = all_reduce(torch.cat([x.sum(0), x.new_tensor([x.shape[0]])]))
-        count, mean = sums[-1], sums[:-1] / sums[-1]
-        centred = x - mean
-        var = all_reduce(centred.pow(2).sum(0)) / count
-        with torch.no_grad():
-            self.num_batches_tracked += 1
-            self.running_mean.lerp_(mean, self.momentum)
-            self.running_var.lerp_(var * count / (count - 1), self.momentum)  # unbiased, as torch's
-        return centred * torch.rsqrt(var + self.eps) * self.weight + self.bias
-
-
-def sync_batch_norm(model: torch.nn.Module, device_type: str) -> torch.nn.Module:
-    """Every BatchNorm1d normalises over the global batch instead of this rank's share of it."""
-    if device_type == "cuda":
-        return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # same parameters and buffers
-    for module in model.modules():
-        if type(module) is torch.nn.BatchNorm1d:
-            module.__class__ = SyncBatchNormCPU  # same parameters and buffers, another forward
-    return model
-
-
-def gather_ints(values: list[int], device) -> list[list[int]]:
-    """Every rank's `values`, in rank order."""
-    local = torch.tensor(values, device=device)
-    gathered = [torch.empty_like(local) for _ in range(dist.get_world_size())]
-    dist.all_gather(gathered, local)
-    return [t.tolist() for t in gathered]
 
 
 # ----------------------------------------------------------------------------- validation
