@@ -73,6 +73,11 @@ def frame_candidates(
     return np.split(cols, np.searchsorted(rows, np.arange(1, T)))
 
 
+def word_starts(vocab: list[str]) -> np.ndarray:
+    """(V,) True for the tokens that begin a word: the space, and word pieces such as " the"."""
+    return np.array([token.startswith(" ") for token in vocab])
+
+
 class _LMScorer:
     """Shallow-fusion bookkeeping for one utterance, cached per trie node of the search.
 
@@ -98,7 +103,7 @@ class _LMScorer:
         self.trie = lm.word_trie(vocab)
         self.look = alpha * self.trie.best  # (S,) look-ahead per trie state; none before a word starts
         self.look[0] = 0.0
-        self.begins_word = np.array([token.startswith(" ") for token in vocab])  # (V,)
+        self.begins_word = word_starts(vocab)  # (V,)
 
     def _history_after(self, history: tuple, word: str) -> tuple:
         history = history + (word,)
@@ -204,7 +209,7 @@ def prefix_beam_search_nbest(
     log_probs = np.asarray(log_probs, np.float64)  # (T, V)
     T, V = log_probs.shape
     space = vocab.index(" ") if vocab is not None and " " in vocab else -1
-    begins_word = np.array([t.startswith(" ") for t in vocab]) if vocab is not None else np.zeros(V, bool)
+    begins_word = word_starts(vocab) if vocab is not None else np.zeros(V, bool)
     if lm is not None and space < 0:
         raise ValueError("LM fusion needs a vocab with a space token")
     scorer = _LMScorer(lm, vocab, space, alpha, beta, unk_score) if lm is not None else None
