@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 import warnings
+from dataclasses import asdict
 from datetime import timedelta
 from pathlib import Path
 
@@ -193,6 +194,13 @@ def catch_stop_signals() -> dict:
     }
 
 
+# what --init_from takes from its checkpoint: the fields that shape the weights
+ARCHITECTURE = (
+    "n_mels", "c1_channels", "c1_kernel", "stride", "block_channels", "block_kernels",
+    "block_repeat", "repeats", "c2_channels", "c2_kernel", "c3_channels",
+)  # fmt: skip
+
+
 def parse_args(argv) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Train a QuartzNet CTC speech recognizer.")
     add_config_args(parser)
@@ -203,6 +211,11 @@ def parse_args(argv) -> argparse.Namespace:
         default=None,
         metavar="CHECKPOINT",
         help="continue from CHECKPOINT (default: OUT_DIR/last.pt)",
+    )
+    parser.add_argument(
+        "--init_from",
+        metavar="CHECKPOINT",
+        help="start a new run (new optimiser and schedule) from CHECKPOINT's weights and tokenizer",
     )
     return parser.parse_args(argv)
 
@@ -237,6 +250,21 @@ def main(argv: list[str] | None = None) -> dict:
             raise ValueError(f"--tokenizer {cfg.tokenizer}: the run being resumed uses {tokenizer.kind}")
     else:
         cfg, tokenizer = config_from_args(args), None  # learned from the training transcripts below
+    init = None
+    if args.init_from:  # fine-tuning: the architecture is the checkpoint's, the rest the command line's
+        if checkpoint is not None:
+            raise ValueError("--init_from starts a new run: leave out --resume")
+        init = load_checkpoint(args.init_from)
+        given = overrides_from_args(args)
+        clash = [k for k in ARCHITECTURE if k in given and given[k] != init["config"][k]]
+        if clash:
+            raise ValueError(f"--init_from {args.init_from}: its architecture is fixed, drop --{clash[0]}")
+        tokenizer = Tokenizer.from_state_dict(init["tokenizer"])
+        fixed = {k: init["config"][k] for k in ARCHITECTURE}
+        fixed.update(
+            tokenizer=tokenizer.kind, vocab_size=len(tokenizer) if tokenizer.kind == "bpe" else cfg.vocab_size
+        )
+        cfg = config_from_dict({**asdict(cfg), **fixed})
     out_dir = make_output_dir(cfg.out_dir, "--out_dir")
     device = pick_device(cfg.device)
     if ddp:
@@ -302,6 +330,10 @@ def main(argv: list[str] | None = None) -> dict:
     model = QuartzNet(cfg, len(tokenizer)).to(device)
     optimizer = make_optimizer(model, cfg)
     step, epoch, epoch_batch, best_wer, metrics, minutes_before = 0, 0, 0, float("inf"), {}, 0.0
+    if init is not None:
+        model.load_state_dict(init["model"])
+        if master_process:
+            print(f"weights from {args.init_from} (step {init['step']}), new optimiser and schedule")
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])

@@ -289,3 +289,24 @@ def test_max_minutes_ends_the_run_and_its_schedule_on_the_clock(tmp_path, monkey
     assert saved["step"] == 11 and 1.0 <= saved["minutes"] < 1.2
     result = train.main(tiny_args(data_dir, tmp_path / "run", "--resume", "--max_minutes", "1.5"))
     assert 11 < result["step"] <= 17
+
+
+def test_init_from_fine_tunes_a_checkpoint_with_a_new_schedule(tone_dataset, tiny_run, tmp_path):
+    """--init_from starts at step 0 from the checkpoint's weights and tokenizer (its architecture wins
+    over the preset's), with a fresh optimiser: at lr 0 the weights stay those of the checkpoint and
+    the model still knows the tones; an architecture flag that contradicts it is a one-line error."""
+    run, _ = tiny_run
+    source = torch.load(run / "last.pt", weights_only=True)
+    args = tiny_args(tone_dataset, tmp_path / "ft", "--preset", "small", "--init_from", str(run / "last.pt"))
+    result = train.main(args + ["--val_data", str(tone_dataset), "--max_steps", "2", "--lr", "0"])
+    assert result["step"] == 2 and result["val/cer"] < 0.05
+    tuned = torch.load(tmp_path / "ft" / "last.pt", weights_only=True)
+    assert tuned["config"]["c1_channels"] == source["config"]["c1_channels"]  # not small's
+    assert tuned["tokenizer"] == source["tokenizer"]
+    for name, weight in source["model"].items():
+        if "running" not in name and "num_batches" not in name:  # batch norm statistics keep moving
+            assert torch.equal(tuned["model"][name], weight), name
+    with pytest.raises(ValueError, match="--c1_channels"):
+        train.main(
+            tiny_args(tone_dataset, tmp_path / "x", "--init_from", str(run / "last.pt"), "--c1_channels", "8")
+        )
