@@ -101,18 +101,22 @@ class _LMScorer:
         self.history = {1: (BOS,)}  # node whose token begins a word (or the root) -> LM history before it
         self.completion: dict[int, tuple[float, tuple]] = {}  # node -> (score change, history after)
         self.trie = lm.word_trie(vocab)
-        self.look = alpha * self.trie.best  # (S,) look-ahead per trie state; none before a word starts
-        self.look[0] = 0.0
+        look = alpha * self.trie.best  # (S,) look-ahead per trie state; none before a word starts
+        look[0] = 0.0
+        # Indexed by word state s: look[s] for s >= 0, and for a word that left the trie
+        # (s = -1 - last trie state) numpy's negative index reads the reversed copy: look[-1 - s].
+        self.look = np.concatenate([look, look[::-1]])  # (2S,)
+        # the same for "the word ends as a vocabulary word": never once it left the trie
+        self.is_word = np.concatenate([self.trie.is_word, np.zeros(len(look), bool)])  # (2S,)
+        # unk_score per number of characters read outside the trie (0 to the longest token)
+        self.unk_cost = np.array(
+            [0.0] + [unk_score * n for n in range(1, self.trie.token_chars.shape[1] + 1)]
+        )
         self.begins_word = word_starts(vocab)  # (V,)
 
     def _history_after(self, history: tuple, word: str) -> tuple:
         history = history + (word,)
         return history[len(history) - self.n_history :] if self.n_history else ()
-
-    def lookahead(self, states: np.ndarray) -> np.ndarray:
-        """Beam word states (any shape) -> look-ahead of the partial word: alpha * trie.best of its
-        trie state, or, for a word that left the trie, of the last trie state it was in (0: none)."""
-        return self.look[np.where(states < 0, -1 - states, states)]
 
     def extend(self, states: np.ndarray, toks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(B,) word states of the beams and (C,) tokens -> (B, C) next word states and fused score
@@ -120,13 +124,10 @@ class _LMScorer:
         trie state of a partial word that left the trie: it keeps that look-ahead, so that leaving
         the vocabulary never refunds a rare prefix's look-ahead, and pays unk_score per character.
         A token that begins a word walks from state 0; ending the word before it is completions()'s."""
-        B, C = len(states), len(toks)
         start = np.where(self.begins_word[toks][None, :], 0, states[:, None])  # (B, C) state it continues
-        inside, last_inside, outside = self.trie.walk(start, np.broadcast_to(toks, (B, C)))
+        inside, last_inside, outside = self.trie.walk(start, toks)
         child = np.where(inside >= 0, inside, np.where(start < 0, start, -1 - last_inside))
-        unknown = np.zeros(outside.shape)  # unk_score per character read outside the trie (never -inf * 0)
-        unknown[outside > 0] = self.unk_score * outside[outside > 0]
-        return child, self.lookahead(child) - self.lookahead(start) + unknown
+        return child, self.look[child] - self.look[start] + self.unk_cost[outside]
 
     def complete(self, node: int, state: int, parent: np.ndarray, token: np.ndarray) -> tuple[float, tuple]:
         """Score change when node's partial word ends here: alpha * log P(word | history) + beta
@@ -141,15 +142,17 @@ class _LMScorer:
             word = "".join(reversed(chars))
             history = self.history[start]
             score = self.alpha * self.lm.log_prob(word, history) + self.beta
-            score -= float(self.lookahead(np.array(state)))  # the look-ahead it carried
-            if state < 0 or not self.trie.is_word[state]:
+            score -= float(self.look[state])  # the look-ahead it carried
+            if not self.is_word[state]:
                 score += self.unk_score
             self.completion[node] = (score, self._history_after(history, word))
         return self.completion[node]
 
     def completion_bound(self, states: np.ndarray) -> np.ndarray:
-        """(B,) upper bound of completions(): log P(word | history) <= 0, unk_score <= 0."""
-        return self.beta - self.lookahead(states)
+        """(B,) upper bound of completions(): log P(word | history) <= 0, unk_score <= 0; -inf for a
+        word outside the vocabulary when unk_score is -inf (no LM query needed to know)."""
+        bound = self.beta - self.look[states]
+        return bound if self.unk_score > NEG_INF else np.where(self.is_word[states], bound, NEG_INF)
 
     def completions(self, ids: np.ndarray, last: np.ndarray, states: np.ndarray, parent, token) -> np.ndarray:
         """(B,) score change of ending each beam's word now; 0 for beams with no partial word."""
@@ -265,19 +268,21 @@ def prefix_beam_search_nbest(
             ext[r, c] = NEG_INF
 
         score_stay = np.logaddexp(new_b, new_nb) + fused  # (B,)
-        fused_ext = np.broadcast_to(fused[:, None], (B, C))  # (B, C)
-        if scorer is not None:
+        if scorer is None:
+            fused_ext = np.broadcast_to(fused[:, None], (B, C))  # (B, C)
+        else:
             child, change = scorer.extend(states, toks)  # (B, C) each
-            fused_ext = fused_ext + change
+            fused_ext = fused[:, None] + change
             begins = begins_word[toks]  # (C,) the space, and word pieces such as " the"
             if begins.any():
                 # ending a word asks the LM: only for beams that can still make the cut below, known
                 # from every other candidate's score and an upper bound of the word's score change
-                known = np.concatenate([score_stay, (ext + fused_ext)[:, ~begins].ravel()])
+                score_ext = ext + fused_ext  # (B, C) before the words' endings
+                known = np.concatenate([score_stay, score_ext[:, ~begins].ravel()])
                 floor = known.max() - beam_margin if len(known) else NEG_INF
                 if len(known) >= beam_size:
                     floor = max(floor, np.partition(known, len(known) - beam_size)[len(known) - beam_size])
-                best_begin = (ext + fused_ext)[:, begins].max(axis=1)  # (B,)
+                best_begin = score_ext[:, begins].max(axis=1)  # (B,)
                 maybe = np.flatnonzero(best_begin + scorer.completion_bound(states) >= floor)
                 ended = np.full(B, NEG_INF)  # (B,) score change of ending the beam's word
                 ended[maybe] = scorer.completions(ids[maybe], last[maybe], states[maybe], parent, token)

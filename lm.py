@@ -333,27 +333,29 @@ class WordTrie:
         for state in range(len(parents) - 1, 0, -1):  # children come after their parents
             best[parents[state]] = max(best[parents[state]], best[state])
         self.best = best  # (S,)
-        self.keys = np.array(sorted(children), np.int64)  # (E,) sorted edge keys
-        self.next = np.array([children[k] for k in self.keys.tolist()], np.int64)  # (E,)
+        # the edges as one flat table: child[state * n_chars + char], -1 where there is none, and at
+        # the end (index -1) for the walks that left the trie or read no character
+        self.child = np.full(len(parents) * self.n_chars + 1, -1, np.int32)  # (S * n_chars + 1,)
+        self.child[np.fromiter(children.keys(), np.int64, len(children))] = list(children.values())
 
     def step(self, states: np.ndarray, tokens: np.ndarray) -> np.ndarray:
         """States (any shape) followed by tokens (same shape) -> next states, -1 outside the trie."""
         return self.walk(states, tokens)[0]
 
     def walk(self, states: np.ndarray, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """States (any shape) followed by tokens (same shape) -> (next states, -1 outside the trie;
-        the last state inside the trie on the way; the number of characters read outside it). A
-        token of several characters can leave the trie part way, and only the rest is unknown."""
-        states = np.array(states, np.int64)
-        last_inside, outside = states.copy(), np.zeros(states.shape, np.int64)
-        for chars in np.moveaxis(self.token_chars[tokens], -1, 0):  # one character position at a time
-            live = (states >= 0) & (chars >= 0)
-            keys = np.where(live, states * self.n_chars + chars, -1)
-            at = np.minimum(self.keys.searchsorted(keys), max(len(self.keys) - 1, 0))
-            hit = live & (len(self.keys) > 0) & (self.keys[at] == keys)
-            states = np.where(live, np.where(hit, self.next[at] if len(self.keys) else -1, -1), states)
+        """States and tokens (broadcastable shapes) -> (next states, -1 outside the trie; the last
+        state inside the trie on the way; the number of characters read outside it). A token of
+        several characters can leave the trie part way, and only the rest is unknown."""
+        states, token_chars = np.asarray(states, np.int64), self.token_chars[tokens]  # (..., L) chars
+        last_inside, outside = states, 0
+        for i in range(token_chars.shape[-1]):  # one character position at a time
+            chars = token_chars[..., i]
+            reading = chars >= 0
+            states = np.where(
+                reading, self.child[np.where(states >= 0, states * self.n_chars + chars, -1)], states
+            )
             last_inside = np.where(states >= 0, states, last_inside)
-            outside += (states < 0) & (chars >= 0)
+            outside = outside + (reading & (states < 0))
         return states, last_inside, outside
 
 

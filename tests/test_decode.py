@@ -390,7 +390,7 @@ def test_leaving_the_vocabulary_pays_unk_score_and_keeps_the_look_ahead(cat_lm):
     assert cax < 0 and change == -2.5  # not a refund of "ca"'s look-ahead
     (caxy,), (change,) = scorer.extend(np.array([cax]), tok[3:4])
     assert caxy == cax and change == -2.5
-    assert scorer.lookahead(np.array(caxy)) == scorer.lookahead(ca)[0] == 0.8 * cat_lm.log_prob("cat")
+    assert scorer.look[caxy] == scorer.look[ca][0] == 0.8 * cat_lm.log_prob("cat")
 
 
 def test_larger_lm_weight_degrades_gracefully(cat_lm):
