@@ -339,7 +339,7 @@ class WordTrie:
         self.child[np.fromiter(children.keys(), np.int64, len(children))] = list(children.values())
 
     def step(self, states: np.ndarray, tokens: np.ndarray) -> np.ndarray:
-        """States (any shape) followed by tokens (same shape) -> next states, -1 outside the trie."""
+        """States followed by tokens (broadcastable shapes) -> next states, -1 outside the trie."""
         return self.walk(states, tokens)[0]
 
     def walk(self, states: np.ndarray, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -1,6 +1,8 @@
 """Speed and accuracy of our CTC prefix beam search against pyctcdecode, without and with a word LM.
 
     python bench/decoders.py [--utterances 3] [--repeats 3]
+    python bench/decoders.py --data_dir VAL [--checkpoint CKPT]   # a real model's log-probs, with its LM
+
 
 The log-probs imitate a trained CTC model: (T=500, V=29), mostly blank frames, 1-2 frame character
 spikes, some frames where two characters compete and some weak characters inside blank runs. Both
@@ -138,6 +140,37 @@ def compare_with_lm(rng, n_utterances: int, beam: int, weights: list[tuple[float
             row("pyctcdecode + KenLM", f"{alpha} / {beta}", theirs(**fusion))
 
 
+def compare_on_model(data_dir: str, checkpoint: str) -> None:
+    """Beam search without and with the checkpoint's LM and settings, on its log-probs of data_dir:
+    WER and ms per utterance, one process (the LM is loaded before timing)."""
+    import dataclasses
+
+    from decode import decode, load_lm
+    from inference import _load, _log_probs
+
+    model, tokenizer, options, data, device = _load(data_dir, checkpoint)
+    ids, log_probs = [], []
+    for batch_ids, _, batch_log_probs in _log_probs(model, data, 200.0, device, 0):
+        ids += batch_ids
+        log_probs += batch_log_probs
+    refs = {u.id: u.text for u in data.utterances}
+    if not options.lm:
+        raise SystemExit(f"{checkpoint}: its decoding settings name no LM (export it with --lm)")
+    lm = load_lm(options.lm)
+    lm.word_trie(tokenizer.vocab)
+    print(f"\n{len(ids)} utterances of {data_dir}, {checkpoint}, one process")
+    print("decoder | WER | ms / utterance | x beam")
+    beam_ms = None
+    for decoder in ("beam", "beam_lm"):
+        o = dataclasses.replace(options, decoder=decoder)
+        start = time.process_time()
+        hyps = [tokenizer.decode(decode(lp, tokenizer.vocab, o, lm)) for lp in log_probs]
+        ms = 1000 * (time.process_time() - start) / len(ids)
+        beam_ms = beam_ms or ms
+        wer = corpus_error_rates([refs[i] for i in ids], hyps)["wer"]
+        print(f"{decoder} {o.beam_size} | {100 * wer:.2f} % | {ms:.0f} | {ms / beam_ms:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -147,7 +180,11 @@ def main() -> None:
     parser.add_argument("--beams", type=int, nargs="*", default=[10, 50, 100])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lm_utterances", type=int, default=40, help="0 skips the LM comparison")
+    parser.add_argument("--data_dir", help="instead: a real model's log-probs of this folder (see above)")
+    parser.add_argument("--checkpoint", default="checkpoints/model.pt", help="with --data_dir")
     args = parser.parse_args()
+    if args.data_dir:
+        return compare_on_model(args.data_dir, args.checkpoint)
 
     rng = np.random.default_rng(args.seed)
     utterances = [synthetic_log_probs(rng) for _ in range(args.utterances)]
