@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Release 2: the first release's model (QuartzNet small, characters, stride 2) trained on for
+# MINUTES more minutes with a new optimiser and schedule, on train-clean-5 plus Common Voice's
+# training sentences; validated on the four held-out LibriSpeech speakers and Common Voice's
+# held-out sentences; then fusion tuned on the LibriSpeech speakers, export and the README tables.
+#   bash recipes/release2.sh DATA_DIR [MINUTES]      (from the repository root; 2 h 20 min on 2 CPU cores)
+# On faster hardware the same minutes make more steps: pass MAX_STEPS=N (and MINUTES=0) to repeat
+# the run's number of steps instead.
+set -euo pipefail
+data=${1:?usage: release2.sh DATA_DIR [MINUTES]}
+minutes=${2:-125}
+ls5=$data/voice-age-mini-librispeech/LibriSpeech/train-clean-5
+val_speakers="19 3664 1970 6848"
+val_dirs=$(printf "$ls5/%s," $val_speakers); val_dirs=${val_dirs%,}
+run=${RUN:-runs/release2}
+mkdir -p "$run"
+[ -d "$data/cv/train" ] || python recipes/split_by_text.py "$data/commonvoice1-valid-dev" "$data/cv"
+[ -f "$run/release1.pt" ] || git show b1d2d84:checkpoints/model.pt > "$run/release1.pt"  # the first release
+
+python train.py --preset small --init_from "$run/release1.pt" --train_data "$ls5,$data/cv/train" \
+  --val_data "$data/cv/val" --val_speakers $val_speakers --max_steps "${MAX_STEPS:-100000}" \
+  --max_minutes "$minutes" --eval_every 500 --save_every 100 --num_workers 1 --beam_size 1 --out_dir "$run"
+python train.py plot "$run" --x minutes --out docs/release2_curves.png
+
+python inference.py --checkpoint "$run/last.pt" --data_dir "$val_dirs" --tune --lm checkpoints/books3.arpa.gz \
+  --beam_size 50 --alphas 0.6 0.8 1.0 1.2 --betas 0 1 2 --unk_scores lexicon --out "$run/tune"
+python train.py export "$run/last.pt" checkpoints/model.pt --decoder beam_lm --lm checkpoints/books3.arpa.gz \
+  --tuned "$run/tune/tune.json"
+
+for decoder in greedy beam beam_lm; do  # the README's table: both validation sets, then 4 test-clean utterances
+  python inference.py --data_dir "$val_dirs" --out "$run/preds/ls_$decoder" --decoder "$decoder"
+  python inference.py --data_dir "$data/cv/val" --out "$run/preds/cv_$decoder" --decoder "$decoder"
+  python inference.py --data_dir "$data/kennethwang-speech2text/LibriSpeech/test-clean" \
+    --out "$run/preds/test4_$decoder" --decoder "$decoder"
+done
