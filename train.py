@@ -260,10 +260,9 @@ def main(argv: list[str] | None = None) -> dict:
         if clash:
             raise ValueError(f"--init_from {args.init_from}: its architecture is fixed, drop --{clash[0]}")
         tokenizer = Tokenizer.from_state_dict(init["tokenizer"])
-        fixed = {k: init["config"][k] for k in ARCHITECTURE}
-        fixed.update(
-            tokenizer=tokenizer.kind, vocab_size=len(tokenizer) if tokenizer.kind == "bpe" else cfg.vocab_size
-        )
+        fixed = {k: init["config"][k] for k in ARCHITECTURE} | {"tokenizer": tokenizer.kind}
+        if tokenizer.kind == "bpe":
+            fixed["vocab_size"] = len(tokenizer)
         cfg = config_from_dict({**asdict(cfg), **fixed})
     out_dir = make_output_dir(cfg.out_dir, "--out_dir")
     device = pick_device(cfg.device)

@@ -3,7 +3,6 @@
     python bench/decoders.py [--utterances 3] [--repeats 3]
     python bench/decoders.py --data_dir VAL [--checkpoint CKPT]   # a real model's log-probs, with its LM
 
-
 The log-probs imitate a trained CTC model: (T=500, V=29), mostly blank frames, 1-2 frame character
 spikes, some frames where two characters compete and some weak characters inside blank runs. Both
 decoders get the same token floor and beam margin (ours keeps its default top-k and blank-frame
@@ -12,6 +11,7 @@ get its columns, else they show "-".
 """
 
 import argparse
+import dataclasses
 import importlib.util
 import logging
 import os
@@ -143,8 +143,6 @@ def compare_with_lm(rng, n_utterances: int, beam: int, weights: list[tuple[float
 def compare_on_model(data_dir: str, checkpoint: str) -> None:
     """Beam search without and with the checkpoint's LM and settings, on its log-probs of data_dir:
     WER and ms per utterance, one process (the LM is loaded before timing)."""
-    import dataclasses
-
     from decode import decode, load_lm
     from inference import _load, _log_probs
 
