@@ -15,7 +15,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from lm import BOS, EOS, NGramLM
+from lm import BOS, EOS, UNK, NGramLM, WordTrie
 
 NEG_INF = float("-inf")
 DECODERS = ("greedy", "beam", "beam_lm")
@@ -78,6 +78,26 @@ def word_starts(vocab: list[str]) -> np.ndarray:
     return np.array([token.startswith(" ") for token in vocab])
 
 
+@lru_cache(maxsize=8)
+def _word_state_tables(trie: WordTrie, alpha: float, unk: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per word state (see _LMScorer.extend): its look-ahead, whether it ends a vocabulary word, and
+    the LM id of that word (unk when none). A state s >= 0 is a trie state; for a word that left the
+    trie (s = -1 - its last trie state) numpy's negative index reads the reversed copy at [-1 - s],
+    which keeps that look-ahead and is never a word. (2S,) each; computed once per LM and alpha."""
+    look = alpha * trie.best  # the look-ahead; none before a word starts
+    look[0] = 0.0
+    word_of = np.where(trie.is_word, trie.word_id, unk)
+    no_word = np.zeros(len(look), bool)
+    tables = (
+        np.concatenate([look, look[::-1]]),
+        np.concatenate([trie.is_word, no_word]),
+        np.concatenate([word_of, np.full(len(look), unk)]),
+    )
+    for table in tables:
+        table.flags.writeable = False  # shared by every utterance decoded with this LM and alpha
+    return tables
+
+
 class _LMScorer:
     """Shallow-fusion bookkeeping for one utterance, cached per trie node of the search.
 
@@ -95,28 +115,22 @@ class _LMScorer:
     def __init__(
         self, lm: NGramLM, vocab: list[str], space: int, alpha: float, beta: float, unk_score: float
     ):
-        self.lm, self.vocab, self.space, self.alpha, self.beta = lm, vocab, space, alpha, beta
+        self.lm, self.space, self.alpha, self.beta = lm, space, alpha, beta
         self.unk_score = unk_score
         self.n_history = lm.order - 1
-        self.history = {1: (BOS,)}  # node whose token begins a word (or the root) -> LM history before it
-        self.completion: dict[int, tuple[float, tuple]] = {}  # node -> (score change, history after)
+        self.eos = lm.word_id(EOS)
+        # word ids throughout: an unknown word is <unk>, which is all the LM can tell of it
+        self.history = {1: (lm.word_id(BOS),)}  # node whose token begins a word (or the root) -> history
+        self.history_after: dict[int, tuple] = {}  # node -> history once its partial word has ended
+        self.word_start = np.ones(1024, np.int64)  # node -> the node whose token began its word
+        self.ended = np.full(1024, np.nan)  # node -> score change of ending its word now (nan: not asked)
         self.trie = lm.word_trie(vocab)
-        look = alpha * self.trie.best  # (S,) look-ahead per trie state; none before a word starts
-        look[0] = 0.0
-        # Indexed by word state s: look[s] for s >= 0, and for a word that left the trie
-        # (s = -1 - last trie state) numpy's negative index reads the reversed copy: look[-1 - s].
-        self.look = np.concatenate([look, look[::-1]])  # (2S,)
-        # the same for "the word ends as a vocabulary word": never once it left the trie
-        self.is_word = np.concatenate([self.trie.is_word, np.zeros(len(look), bool)])  # (2S,)
+        self.look, self.is_word, self.word_of = _word_state_tables(self.trie, alpha, lm.word_id(UNK))
         # unk_score per number of characters read outside the trie (0 to the longest token)
         self.unk_cost = np.array(
             [0.0] + [unk_score * n for n in range(1, self.trie.token_chars.shape[1] + 1)]
         )
         self.begins_word = word_starts(vocab)  # (V,)
-
-    def _history_after(self, history: tuple, word: str) -> tuple:
-        history = history + (word,)
-        return history[len(history) - self.n_history :] if self.n_history else ()
 
     def extend(self, states: np.ndarray, toks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(B,) word states of the beams and (C,) tokens -> (B, C) next word states and fused score
@@ -125,28 +139,24 @@ class _LMScorer:
         the vocabulary never refunds a rare prefix's look-ahead, and pays unk_score per character.
         A token that begins a word walks from state 0; ending the word before it is completions()'s."""
         start = np.where(self.begins_word[toks][None, :], 0, states[:, None])  # (B, C) state it continues
-        inside, last_inside, outside = self.trie.walk(start, toks)
-        child = np.where(inside >= 0, inside, np.where(start < 0, start, -1 - last_inside))
+        child, outside = self.trie.walk(start, toks)
         return child, self.look[child] - self.look[start] + self.unk_cost[outside]
 
-    def complete(self, node: int, state: int, parent: np.ndarray, token: np.ndarray) -> tuple[float, tuple]:
-        """Score change when node's partial word ends here: alpha * log P(word | history) + beta
-        replaces its look-ahead; an unknown word keeps the unk_score it paid and pays one more."""
-        if node not in self.completion:
-            chars = []
-            start = node
-            while start not in self.history:  # walk back to the token that began the word
-                chars.append(self.vocab[token[start]])
-                start = int(parent[start])
-            chars.append(self.vocab[token[start]].removeprefix(" "))  # nothing for a space or the root
-            word = "".join(reversed(chars))
+    def complete(self, nodes: np.ndarray, states: np.ndarray) -> np.ndarray:
+        """(N,) score changes when the nodes' partial words (in word states `states`) end here:
+        alpha * log P(word | history) + beta replaces the look-ahead; an unknown word keeps the
+        unk_score it paid and pays one more. The word state names the word: no need to spell it."""
+        words = self.word_of[states]
+        scores = self.beta - self.look[states] + np.where(self.is_word[states], 0.0, self.unk_score)
+        for j, (node, word, start) in enumerate(
+            zip(nodes.tolist(), words.tolist(), self.word_start[nodes].tolist())
+        ):
             history = self.history[start]
-            score = self.alpha * self.lm.log_prob(word, history) + self.beta
-            score -= float(self.look[state])  # the look-ahead it carried
-            if not self.is_word[state]:
-                score += self.unk_score
-            self.completion[node] = (score, self._history_after(history, word))
-        return self.completion[node]
+            scores[j] += self.alpha * self.lm.log_prob_ids(word, history)
+            history += (word,)
+            self.history_after[node] = history[len(history) - self.n_history :] if self.n_history else ()
+        self.ended[nodes] = scores
+        return scores
 
     def completion_bound(self, states: np.ndarray) -> np.ndarray:
         """(B,) upper bound of completions(): log P(word | history) <= 0, unk_score <= 0; -inf for a
@@ -154,30 +164,38 @@ class _LMScorer:
         bound = self.beta - self.look[states]
         return bound if self.unk_score > NEG_INF else np.where(self.is_word[states], bound, NEG_INF)
 
-    def completions(self, ids: np.ndarray, last: np.ndarray, states: np.ndarray, parent, token) -> np.ndarray:
+    def completions(self, ids: np.ndarray, last: np.ndarray, states: np.ndarray) -> np.ndarray:
         """(B,) score change of ending each beam's word now; 0 for beams with no partial word."""
-        scores = np.zeros(len(ids))
-        for j in np.flatnonzero(last != self.space).tolist():
-            n = int(ids[j])
-            scores[j] = (self.completion.get(n) or self.complete(n, int(states[j]), parent, token))[0]
+        scores = np.where(last == self.space, 0.0, self.ended[ids])
+        new = np.flatnonzero(np.isnan(scores))
+        if len(new):
+            scores[new] = self.complete(ids[new], states[new])
         return scores
 
     def add_words(self, new_ids: np.ndarray, parents: np.ndarray, parent_last: np.ndarray, toks) -> None:
-        """Register the LM history before the word that each node just created by a word-beginning
-        token begins: after the parent's word, which the token ended, or the parent's own history
-        when it had no partial word (the root, or a space)."""
+        """Note where each new node's word began, and register the LM history before the word that
+        each node created by a word-beginning token begins: after the parent's word, which the
+        token ended, or the parent's own history when it had no partial word (the root, a space)."""
+        if len(new_ids) and new_ids.max() >= len(self.word_start):
+            grow = max(len(self.word_start), int(new_ids.max()) + 1 - len(self.word_start))
+            self.word_start = np.concatenate([self.word_start, np.ones(grow, np.int64)])
+            self.ended = np.concatenate([self.ended, np.full(grow, np.nan)])
         begins = self.begins_word[toks]
+        self.word_start[new_ids] = np.where(begins, new_ids, self.word_start[parents])
         for n, p, p_last in zip(
             new_ids[begins].tolist(), parents[begins].tolist(), parent_last[begins].tolist()
         ):
-            self.history[n] = self.history[p] if p_last == self.space else self.completion[p][1]
+            self.history[n] = self.history[p] if p_last == self.space else self.history_after[p]
 
-    def final(self, node: int, last: int, state: int, parent, token) -> float:
+    def final(self, node: int, last: int, state: int) -> float:
         """Score change at the end of the utterance: the last partial word, then </s>."""
         score, history = 0.0, self.history.get(node)
         if last != self.space and node != 1:
-            score, history = self.complete(node, state, parent, token)
-        return score + self.alpha * self.lm.log_prob(EOS, history)
+            score = float(self.ended[node])
+            if score != score:  # nan: not asked yet
+                score = float(self.complete(np.array([node]), np.array([state]))[0])
+            history = self.history_after[node]
+        return score + self.alpha * self.lm.log_prob_ids(self.eos, history)
 
 
 def prefix_beam_search_nbest(
@@ -253,12 +271,12 @@ def prefix_beam_search_nbest(
         B, C = len(ids), len(toks)
         repeat = last[:, None] == toks[None, :]  # (B, C)
         ext = np.where(repeat, p_b[:, None], p_tot[:, None]) + lp[toks][None, :]  # (B, C)
-        if space >= 0:
-            ext[np.ix_(ends_in_space, toks == space)] = NEG_INF  # counted in new_nb above
+        col_of = np.full(V + 1, -1)  # token -> its column in ext, -1 for none (and for last = -1)
+        col_of[toks] = np.arange(C)
+        if space >= 0 and col_of[space] >= 0:
+            ext[ends_in_space, col_of[space]] = NEG_INF  # counted in new_nb above
 
         # an extension that recreates a prefix already in the beam adds to that beam instead
-        col_of = np.full(V + 1, -1)
-        col_of[toks] = np.arange(C)
         par_row = row_of[parent[ids]]  # (B,)
         col = col_of[last]  # (B,), last = -1 reads the spare slot col_of[V]
         merge = np.flatnonzero((par_row >= 0) & (col >= 0))
@@ -285,7 +303,7 @@ def prefix_beam_search_nbest(
                 best_begin = score_ext[:, begins].max(axis=1)  # (B,)
                 maybe = np.flatnonzero(best_begin + scorer.completion_bound(states) >= floor)
                 ended = np.full(B, NEG_INF)  # (B,) score change of ending the beam's word
-                ended[maybe] = scorer.completions(ids[maybe], last[maybe], states[maybe], parent, token)
+                ended[maybe] = scorer.completions(ids[maybe], last[maybe], states[maybe])
                 fused_ext[:, begins] += ended[:, None]
         score_ext = ext + fused_ext  # (B, C)
 
@@ -333,7 +351,7 @@ def prefix_beam_search_nbest(
         ids.tolist(), last.tolist(), states.tolist(), p_tot.tolist(), fused.tolist()
     ):
         if scorer is not None:
-            f += scorer.final(node, t, s, parent, token)
+            f += scorer.final(node, t, s)
         backwards = []
         while node > 1:
             backwards.append(int(token[node]))

@@ -20,6 +20,7 @@ import time
 import zlib
 from array import array
 from collections.abc import Iterable
+from functools import cached_property
 
 import numpy as np
 
@@ -111,6 +112,7 @@ class NGramLM:
         self._keys, self._logp, self._backoff = keys, logps, backoffs
         self._unk = self.vocab.get(UNK, -1)
         self._cache: dict[tuple, float] = {}
+        self._backoffs: dict[tuple, float] = {}
         self._tries: dict[tuple, tuple] = {}
 
     def _find(self, ids: tuple[int, ...]) -> int:
@@ -125,31 +127,51 @@ class NGramLM:
         The longest n-gram (history suffix + word) in the model gives the probability; every history
         suffix that was too long to match adds its back-off weight. Unknown words are <unk>.
         """
-        history = tuple(history[len(history) - self.order + 1 :]) if self.order > 1 else ()
-        cached = self._cache.get((word, history))
-        if cached is not None:
-            return cached
-        w = self.vocab.get(word.lower(), self._unk)
-        if w < 0:
-            return self.unk_logp
-        h = tuple(self.vocab.get(x.lower(), self._unk) for x in history)
-        logp = self._backoff_prob(w, h)
-        if len(self._cache) > 1_000_000:
-            self._cache.clear()
-        self._cache[(word, history)] = logp
+        return self.log_prob_ids(self.word_id(word), tuple(self.word_id(x) for x in history))
+
+    def word_id(self, word: str) -> int:
+        """The word's id, or <unk>'s for an unknown word (-1 when the model has no <unk>)."""
+        return self.vocab.get(word.lower(), self._unk)
+
+    def log_prob_ids(self, w: int, history: tuple[int, ...]) -> float:
+        """log_prob() for word ids (see word_id), cached: the decoder asks the same questions often."""
+        history = history[len(history) - self.order + 1 :] if self.order > 1 else ()
+        logp = self._cache.get((w, history))
+        if logp is None:
+            logp = self._backoff_prob(w, history) if w >= 0 else self.unk_logp
+            if len(self._cache) > 1_000_000:
+                self._cache.clear()
+            self._cache[(w, history)] = logp
         return logp
 
     def _backoff_prob(self, w: int, h: tuple[int, ...]) -> float:
         backoff = 0.0
-        for start in range(len(h) + 1):
+        for start in range(len(h)):
             ctx = h[start:]
             i = self._find(ctx + (w,))
             if i >= 0:
                 return backoff + float(self._logp[len(ctx)][i])
-            j = self._find(ctx) if ctx else -1
-            if j >= 0:
-                backoff += float(self._backoff[len(ctx) - 1][j])
-        return self.unk_logp  # a word with no unigram (only in higher-order n-grams of a malformed file)
+            backoff += self._context_backoff(ctx)
+        unigram = float(self.unigram_logp[w])  # nan for a word with no unigram (a malformed file)
+        return self.unk_logp if unigram != unigram else backoff + unigram
+
+    def _context_backoff(self, ctx: tuple[int, ...]) -> float:
+        """The back-off weight of a history (0 when it is no n-gram), cached: histories recur."""
+        weight = self._backoffs.get(ctx)
+        if weight is None:
+            j = self._find(ctx)
+            weight = float(self._backoff[len(ctx) - 1][j]) if j >= 0 else 0.0
+            if len(self._backoffs) > 1_000_000:
+                self._backoffs.clear()
+            self._backoffs[ctx] = weight
+        return weight
+
+    @cached_property
+    def unigram_logp(self) -> np.ndarray:
+        """(words,) log P(word) by id; nan where the model has no unigram."""
+        keys = _hash_id_rows(np.arange(len(self.words))[:, None])
+        at = np.minimum(self._keys[0].searchsorted(keys), len(self._keys[0]) - 1)
+        return np.where(self._keys[0][at] == keys, self._logp[0][at], np.nan)
 
     def sentence_log_prob(self, words: list[str], bos: bool = True, eos: bool = True) -> float:
         """Natural-log probability of a word sequence, with <s> as the first history and </s> at the end."""
@@ -164,11 +186,7 @@ class NGramLM:
         """The vocabulary's character trie for decoding with this token alphabet (cached per alphabet)."""
         key = tuple(alphabet)
         if key not in self._tries:
-            unigram = np.full(len(self.words), self.unk_logp)
-            keys = _hash_id_rows(np.arange(len(self.words))[:, None])
-            at = np.minimum(self._keys[0].searchsorted(keys), len(self._keys[0]) - 1)
-            found = self._keys[0][at] == keys
-            unigram[found] = self._logp[0][at[found]]
+            unigram = np.nan_to_num(self.unigram_logp, nan=self.unk_logp)
             self._tries[key] = WordTrie(self.words, unigram, alphabet)
         return self._tries[key]
 
@@ -295,12 +313,13 @@ class NGramLM:
 class WordTrie:
     """Character trie of an LM's words, for scoring partial words while decoding.
 
-    State 0 is the empty word; step() follows tokens (one or more characters each) and gives -1 once
-    the partial word starts no vocabulary word; is_word[state] marks whole words. A token's leading
-    " " (a word piece that begins a word) is not read: the decoder starts that word from state 0.
-    best[state] is the highest unigram log-prob of a word that the partial word can still become:
-    an optimistic estimate of its LM score before it ends (LM look-ahead), so that prefixes with and
-    without an unfinished word compare fairly.
+    A word state is a trie state s >= 0 (0: the empty word), or -1 - s for a partial word that left
+    the trie after state s: it starts no vocabulary word, and walks no further. walk() follows
+    tokens (one or more characters each); a token's leading " " (a word piece that begins a word)
+    is not read: the decoder starts that word from state 0. word_id[s] is the LM id of the word
+    that ends at s (-1: none, is_word False). best[s] is the highest unigram log-prob of a word that
+    the partial word can still become: an optimistic estimate of its LM score before it ends (LM
+    look-ahead), so that prefixes with and without an unfinished word compare fairly.
     """
 
     def __init__(self, words: list[str], unigram_logp: np.ndarray, alphabet: list[str]):
@@ -308,55 +327,65 @@ class WordTrie:
         self.n_chars = len(chars)
         char_id = {ch: i for i, ch in enumerate(chars)}
         width = max([len(token) for token in alphabet] + [1])
-        self.token_chars = np.full((len(alphabet), width), -1, np.int64)  # (V, L) char ids, -1 padded
+        # (V, L) char ids, padded with n_chars: "no character", whose edge leads back to the state
+        self.token_chars = np.full((len(alphabet), width), self.n_chars, np.int64)
         for t, token in enumerate(alphabet):
             spelled = token.removeprefix(" ")
             if " " not in spelled:
                 self.token_chars[t, : len(spelled)] = [char_id[ch] for ch in spelled]
-        children: dict[int, int] = {}  # state * n_chars + char -> state
-        parents, best = [-1], [-np.inf]
-        for word, logp in zip(words, unigram_logp.tolist()):
+        self.token_length = (self.token_chars < self.n_chars).sum(axis=1)  # (V,) characters read
+        children: dict[int, int] = {}  # state * (n_chars + 1) + char -> state
+        parents, best, word_id = [-1], [-np.inf], [-1]
+        for w, (word, logp) in enumerate(zip(words, unigram_logp.tolist())):
             if word in (BOS, EOS, UNK) or any(ch not in char_id for ch in word):
                 continue
             state = 0
             for ch in word:
-                key = state * self.n_chars + char_id[ch]
+                key = state * (self.n_chars + 1) + char_id[ch]
                 nxt = children.get(key)
                 if nxt is None:
                     nxt = children[key] = len(parents)
                     parents.append(state)
                     best.append(-np.inf)
+                    word_id.append(-1)
                 state = nxt
-            best[state] = max(best[state], logp)
-        self.is_word = np.isfinite(best)  # (S,) before the maxima below spread to the parents
+            best[state], word_id[state] = logp, w
+        self.word_id = np.array(word_id)  # (S,) the LM's id of the word that ends at each state, or -1
+        self.is_word = self.word_id >= 0  # (S,)
         best = np.array(best)
-        for state in range(len(parents) - 1, 0, -1):  # children come after their parents
+        depth = np.zeros(len(parents), np.int64)
+        for state in range(1, len(parents)):  # children come after their parents
+            depth[state] = depth[parents[state]] + 1
+        for state in range(len(parents) - 1, 0, -1):
             best[parents[state]] = max(best[parents[state]], best[state])
         self.best = best  # (S,)
-        # the edges as one flat table: child[state * n_chars + char], -1 where there is none, and at
-        # the end (index -1) for the walks that left the trie or read no character
-        self.child = np.full(len(parents) * self.n_chars + 1, -1, np.int32)  # (S * n_chars + 1,)
+        # characters in each word state's prefix: for s < 0, numpy's negative index reads the reversed
+        # copy at [-1 - s], the depth where the word left the trie
+        self.depth = np.concatenate([depth, depth[::-1]])  # (2S,)
+        # the edges as one flat table, child[state * (n_chars + 1) + char]: the next state, -1 - state
+        # where the word leaves the trie, and the state itself for "no character"
+        S, stride = len(parents), self.n_chars + 1
+        child = np.repeat(-1 - np.arange(S, dtype=np.int32)[:, None], stride, axis=1)  # (S, n_chars + 1)
+        child[:, self.n_chars] = np.arange(S)
+        self.child = child.ravel()
         self.child[np.fromiter(children.keys(), np.int64, len(children))] = list(children.values())
 
-    def step(self, states: np.ndarray, tokens: np.ndarray) -> np.ndarray:
-        """States followed by tokens (broadcastable shapes) -> next states, -1 outside the trie."""
-        return self.walk(states, tokens)[0]
-
-    def walk(self, states: np.ndarray, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """States and tokens (broadcastable shapes) -> (next states, -1 outside the trie; the last
-        state inside the trie on the way; the number of characters read outside it). A token of
-        several characters can leave the trie part way, and only the rest is unknown."""
-        states, token_chars = np.asarray(states, np.int64), self.token_chars[tokens]  # (..., L) chars
-        last_inside, outside = states, 0
+    def walk(self, states: np.ndarray, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Word states and tokens (broadcastable shapes) -> (next word states; the number of
+        characters read outside the trie). A token of several characters can leave the trie part
+        way, and only the rest is unknown."""
+        start = states = np.asarray(states, np.int64)
+        token_chars = self.token_chars[tokens]  # (..., L)
         for i in range(token_chars.shape[-1]):  # one character position at a time
-            chars = token_chars[..., i]
-            reading = chars >= 0
-            states = np.where(
-                reading, self.child[np.where(states >= 0, states * self.n_chars + chars, -1)], states
-            )
-            last_inside = np.where(states >= 0, states, last_inside)
-            outside = outside + (reading & (states < 0))
-        return states, last_inside, outside
+            inside = states >= 0
+            edge = np.where(inside, states * (self.n_chars + 1) + token_chars[..., i], 0)
+            states = np.where(inside, self.child[edge], states)
+        return states, self.token_length[tokens] - (self.depth[states] - self.depth[start])
+
+    def step(self, states: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+        """Trie states followed by tokens (broadcastable shapes) -> next states, -1 outside the trie."""
+        states = self.walk(states, tokens)[0]
+        return np.where(states >= 0, states, -1)
 
 
 # ---------------------------------------------------------------------------------------------------
