@@ -80,18 +80,16 @@ def word_starts(vocab: list[str]) -> np.ndarray:
 
 @lru_cache(maxsize=8)
 def _word_state_tables(trie: WordTrie, alpha: float, unk: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per word state (see _LMScorer.extend): its look-ahead, whether it ends a vocabulary word, and
-    the LM id of that word (unk when none). A state s >= 0 is a trie state; for a word that left the
-    trie (s = -1 - its last trie state) numpy's negative index reads the reversed copy at [-1 - s],
-    which keeps that look-ahead and is never a word. (2S,) each; computed once per LM and alpha."""
+    """Per word state (see WordTrie): its look-ahead, which a word that left the trie keeps from
+    where it left; whether it ends a vocabulary word (never once it left); and the LM id of that
+    word (unk when none). (2S,) each; computed once per LM and alpha."""
     look = alpha * trie.best  # the look-ahead; none before a word starts
     look[0] = 0.0
-    word_of = np.where(trie.is_word, trie.word_id, unk)
-    no_word = np.zeros(len(look), bool)
+    outside = len(look)  # the word states of words that left the trie
     tables = (
-        np.concatenate([look, look[::-1]]),
-        np.concatenate([trie.is_word, no_word]),
-        np.concatenate([word_of, np.full(len(look), unk)]),
+        trie.by_word_state(look),
+        np.concatenate([trie.is_word, np.zeros(outside, bool)]),
+        np.concatenate([np.where(trie.is_word, trie.word_id, unk), np.full(outside, unk)]),
     )
     for table in tables:
         table.flags.writeable = False  # shared by every utterance decoded with this LM and alpha

@@ -359,9 +359,7 @@ class WordTrie:
         for state in range(len(parents) - 1, 0, -1):
             best[parents[state]] = max(best[parents[state]], best[state])
         self.best = best  # (S,)
-        # characters in each word state's prefix: for s < 0, numpy's negative index reads the reversed
-        # copy at [-1 - s], the depth where the word left the trie
-        self.depth = np.concatenate([depth, depth[::-1]])  # (2S,)
+        self.depth = self.by_word_state(depth)  # (2S,) characters in each word state's prefix
         # the edges as one flat table, child[state * (n_chars + 1) + char]: the next state, -1 - state
         # where the word leaves the trie, and the state itself for "no character"
         S, stride = len(parents), self.n_chars + 1
@@ -369,6 +367,13 @@ class WordTrie:
         child[:, self.n_chars] = np.arange(S)
         self.child = child.ravel()
         self.child[np.fromiter(children.keys(), np.int64, len(children))] = list(children.values())
+
+    @staticmethod
+    def by_word_state(per_state: np.ndarray) -> np.ndarray:
+        """(S,) values per trie state -> (2S,) indexed by word state: s >= 0 reads per_state[s], and
+        for a word that left the trie (s = -1 - its last trie state) numpy's negative index reads the
+        reversed copy at [-1 - s], the value of the state where the word left."""
+        return np.concatenate([per_state, per_state[::-1]])
 
     def walk(self, states: np.ndarray, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Word states and tokens (broadcastable shapes) -> (next word states; the number of
