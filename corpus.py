@@ -9,7 +9,8 @@ import os
 import re
 import sys
 
-from lm import _open_text, normalize_text
+from arpa import open_text
+from tokenizer import normalize_text
 
 
 def read_exclusions(path: str) -> re.Pattern | None:
@@ -38,9 +39,9 @@ def write_corpus(paths: list[str], out: str, exclude_path: str | None = None) ->
     exclude = read_exclusions(exclude_path) if exclude_path else None
     kept, excluded = corpus_files(paths, exclude)
     stats = {"files": len(kept), "excluded": len(excluded), "sentences": 0, "words": 0}
-    with _open_text(out, "wt") as f:
+    with open_text(out, "wt") as f:
         for path in kept:
-            with _open_text(path) as text:
+            with open_text(path) as text:
                 for line in text:
                     line = normalize_text(line)
                     if line:

@@ -15,7 +15,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from lm import BOS, EOS, UNK, NGramLM, WordTrie
+from arpa import BOS, EOS, UNK
+from lm import NGramLM, WordTrie
 
 NEG_INF = float("-inf")
 DECODERS = ("greedy", "beam", "beam_lm")

@@ -23,12 +23,12 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from arpa import check_arpa
 from audio import DataError
 from calc_metrics import EXIT_WARNINGS, corpus_error_rates, format_report
 from data import CustomDirDataset, DurationBatchSampler, LibriSpeechDataset, collate, make_output_dir
 from decode import DECODERS, DecodingOptions, decode_batch, decoder_pool
 from download import download, parse_link
-from lm import check_arpa
 from model import load_checkpoint, load_model, pick_device, utterance_log_probs
 
 DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "model.pt"

@@ -1,4 +1,6 @@
-"""Interpolated modified Kneser-Ney (Chen & Goodman) from a corpus of word ids, by sorted counting in numpy.
+"""Building n-gram LMs: interpolated modified Kneser-Ney (Chen & Goodman) by sorted counting in numpy.
+
+build_tables(sentences) turns text into a back-off model; arpa.write_arpa_tables writes it.
 
 The corpus is one int32 array of word ids, "<s> w w w </s> <s> w ...". Every n-gram becomes one int64 key,
 
@@ -13,7 +15,12 @@ Probabilities come out as an ARPA back-off model: p(w | h) for each kept n-gram 
 that every context's distribution still sums to 1 after pruning.
 """
 
+from collections.abc import Iterable
+
 import numpy as np
+
+from arpa import ARPA_LOG10_ZERO, BOS, EOS, LN10, UNK, Tables
+from tokenizer import normalize_text
 
 NO_NGRAM = -1  # row value of corpus positions where no n-gram of this order starts (it would cross </s>)
 MIN_LEFT = 1e-12  # floor for the probability mass left to unseen words, against rounding below zero
@@ -80,9 +87,7 @@ def discounts(adjusted: np.ndarray) -> tuple[float, float, float]:
     return (y, y, y)
 
 
-def kneser_ney(
-    tables: list[dict[str, np.ndarray]], bos: int, prune: list[int], unseen: int = -1
-) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def kneser_ney(tables: list[dict[str, np.ndarray]], bos: int, prune: list[int], unseen: int = -1) -> Tables:
     """Back-off model from count_ngrams' tables: per order, (word ids (N, n), log p, log back-off).
 
     prune[n - 1]: n-grams of order n (>= 2) seen fewer times are dropped. The cut-offs must not fall with
@@ -155,3 +160,87 @@ def kneser_ney(
             logp = np.log(probs[n][keep])
         out.append((ids, logp, backoffs[n][keep]))
     return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# From text: the words, the corpus as ids, the model as arrays (arpa.write_arpa_tables writes them)
+
+
+def corpus_ids(
+    sentences: Iterable[str | list[str]], min_count: int = 1, max_vocab: int = 0, max_words: int = 0
+) -> tuple[list[str], np.ndarray]:
+    """Words (id -> word: <s>, </s>, <unk>, then by falling count) and the corpus as one int32 id array.
+
+    sentences: text lines (normalised with normalize_text) or lists of words; each becomes <s> ... </s>.
+    Words seen fewer than min_count times, or beyond the max_vocab most frequent, become <unk>.
+    max_words > 0 stops after the sentence that reaches that many words (a prefix of a big corpus).
+    """
+    first_seen = {BOS: 0, EOS: 1, UNK: 2}  # provisional ids in order of appearance, ranked below
+    chunks, chunk, n_words = [], [], 0
+    for s in sentences:
+        words = normalize_text(s).split() if isinstance(s, str) else list(s)
+        if not words:
+            continue
+        chunk.append(0)
+        chunk.extend([first_seen.setdefault(w, len(first_seen)) for w in words])
+        chunk.append(1)
+        n_words += len(words)
+        if len(chunk) > 1 << 22:  # Python ints cost 8x an int32: keep lists short
+            chunks.append(np.array(chunk, np.int32))
+            chunk = []
+        if max_words and n_words >= max_words:
+            break
+    chunks.append(np.array(chunk, np.int32))
+    corpus = np.concatenate(chunks)
+    counts = np.bincount(corpus, minlength=len(first_seen))
+    words = list(first_seen)
+    ranked = sorted(range(3, len(words)), key=lambda i: (-counts[i], words[i]))
+    kept = [i for i in ranked if counts[i] >= min_count][: max_vocab if max_vocab > 0 else None]
+    new_id = np.full(len(words), 2, np.int32)  # everything not kept is <unk>
+    new_id[:3] = np.arange(3)
+    new_id[kept] = np.arange(3, 3 + len(kept), dtype=np.int32)
+    return [BOS, EOS, UNK] + [words[i] for i in kept], new_id[corpus]
+
+
+def build_tables(
+    sentences: Iterable[str | list[str]],
+    order: int = 3,
+    min_count: int = 1,
+    max_vocab: int = 0,
+    prune: int | list[int] = 1,
+    max_words: int = 0,
+    unk_counts: bool = False,
+) -> tuple[list[str], Tables]:
+    """Kneser-Ney back-off model as arrays: (words, per order (word ids (N, n), log p, log back-off)).
+
+    prune: n-grams of order >= 2 seen fewer times are dropped; one cut-off for all orders or one per
+    order (the unigram entry is ignored), never falling with the order. Back-off weights are
+    renormalised, so every distribution still sums to 1. Natural log; unigram <s> gets ARPA's -99.
+    unk_counts: <unk> gets the probability of the words it replaced (a closed-vocabulary LM). Off by
+    default: a decoder that spells words freely scores every misspelling as <unk>, and with 155 M words
+    cut to 200k, <unk> would be as likely as "the"; off, it gets an unseen word's probability.
+    """
+    words, corpus = corpus_ids(sentences, min_count, max_vocab, max_words)
+    cutoffs = [prune] * order if isinstance(prune, int) else list(prune)
+    tables = count_ngrams(corpus, order, len(words), eos=1)
+    del corpus
+    ngrams = kneser_ney(tables, bos=0, prune=cutoffs, unseen=-1 if unk_counts else 2)
+    ngrams[0][1][0] = ARPA_LOG10_ZERO * LN10  # <s> is never predicted
+    return words, ngrams
+
+
+def build_kneser_ney(
+    sentences: Iterable[str | list[str]],
+    order: int = 3,
+    min_count: int = 1,
+    max_vocab: int = 0,
+    prune: int | list[int] = 1,
+    unk_counts: bool = False,
+) -> list[dict[tuple[str, ...], tuple[float, float]]]:
+    """build_tables as one dict per order: n-gram (tuple of words) -> (log P(w | h), log backoff), for
+    small corpora (tests, examples); big ones go through build_tables and arpa.write_arpa_tables."""
+    words, ngrams = build_tables(sentences, order, min_count, max_vocab, prune, unk_counts=unk_counts)
+    return [
+        {tuple(words[i] for i in g): (float(p), float(b)) for g, p, b in zip(ids.tolist(), logp, backoff)}
+        for ids, logp, backoff in ngrams
+    ]

@@ -1,41 +1,30 @@
-"""Word n-gram language model: ARPA reader with back-off, binary cache, Kneser-Ney builder, ARPA writer.
+"""Word n-gram language model for decoding: back-off queries, a binary cache, the vocabulary's trie.
 
     python lm.py build --text corpus.txt --order 3 --out lm.arpa.gz --max_vocab 200000 --prune 1 2 3
     python lm.py download --name 3-gram.pruned.1e-7 --dest data/lm
 
-Probabilities are natural-log everywhere in this module; ARPA files store log10 and are converted on
-read and write. Words are lower-cased on load, so LibriSpeech's upper-case ARPA files work as they are.
-NGramLM.from_arpa caches the model in a binary file beside the ARPA one (lm.arpa.gz -> lm.arpa.gz.bin),
-mapped from disk on later loads. The counting and smoothing of the builder are in kneser_ney.py.
+Probabilities are natural-log everywhere in this module. NGramLM.from_arpa reads an ARPA file (arpa.py)
+and caches the model in a binary file beside it (lm.arpa.gz -> lm.arpa.gz.bin), mapped from disk on
+later loads. The builder behind `build` is kneser_ney.py.
 """
 
 import argparse
-import gzip
 import json
-import math
 import os
-import re
 import sys
 import time
-import zlib
-from array import array
 from collections.abc import Iterable
 from functools import cached_property
 
 import numpy as np
 
 import kneser_ney
-from tokenizer import normalize_text
+from arpa import BOS, EOS, UNK, open_text, read_arpa, tables_of, write_arpa_tables
 
 LM_URLS = {
     "3-gram.pruned.1e-7": "https://www.openslr.org/resources/11/3-gram.pruned.1e-7.arpa.gz",
     "4-gram": "https://www.openslr.org/resources/11/4-gram.arpa.gz",
 }
-
-BOS, EOS, UNK = "<s>", "</s>", "<unk>"
-LN10 = math.log(10.0)
-ARPA_LOG10_ZERO = -99.0  # what ARPA files write for probability 0 (e.g. unigram <s>)
-ARPA_WRITE_ROWS = 1 << 20  # n-grams formatted per slice when writing an ARPA file
 
 # binary cache beside an ARPA file: magic, header length (8 bytes little-endian), JSON header, then the
 # arrays, each at a multiple of BINARY_ALIGN bytes from the end of the header, so they map from disk as-is
@@ -69,13 +58,6 @@ def _binary_data_start(header_size: int) -> int:
     """Where the arrays of a binary LM begin: after magic, header length and header, aligned."""
     end = len(BINARY_MAGIC) + 8 + header_size
     return -(-end // BINARY_ALIGN) * BINARY_ALIGN
-
-
-def _open_text(path: str, mode: str = "rt"):
-    # errors="replace": corpora in other encodings lose a few characters; gzip level 9 is 3x slower than 6
-    if str(path).endswith(".gz"):
-        return gzip.open(path, mode, compresslevel=6, encoding="utf-8", errors="replace")
-    return open(path, mode, encoding="utf-8", errors="replace")
 
 
 class NGramLM:
@@ -252,7 +234,7 @@ class NGramLM:
         binary = path + BINARY_SUFFIX
         if cache and os.path.exists(binary) and os.path.getmtime(binary) >= os.path.getmtime(path):
             return cls.from_binary(binary, unk_logp)
-        lm = cls._parse_arpa(path, unk_logp)
+        lm = cls(*read_arpa(path), unk_logp=unk_logp)
         if cache:
             try:
                 lm.save_binary(binary)
@@ -261,53 +243,11 @@ class NGramLM:
         return lm
 
     @classmethod
-    def _parse_arpa(cls, path: str, unk_logp: float) -> "NGramLM":
-        words: list[str] = []
-        word_id: dict[str, int] = {}
-        # per order: (flat word ids, log10 p, log10 backoff); typed arrays keep big files' memory small
-        sections: list[tuple[array, array, array]] = []
-        n = 0
-        with _open_text(path) as f:
-            for line in f:
-                line = line.strip()
-                if not line:
-                    continue
-                if line[0] == "\\":
-                    m = re.match(r"\\(\d+)-grams:", line)
-                    if m:
-                        n = int(m.group(1))
-                        sections.extend(
-                            (array("q"), array("d"), array("d")) for _ in range(n - len(sections))
-                        )
-                    elif line == "\\end\\":
-                        break
-                    continue
-                if n == 0:
-                    continue  # \data\ header: counts are taken from the sections themselves
-                fields = line.lower().split()
-                flat, logps, backoffs = sections[n - 1]
-                logps.append(float(fields[0]))
-                backoffs.append(float(fields[n + 1]) if len(fields) > n + 1 else 0.0)
-                for word in fields[1 : n + 1]:
-                    i = word_id.get(word)
-                    if i is None:
-                        i = word_id[word] = len(words)
-                        words.append(word)
-                    flat.append(i)
-        if not sections:
-            raise ValueError(f"{path}: no n-gram sections found; is it an ARPA file?")
-        ngrams = []
-        for order, (flat, logps, backoffs) in enumerate(sections, start=1):
-            ids = np.frombuffer(flat, np.int64).reshape(-1, order)
-            ngrams.append((ids, np.frombuffer(logps) * LN10, np.frombuffer(backoffs) * LN10))
-        return cls(words, ngrams, unk_logp=unk_logp)
-
-    @classmethod
     def from_ngrams(
         cls, ngrams: list[dict[tuple[str, ...], tuple[float, float]]], unk_logp=-10.0
     ) -> "NGramLM":
         """From build_kneser_ney's output (natural-log (logp, backoff) per n-gram, one dict per order)."""
-        return cls(*_tables_of(ngrams), unk_logp=unk_logp)
+        return cls(*tables_of(ngrams), unk_logp=unk_logp)
 
 
 class WordTrie:
@@ -394,145 +334,7 @@ class WordTrie:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Building: interpolated modified Kneser-Ney (kneser_ney.py) on a corpus of word ids, written as ARPA
-
-
-def corpus_ids(
-    sentences: Iterable[str | list[str]], min_count: int = 1, max_vocab: int = 0, max_words: int = 0
-) -> tuple[list[str], np.ndarray]:
-    """Words (id -> word: <s>, </s>, <unk>, then by falling count) and the corpus as one int32 id array.
-
-    sentences: text lines (normalised with normalize_text) or lists of words; each becomes <s> ... </s>.
-    Words seen fewer than min_count times, or beyond the max_vocab most frequent, become <unk>.
-    max_words > 0 stops after the sentence that reaches that many words (a prefix of a big corpus).
-    """
-    first_seen = {BOS: 0, EOS: 1, UNK: 2}  # provisional ids in order of appearance, ranked below
-    chunks, chunk, n_words = [], [], 0
-    for s in sentences:
-        words = normalize_text(s).split() if isinstance(s, str) else list(s)
-        if not words:
-            continue
-        chunk.append(0)
-        chunk.extend([first_seen.setdefault(w, len(first_seen)) for w in words])
-        chunk.append(1)
-        n_words += len(words)
-        if len(chunk) > 1 << 22:  # Python ints cost 8x an int32: keep lists short
-            chunks.append(np.array(chunk, np.int32))
-            chunk = []
-        if max_words and n_words >= max_words:
-            break
-    chunks.append(np.array(chunk, np.int32))
-    corpus = np.concatenate(chunks)
-    counts = np.bincount(corpus, minlength=len(first_seen))
-    words = list(first_seen)
-    ranked = sorted(range(3, len(words)), key=lambda i: (-counts[i], words[i]))
-    kept = [i for i in ranked if counts[i] >= min_count][: max_vocab if max_vocab > 0 else None]
-    new_id = np.full(len(words), 2, np.int32)  # everything not kept is <unk>
-    new_id[:3] = np.arange(3)
-    new_id[kept] = np.arange(3, 3 + len(kept), dtype=np.int32)
-    return [BOS, EOS, UNK] + [words[i] for i in kept], new_id[corpus]
-
-
-def build_tables(
-    sentences: Iterable[str | list[str]],
-    order: int = 3,
-    min_count: int = 1,
-    max_vocab: int = 0,
-    prune: int | list[int] = 1,
-    max_words: int = 0,
-    unk_counts: bool = False,
-) -> tuple[list[str], list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
-    """Kneser-Ney back-off model as arrays: (words, per order (word ids (N, n), log p, log back-off)).
-
-    prune: n-grams of order >= 2 seen fewer times are dropped; one cut-off for all orders or one per
-    order (the unigram entry is ignored), never falling with the order. Back-off weights are
-    renormalised, so every distribution still sums to 1. Natural log; unigram <s> gets ARPA's -99.
-    unk_counts: <unk> gets the probability of the words it replaced (a closed-vocabulary LM). Off by
-    default: a decoder that spells words freely scores every misspelling as <unk>, and with 155 M words
-    cut to 200k, <unk> would be as likely as "the"; off, it gets an unseen word's probability.
-    """
-    words, corpus = corpus_ids(sentences, min_count, max_vocab, max_words)
-    cutoffs = [prune] * order if isinstance(prune, int) else list(prune)
-    tables = kneser_ney.count_ngrams(corpus, order, len(words), eos=1)
-    del corpus
-    ngrams = kneser_ney.kneser_ney(tables, bos=0, prune=cutoffs, unseen=-1 if unk_counts else 2)
-    ngrams[0][1][0] = ARPA_LOG10_ZERO * LN10  # <s> is never predicted
-    return words, ngrams
-
-
-def build_kneser_ney(
-    sentences: Iterable[str | list[str]],
-    order: int = 3,
-    min_count: int = 1,
-    max_vocab: int = 0,
-    prune: int | list[int] = 1,
-    unk_counts: bool = False,
-) -> list[dict[tuple[str, ...], tuple[float, float]]]:
-    """build_tables as one dict per order: n-gram (tuple of words) -> (log P(w | h), log backoff), for
-    small corpora (tests, examples); big ones go through build_tables and write_arpa_tables."""
-    words, ngrams = build_tables(sentences, order, min_count, max_vocab, prune, unk_counts=unk_counts)
-    return [
-        {tuple(words[i] for i in g): (float(p), float(b)) for g, p, b in zip(ids.tolist(), logp, backoff)}
-        for ids, logp, backoff in ngrams
-    ]
-
-
-def write_arpa_tables(words: list[str], ngrams: list[tuple[np.ndarray, np.ndarray, np.ndarray]], path: str):
-    """Write build_tables' arrays as an ARPA file (.gz compresses); log10 with 7 decimals."""
-    order = len(ngrams)
-    words_arr = np.array(words, dtype=object)
-    with _open_text(path, "wt") as f:
-        f.write("\\data\\\n")
-        for n, (ids, _, _) in enumerate(ngrams, start=1):
-            f.write(f"ngram {n}={len(ids)}\n")
-        for n, (ids, logp, backoff) in enumerate(ngrams, start=1):
-            f.write(f"\n\\{n}-grams:\n")
-            for start in range(0, len(ids), ARPA_WRITE_ROWS):  # in slices: one Python string per row
-                rows = slice(start, start + ARPA_WRITE_ROWS)
-                grams = [" ".join(g) for g in words_arr[ids[rows]].tolist()]
-                p10 = (logp[rows] / LN10).tolist()
-                if n < order:
-                    b10 = (backoff[rows] / LN10).tolist()
-                    lines = [f"{p:.7f}\t{g}\t{b:.7f}" for p, g, b in zip(p10, grams, b10)]
-                else:
-                    lines = [f"{p:.7f}\t{g}" for p, g in zip(p10, grams)]
-                f.write("\n".join(lines) + "\n")
-        f.write("\n\\end\\\n")
-
-
-def write_arpa(ngrams: list[dict[tuple[str, ...], tuple[float, float]]], path: str) -> None:
-    """Write build_kneser_ney's dicts as an ARPA file (.gz compresses)."""
-    write_arpa_tables(*_tables_of(ngrams), path)
-
-
-def _tables_of(ngrams: list[dict[tuple[str, ...], tuple[float, float]]]) -> tuple[list[str], list[tuple]]:
-    """build_kneser_ney's dicts -> (words, per order (ids (N, n), logp (N,), backoff (N,)))."""
-    words = [g[0] for g in ngrams[0]]
-    word_id = {w: i for i, w in enumerate(words)}
-    tables = []
-    for n, table in enumerate(ngrams, start=1):
-        ids = np.array([[word_id[w] for w in g] for g in table], np.int64).reshape(-1, n)
-        values = np.array(list(table.values()), np.float64).reshape(-1, 2)
-        tables.append((ids, values[:, 0], values[:, 1]))
-    return words, tables
-
-
-# ---------------------------------------------------------------------------------------------------
-# Download
-
-
-def check_arpa(path: str) -> None:
-    """ValueError naming the file unless it opens and its first lines hold the ARPA \\data\\ header,
-    so a corrupt --lm stops the run before any decoding (in worker processes) starts."""
-    try:
-        with _open_text(path) as f:
-            head = [next(f, "").strip() for _ in range(50)]
-    except (OSError, EOFError, zlib.error) as e:  # a damaged .gz
-        raise ValueError(f"{path}: cannot read it ({e}); --lm needs an .arpa or .arpa.gz file") from None
-    if "\\data\\" not in head:
-        raise ValueError(
-            f"{path}: not an ARPA language model (no \\data\\ header); --lm needs an .arpa(.gz) file"
-        )
+# Download and the command line
 
 
 def download_lm(name: str, dest_dir: str) -> str:
@@ -577,8 +379,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     start = time.time()
     prune = args.prune[0] if len(args.prune) == 1 else args.prune
-    with _open_text(args.text) as f:
-        words, ngrams = build_tables(
+    with open_text(args.text) as f:
+        words, ngrams = kneser_ney.build_tables(
             f, args.order, args.min_count, args.max_vocab, prune, args.max_words, args.unk_counts
         )
     counts = " ".join(f"{n}-grams={len(ids)}" for n, (ids, _, _) in enumerate(ngrams, start=1))

@@ -23,9 +23,11 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from arpa import write_arpa  # noqa: E402
 from calc_metrics import corpus_error_rates  # noqa: E402
 from decode import prefix_beam_search  # noqa: E402
-from lm import NGramLM, build_kneser_ney, write_arpa  # noqa: E402
+from kneser_ney import build_kneser_ney  # noqa: E402
+from lm import NGramLM  # noqa: E402
 from tokenizer import Tokenizer  # noqa: E402
 
 TOKENIZER = Tokenizer()

@@ -17,7 +17,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from lm import BINARY_SUFFIX, EOS, NGramLM, normalize_text  # noqa: E402
+from arpa import EOS  # noqa: E402
+from lm import BINARY_SUFFIX, NGramLM  # noqa: E402
+from tokenizer import normalize_text  # noqa: E402
 
 
 def perplexity(lm: NGramLM, sentences: list[list[str]]) -> tuple[float, float]:

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import decode
+from arpa import write_arpa
 from decode import (
     DecodingOptions,
     decode_batch,
@@ -15,7 +16,8 @@ from decode import (
     prefix_beam_search_nbest,
 )
 from inference import format_table, grid_search_lm
-from lm import NGramLM, build_kneser_ney, write_arpa
+from kneser_ney import build_kneser_ney
+from lm import NGramLM
 from tokenizer import Tokenizer
 
 TOKENIZER = Tokenizer()

@@ -8,17 +8,9 @@ import pytest
 
 import corpus
 import kneser_ney
-from lm import (
-    BINARY_SUFFIX,
-    BOS,
-    EOS,
-    LN10,
-    NGramLM,
-    build_kneser_ney,
-    corpus_ids,
-    main,
-    write_arpa,
-)
+from arpa import BOS, EOS, LN10, write_arpa
+from kneser_ney import build_kneser_ney, corpus_ids
+from lm import BINARY_SUFFIX, NGramLM, main
 from tokenizer import normalize_text
 
 # upper-case words as in LibriSpeech's ARPA files; log10 values
@@ -279,7 +271,7 @@ def test_binary_cache_gives_the_arpa_scores(tmp_path, monkeypatch):
     def no_parsing(*args):
         raise AssertionError("the binary should have been used")
 
-    monkeypatch.setattr(NGramLM, "_parse_arpa", classmethod(no_parsing))
+    monkeypatch.setattr("lm.read_arpa", no_parsing)
     loaded = NGramLM.from_arpa(str(path))
     assert not loaded._keys[0].flags.writeable  # mapped from the read-only file, not read into memory
     assert (loaded.order, loaded.words, loaded.counts) == (parsed.order, parsed.words, parsed.counts)

@@ -164,7 +164,8 @@ def test_missing_data_folder_is_a_clear_error(tmp_path):
 
 
 def test_checkpoint_decoding_settings_lm_fallback_and_tuning(tone_dataset, tiny_run, tmp_path, capsys):
-    from lm import build_kneser_ney, write_arpa
+    from arpa import write_arpa
+    from kneser_ney import build_kneser_ney
 
     run = tmp_path / "run"
     run.mkdir()
@@ -209,7 +210,8 @@ def test_checkpoint_decoding_settings_lm_fallback_and_tuning(tone_dataset, tiny_
 def test_word_piece_model_trains_exports_and_transcribes(tmp_path, capsys):
     """--tokenizer bpe end to end: pieces learned from the training transcripts and saved in the
     checkpoint; greedy, beam and LM-fused decoding all read them back to words."""
-    from lm import build_kneser_ney, write_arpa
+    from arpa import write_arpa
+    from kneser_ney import build_kneser_ney
     from model import load_checkpoint, load_model
     from tokenizer import BPETokenizer, normalize_text, train_tokenizer
 

@@ -1,0 +1,126 @@
+"""The ARPA text format of back-off n-gram models: read, write, check.
+
+Files store log10 probabilities; everything this module returns or takes is natural log. Words are
+lower-cased on read, so LibriSpeech's upper-case ARPA files work as they are. A model in memory is
+(words, ngrams): words maps id -> word, and ngrams[n-1] = (ids (N, n), log p (N,), log back-off (N,)).
+"""
+
+import gzip
+import math
+import re
+import zlib
+from array import array
+
+import numpy as np
+
+BOS, EOS, UNK = "<s>", "</s>", "<unk>"
+LN10 = math.log(10.0)
+ARPA_LOG10_ZERO = -99.0  # what ARPA files write for probability 0 (e.g. unigram <s>)
+ARPA_WRITE_ROWS = 1 << 20  # n-grams formatted per slice when writing an ARPA file
+
+Tables = list[
+    tuple[np.ndarray, np.ndarray, np.ndarray]
+]  # per order: ids (N, n), log p (N,), log back-off (N,)
+
+
+def open_text(path: str, mode: str = "rt"):
+    """A text file, gzip-compressed when its name ends with .gz."""
+    # errors="replace": corpora in other encodings lose a few characters; gzip level 9 is 3x slower than 6
+    if str(path).endswith(".gz"):
+        return gzip.open(path, mode, compresslevel=6, encoding="utf-8", errors="replace")
+    return open(path, mode, encoding="utf-8", errors="replace")
+
+
+def check_arpa(path: str) -> None:
+    """ValueError naming the file unless it opens and its first lines hold the ARPA \\data\\ header,
+    so a corrupt --lm stops the run before any decoding (in worker processes) starts."""
+    try:
+        with open_text(path) as f:
+            head = [next(f, "").strip() for _ in range(50)]
+    except (OSError, EOFError, zlib.error) as e:  # a damaged .gz
+        raise ValueError(f"{path}: cannot read it ({e}); --lm needs an .arpa or .arpa.gz file") from None
+    if "\\data\\" not in head:
+        raise ValueError(
+            f"{path}: not an ARPA language model (no \\data\\ header); --lm needs an .arpa(.gz) file"
+        )
+
+
+def read_arpa(path: str) -> tuple[list[str], Tables]:
+    """(words, ngrams) of an ARPA file (.arpa or .arpa.gz), natural log, words lower-cased."""
+    words: list[str] = []
+    word_id: dict[str, int] = {}
+    # per order: (flat word ids, log10 p, log10 backoff); typed arrays keep big files' memory small
+    sections: list[tuple[array, array, array]] = []
+    n = 0
+    with open_text(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            if line[0] == "\\":
+                m = re.match(r"\\(\d+)-grams:", line)
+                if m:
+                    n = int(m.group(1))
+                    sections.extend((array("q"), array("d"), array("d")) for _ in range(n - len(sections)))
+                elif line == "\\end\\":
+                    break
+                continue
+            if n == 0:
+                continue  # \data\ header: counts are taken from the sections themselves
+            fields = line.lower().split()
+            flat, logps, backoffs = sections[n - 1]
+            logps.append(float(fields[0]))
+            backoffs.append(float(fields[n + 1]) if len(fields) > n + 1 else 0.0)
+            for word in fields[1 : n + 1]:
+                i = word_id.get(word)
+                if i is None:
+                    i = word_id[word] = len(words)
+                    words.append(word)
+                flat.append(i)
+    if not sections:
+        raise ValueError(f"{path}: no n-gram sections found; is it an ARPA file?")
+    ngrams = []
+    for order, (flat, logps, backoffs) in enumerate(sections, start=1):
+        ids = np.frombuffer(flat, np.int64).reshape(-1, order)
+        ngrams.append((ids, np.frombuffer(logps) * LN10, np.frombuffer(backoffs) * LN10))
+    return words, ngrams
+
+
+def write_arpa_tables(words: list[str], ngrams: Tables, path: str) -> None:
+    """Write (words, ngrams) as an ARPA file (.gz compresses); log10 with 7 decimals."""
+    order = len(ngrams)
+    words_arr = np.array(words, dtype=object)
+    with open_text(path, "wt") as f:
+        f.write("\\data\\\n")
+        for n, (ids, _, _) in enumerate(ngrams, start=1):
+            f.write(f"ngram {n}={len(ids)}\n")
+        for n, (ids, logp, backoff) in enumerate(ngrams, start=1):
+            f.write(f"\n\\{n}-grams:\n")
+            for start in range(0, len(ids), ARPA_WRITE_ROWS):  # in slices: one Python string per row
+                rows = slice(start, start + ARPA_WRITE_ROWS)
+                grams = [" ".join(g) for g in words_arr[ids[rows]].tolist()]
+                p10 = (logp[rows] / LN10).tolist()
+                if n < order:
+                    b10 = (backoff[rows] / LN10).tolist()
+                    lines = [f"{p:.7f}\t{g}\t{b:.7f}" for p, g, b in zip(p10, grams, b10)]
+                else:
+                    lines = [f"{p:.7f}\t{g}" for p, g in zip(p10, grams)]
+                f.write("\n".join(lines) + "\n")
+        f.write("\n\\end\\\n")
+
+
+def write_arpa(ngrams: list[dict[tuple[str, ...], tuple[float, float]]], path: str) -> None:
+    """Write n-gram dicts (one per order: words -> (log p, log back-off)) as an ARPA file."""
+    write_arpa_tables(*tables_of(ngrams), path)
+
+
+def tables_of(ngrams: list[dict[tuple[str, ...], tuple[float, float]]]) -> tuple[list[str], Tables]:
+    """n-gram dicts (one per order: words -> (log p, log back-off)) -> (words, ngrams) arrays."""
+    words = [g[0] for g in ngrams[0]]
+    word_id = {w: i for i, w in enumerate(words)}
+    tables = []
+    for n, table in enumerate(ngrams, start=1):
+        ids = np.array([[word_id[w] for w in g] for g in table], np.int64).reshape(-1, n)
+        values = np.array(list(table.values()), np.float64).reshape(-1, 2)
+        tables.append((ids, values[:, 0], values[:, 1]))
+    return words, tables
