@@ -190,9 +190,7 @@ class _LMScorer:
         """Score change at the end of the utterance: the last partial word, then </s>."""
         score, history = 0.0, self.history.get(node)
         if last != self.space and node != 1:
-            score = float(self.ended[node])
-            if score != score:  # nan: not asked yet
-                score = float(self.complete(np.array([node]), np.array([state]))[0])
+            score = float(self.completions(np.array([node]), np.array([last]), np.array([state]))[0])
             history = self.history_after[node]
         return score + self.alpha * self.lm.log_prob_ids(self.eos, history)
 
