@@ -255,6 +255,18 @@ def test_transcripts_too_long_for_the_stride_are_skipped_in_training(tmp_path, c
     assert "train: 2 utterances (0.00 h, 1 skipped (named above))" in capsys.readouterr().out
 
 
+def test_a_folder_listed_twice_weights_training_but_not_validation(tmp_path, capsys):
+    """Listing a folder twice in --train_data doubles its utterances in training; the held-out
+    speakers' utterances are validated once each."""
+    texts = {"a-1": "bad cab", "a-2": "face", "b-1": "dad fade", "b-2": "bead deaf", "c-1": "cab"}
+    data_dir = write_custom_dir(tmp_path / "d", texts)
+    args = tiny_args(f"{data_dir},{data_dir}", tmp_path / "run", "--val_data", "", "--val_speakers", "c")
+    result = train.main(args + ["--max_steps", "1", "--speed_prob", "0"])
+    assert result["step"] == 1
+    out = capsys.readouterr().out
+    assert "train: 8 utterances" in out and "validation: 1 utterances" in out
+
+
 def test_max_minutes_ends_the_run_and_its_schedule_on_the_clock(tmp_path, monkeypatch):
     """With --max_minutes the run stops when the clock says so (validated and saved), its learning
     rate having decayed on the clock; a resume with more minutes continues the count."""
