@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> dict:
         held_out = set(cfg.val_speakers)
         val_utts += [u for u in train_utts if speaker_of(u.id) in held_out]
         train_utts = [u for u in train_utts if speaker_of(u.id) not in held_out]
-    # a folder listed twice in train_data counts twice in training (a weighted mix), once in validation
+    # validation counts each file once: a folder listed twice in train_data weights training only
     val_utts = list({u.path: u for u in val_utts}.values())
     if tokenizer is None:  # word pieces see the training transcripts only, never validation's
         tokenizer = train_tokenizer((u.text for u in train_utts if u.text), cfg.tokenizer, cfg.vocab_size)
