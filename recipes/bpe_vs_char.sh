@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Word pieces at stride 4 against the released recipe (characters, stride 2), at equal training
 # wall-clock time (--max_minutes, the schedule on the clock): the runs go two at a time, one thread
-# each, so each has one core of a 2-core machine; characters first, then each vocabulary size.
+# each, so each has one core of a 2-core machine; characters first, then each vocabulary size;
+# then each run exported and decoded greedy, beam and beam+LM on the held-out speakers, timed.
 #   bash recipes/bpe_vs_char.sh DATA_DIR RUNS_DIR [MINUTES [VOCAB_SIZE ...]]   (default: 30 128 256 512)
 set -euo pipefail
 data=${1:?usage: bpe_vs_char.sh DATA_DIR RUNS_DIR [MINUTES [VOCAB_SIZE ...]]}
@@ -29,3 +30,15 @@ for ((i = 0; i < ${#arms[@]}; i += 2)); do
 done
 python train.py plot "$runs/char_s2_${minutes}m" $(printf "$runs/bpe%s_s4_${minutes}m " "${vocabs[@]}") \
   --x minutes --out docs/bpe_vs_char.png
+
+# The README's table: each run's last weights with the book 3-gram at fixed settings, three decoders
+val_dirs=$(printf "$ls5/%s," 19 3664 1970 6848); val_dirs=${val_dirs%,}
+for name in char_s2_${minutes}m $(printf "bpe%s_s4_${minutes}m " "${vocabs[@]}"); do
+  python train.py export "$runs/$name/last.pt" "$runs/$name/export/model.pt" --decoder beam_lm \
+    --lm checkpoints/books3.arpa.gz --alpha 0.8 --beta 0 --unk_score=-inf
+  for decoder in greedy beam beam_lm; do
+    echo "$name, $decoder:"
+    time python inference.py --checkpoint "$runs/$name/export/model.pt" --data_dir "$val_dirs" \
+      --out "$runs/$name/preds/$decoder" --decoder "$decoder"
+  done
+done
