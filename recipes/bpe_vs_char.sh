@@ -10,17 +10,19 @@ runs=${2:?usage: bpe_vs_char.sh DATA_DIR RUNS_DIR [MINUTES [VOCAB_SIZE ...]]}
 minutes=${3:-30}
 vocabs=("${@:4}"); [ ${#vocabs[@]} -gt 0 ] || vocabs=(128 256 512)
 ls5=$data/voice-age-mini-librispeech/LibriSpeech/train-clean-5
-common=(--preset small --train_data "$ls5" --val_data "" --val_speakers 19 3664 1970 6848 --save_every 100
+val_speakers="19 3664 1970 6848"
+val_dirs=$(printf "$ls5/%s," $val_speakers); val_dirs=${val_dirs%,}
+common=(--preset small --train_data "$ls5" --val_data "" --val_speakers $val_speakers --save_every 100
         --num_workers 1 --beam_size 1 --threads 1 --wandb_mode disabled --max_minutes "$minutes" --max_steps 100000)
 mkdir -p "$runs"
 
+name() {  # name char|VOCAB_SIZE: the run's folder under RUNS_DIR
+  if [ "$1" = char ]; then echo "char_s2_${minutes}m"; else echo "bpe$1_s4_${minutes}m"; fi
+}
 arm() {  # arm char|VOCAB_SIZE: one run, its log beside its folder
-  if [ "$1" = char ]; then
-    name=char_s2_${minutes}m; flags=(--eval_every 200)
-  else
-    name=bpe$1_s4_${minutes}m; flags=(--stride 4 --tokenizer bpe --vocab_size "$1" --eval_every 400)
-  fi
-  python train.py "${common[@]}" "${flags[@]}" --out_dir "$runs/$name" > "$runs/$name.log" 2>&1
+  local flags=(--stride 4 --tokenizer bpe --vocab_size "$1" --eval_every 400)
+  [ "$1" != char ] || flags=(--eval_every 200)
+  python train.py "${common[@]}" "${flags[@]}" --out_dir "$runs/$(name "$1")" > "$runs/$(name "$1").log" 2>&1
 }
 arms=(char "${vocabs[@]}")
 for ((i = 0; i < ${#arms[@]}; i += 2)); do
@@ -28,12 +30,11 @@ for ((i = 0; i < ${#arms[@]}; i += 2)); do
   if [ -n "${arms[i + 1]:-}" ]; then arm "${arms[i + 1]}" & fi
   wait
 done
-python train.py plot "$runs/char_s2_${minutes}m" $(printf "$runs/bpe%s_s4_${minutes}m " "${vocabs[@]}") \
-  --x minutes --out docs/bpe_vs_char.png
+names=(); for a in "${arms[@]}"; do names+=("$(name "$a")"); done
+python train.py plot $(printf "$runs/%s " "${names[@]}") --x minutes --out docs/bpe_vs_char.png
 
 # The README's table: each run's last weights with the book 3-gram at fixed settings, three decoders
-val_dirs=$(printf "$ls5/%s," 19 3664 1970 6848); val_dirs=${val_dirs%,}
-for name in char_s2_${minutes}m $(printf "bpe%s_s4_${minutes}m " "${vocabs[@]}"); do
+for name in "${names[@]}"; do
   python train.py export "$runs/$name/last.pt" "$runs/$name/export/model.pt" --decoder beam_lm \
     --lm checkpoints/books3.arpa.gz --alpha 0.8 --beta 0 --unk_score=-inf
   for decoder in greedy beam beam_lm; do
