@@ -385,6 +385,13 @@ class DurationBatchSampler(torch.utils.data.Sampler):
         return len(self.batches()) - self.start_batch
 
 
+def lower_priority(worker_id: int) -> None:
+    """DataLoader worker_init_fn: the lowest CPU priority, so the worker runs when the model's threads
+    wait instead of taking a core from them mid-step."""
+    if hasattr(os, "nice"):  # not on Windows
+        os.nice(19)
+
+
 def collate(items: list[dict]) -> dict:
     """Pad dataset items into a batch; items that failed to load go to `errors` as (id, message)."""
     errors = [(it["id"], it["error"]) for it in items if "error" in it]

@@ -28,6 +28,11 @@ from dataclasses import asdict
 from datetime import timedelta
 from pathlib import Path
 
+# Set before torch loads OpenMP. On a CPU the data workers share the cores with the model's threads;
+# threads that sleep while they wait, instead of spinning, leave those cycles to the workers
+# (about 1.1x the training loop's audio-s/s on 2 cores, and no slower without workers).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -38,7 +43,15 @@ from tqdm import tqdm
 from audio import HOP_LENGTH, SAMPLE_RATE, DataError
 from calc_metrics import EXIT_WARNINGS, corpus_error_rates
 from config import Config, add_config_args, config_from_args, config_from_dict, overrides_from_args
-from data import DurationBatchSampler, SpeechDataset, collate, make_output_dir, read_data, speaker_of
+from data import (
+    DurationBatchSampler,
+    SpeechDataset,
+    collate,
+    lower_priority,
+    make_output_dir,
+    read_data,
+    speaker_of,
+)
 from decode import DecodingOptions, decode_batch, decoder_pool
 from distributed import gather_ints, sync_batch_norm
 from model import (
@@ -304,9 +317,12 @@ def main(argv: list[str] | None = None) -> dict:
     )
     # A new worker each epoch picks up the dataset's epoch (it seeds the augmentations). "spawn": a
     # forked worker would copy, page by page, the gigabytes of freed activation memory in this process.
+    # On a CPU the workers run at low priority: they fill the model's idle moments instead of stalling
+    # both of its threads (a GPU's feeder is not slowed by a busy CPU, so there they keep theirs).
     loader_args = dict(
         collate_fn=collate,
         num_workers=cfg.num_workers,
+        worker_init_fn=lower_priority if device_type == "cpu" and cfg.num_workers > 0 else None,
         persistent_workers=False,
         multiprocessing_context="spawn" if cfg.num_workers > 0 else None,
         pin_memory=device_type == "cuda",  # page-locked batches: copied to the GPU while it computes

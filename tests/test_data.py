@@ -2,6 +2,7 @@ import functools
 import hashlib
 import http.server
 import io
+import os
 import tarfile
 import threading
 
@@ -19,6 +20,7 @@ from data import (
     DurationBatchSampler,
     LibriSpeechDataset,
     collate,
+    lower_priority,
     read_custom_dir,
     read_data,
 )
@@ -238,3 +240,20 @@ def test_transcripts_too_long_for_ctc_are_skipped_for_the_stride_and_fastest_spe
     with pytest.warns(UserWarning, match="too long for stride 4 at speed x1.1"):
         assert len(CustomDirDataset(root, fast, train=True, need_text=True)) == 1
     assert len(CustomDirDataset(root, fast, need_text=True)) == 2  # validation plays it as it is
+
+
+class _Niceness(torch.utils.data.Dataset):
+    def __len__(self):
+        return 1
+
+    def __getitem__(self, index):
+        return os.nice(0)
+
+
+@pytest.mark.skipif(not hasattr(os, "nice"), reason="no process priorities")
+def test_data_workers_run_at_the_lowest_priority():
+    """On a CPU the workers must yield to the model's threads; this process keeps its own priority."""
+    before = os.nice(0)
+    loader = torch.utils.data.DataLoader(_Niceness(), num_workers=1, worker_init_fn=lower_priority)
+    assert [int(n) for n in loader] == [19]
+    assert os.nice(0) == before
