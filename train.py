@@ -318,11 +318,11 @@ def main(argv: list[str] | None = None) -> dict:
     # A new worker each epoch picks up the dataset's epoch (it seeds the augmentations). "spawn": a
     # forked worker would copy, page by page, the gigabytes of freed activation memory in this process.
     # On a CPU the workers run at low priority: they fill the model's idle moments instead of stalling
-    # both of its threads (a GPU's feeder is not slowed by a busy CPU, so there they keep theirs).
+    # both of its threads. With a GPU the workers are what the model waits for, so they keep theirs.
     loader_args = dict(
         collate_fn=collate,
         num_workers=cfg.num_workers,
-        worker_init_fn=lower_priority if device_type == "cpu" and cfg.num_workers > 0 else None,
+        worker_init_fn=lower_priority if device_type == "cpu" else None,  # called in workers only
         persistent_workers=False,
         multiprocessing_context="spawn" if cfg.num_workers > 0 else None,
         pin_memory=device_type == "cuda",  # page-locked batches: copied to the GPU while it computes

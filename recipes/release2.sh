@@ -4,9 +4,9 @@
 # at lr 3e-3 from the first stage's weights, on train-clean-5 plus Common Voice's training
 # sentences; then MINUTES3 at lr 3e-3 from the second stage's, with train-clean-5 listed twice
 # (each epoch holds its audio twice: two thirds LibriSpeech); then MINUTES4 at lr 2e-3 from the
-# third's, and MINUTES5 at lr 2e-3 from the fourth's, on the same weighted mix. Validated on the four held-out
-# LibriSpeech speakers and Common Voice's held-out sentences; then fusion tuned on the LibriSpeech
-# speakers, export and the README tables.
+# third's, and MINUTES5 at lr 2e-3 from the fourth's, on the same weighted mix. Validated on the
+# four held-out LibriSpeech speakers and Common Voice's held-out sentences; then fusion tuned on the
+# LibriSpeech speakers, export and the README tables.
 #   bash recipes/release2.sh DATA_DIR [MINUTES1 [MINUTES2 [MINUTES3 [MINUTES4 [MINUTES5]]]]]   (repository root; 9 h on 2 CPU cores)
 # On faster hardware the same minutes make more steps: to repeat the runs' steps instead,
 #   MAX_STEPS1=4265 MAX_STEPS2=4430 MAX_STEPS3=4001 MAX_STEPS4=3893 MAX_STEPS5=3623 bash recipes/release2.sh DATA_DIR 0 0 0 0 0   (0: no time limit)
