@@ -225,6 +225,55 @@ class QuartzNet(nn.Module):
         return F.log_softmax(logits.float(), dim=-1), out_lengths
 
 
+@torch.no_grad()
+def widen(state: dict, model: QuartzNet, seed: int = 0) -> dict:
+    """A checkpoint's weights -> a state dict for `model`, which may have more channels in any layer
+    and computes the same function (Net2WiderNet, Chen et al., 2016, arXiv:1511.05641).
+
+    Each new channel of a layer copies a random old one: its pointwise conv row, batch norm and, in
+    the layer that reads it, its depthwise kernel; the reading pointwise conv divides each copied
+    channel's input weight by its number of copies. Copies stay equal under batch norm in training
+    too; dropout then tells them apart."""
+    generator = torch.Generator().manual_seed(seed)
+    target = model.state_dict()
+    # the channels each layer writes and reads: prefix -> (written, read)
+    layers, read = {"c1": ("c1", "mels")}, "c1"
+    for i, block in enumerate(model.blocks):
+        layers[f"blocks.{i}.residual"] = (f"b{i}", read)
+        for j in range(len(block.convs)):
+            written = f"b{i}" if j == len(block.convs) - 1 else f"b{i}.{j}"
+            layers[f"blocks.{i}.convs.{j}"], read = (written, read), written
+    layers |= {"c2": ("c2", read), "c3": ("c3", "c2"), "c4": ("vocab", "c3")}
+    copies = {}  # channels -> (index of the old channel each new one copies, copies of each old one)
+
+    def channels(name: str, old: int, new: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if name not in copies:
+            if new < old:
+                raise ValueError(
+                    f"the model has fewer channels ({new}) than the checkpoint ({old}) in {name}"
+                )
+            index = torch.cat([torch.arange(old), torch.randint(old, (new - old,), generator=generator)])
+            copies[name] = index, torch.bincount(index, minlength=old).float()
+        return copies[name]
+
+    out = {}
+    for key, new in target.items():
+        old = state[key]
+        prefix, part = next((p, key[len(p) + 1 :]) for p in layers if key.startswith(p + "."))
+        written, read = layers[prefix]
+        if part.endswith("num_batches_tracked"):
+            out[key] = old
+        elif part == "depthwise.weight":  # (C_read, 1, K)
+            out[key] = old[channels(read, old.shape[0], new.shape[0])[0]]
+        elif old.dim() == 3:  # a pointwise conv (C_written, C_read, 1)
+            rows = channels(written, old.shape[0], new.shape[0])[0]
+            index, count = channels(read, old.shape[1], new.shape[1])
+            out[key] = old[rows][:, index] / count[index][None, :, None]
+        else:  # per written channel: batch norm, or c4's bias
+            out[key] = old[channels(written, old.shape[0], new.shape[0])[0]]
+    return out
+
+
 def num_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 

@@ -62,6 +62,7 @@ from model import (
     pick_device,
     save_checkpoint,
     utterance_log_probs,
+    widen,
 )
 from tokenizer import BLANK, Tokenizer, train_tokenizer
 
@@ -214,6 +215,15 @@ ARCHITECTURE = (
 )  # fmt: skip
 
 
+WIDTHS = ("c1_channels", "block_channels", "c2_channels", "c3_channels")  # these may grow (model.widen)
+
+
+def wider_than(new, old) -> bool:
+    """Channel counts (one, or one per block): at least as many everywhere, and more somewhere."""
+    new, old = (list(new), list(old)) if isinstance(old, (list, tuple)) else ([new], [old])
+    return len(new) == len(old) and all(n >= o for n, o in zip(new, old)) and new != old
+
+
 def parse_args(argv) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Train a QuartzNet CTC speech recognizer.")
     add_config_args(parser)
@@ -228,7 +238,8 @@ def parse_args(argv) -> argparse.Namespace:
     parser.add_argument(
         "--init_from",
         metavar="CHECKPOINT",
-        help="start a new run (new optimiser and schedule) from CHECKPOINT's weights and tokenizer",
+        help="start a new run (new optimiser and schedule) from CHECKPOINT's weights and tokenizer; "
+        "channel flags may widen it (the copies compute the same function)",
     )
     return parser.parse_args(argv)
 
@@ -269,11 +280,14 @@ def main(argv: list[str] | None = None) -> dict:
             raise ValueError("--init_from starts a new run: leave out --resume")
         init = load_checkpoint(args.init_from)
         given = overrides_from_args(args)
-        clash = [k for k in ARCHITECTURE if k in given and given[k] != init["config"][k]]
+        wider = {k: given[k] for k in WIDTHS if k in given and wider_than(given[k], init["config"][k])}
+        clash = [k for k in ARCHITECTURE if k in given and given[k] != init["config"][k] and k not in wider]
         if clash:
-            raise ValueError(f"--init_from {args.init_from}: its architecture is fixed, drop --{clash[0]}")
+            raise ValueError(
+                f"--init_from {args.init_from}: its architecture is fixed but for more channels, drop --{clash[0]}"
+            )
         tokenizer = Tokenizer.from_state_dict(init["tokenizer"])
-        fixed = {k: init["config"][k] for k in ARCHITECTURE} | {"tokenizer": tokenizer.kind}
+        fixed = {k: init["config"][k] for k in ARCHITECTURE} | wider | {"tokenizer": tokenizer.kind}
         if tokenizer.kind == "bpe":
             fixed["vocab_size"] = len(tokenizer)
         cfg = config_from_dict({**asdict(cfg), **fixed})
@@ -348,9 +362,10 @@ def main(argv: list[str] | None = None) -> dict:
     optimizer = make_optimizer(model, cfg)
     step, epoch, epoch_batch, best_wer, metrics, minutes_before = 0, 0, 0, float("inf"), {}, 0.0
     if init is not None:
-        model.load_state_dict(init["model"])
+        model.load_state_dict(widen(init["model"], model, cfg.seed))
         if master_process:
-            print(f"weights from {args.init_from} (step {init['step']}), new optimiser and schedule")
+            grown = f", widened to {num_params(model) / 1e6:.2f} M parameters" if wider else ""
+            print(f"weights from {args.init_from} (step {init['step']}){grown}, new optimiser and schedule")
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from config import get_config
-from model import Dropout, QuartzNet, chunked_log_probs, depthwise_conv, fold_batch_norm, num_params
+from model import Dropout, QuartzNet, chunked_log_probs, depthwise_conv, fold_batch_norm, num_params, widen
 from tokenizer import Tokenizer
 
 VOCAB = Tokenizer().vocab
@@ -102,6 +102,32 @@ def test_folded_batch_norm_gives_the_same_outputs():
         after, _ = fold_batch_norm(model)(features, lengths)
     assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in model.modules())
     assert torch.allclose(before, after, atol=1e-4)
+
+
+def test_a_widened_model_computes_the_same_function():
+    """More channels in every layer, copied from the narrower model: the same log-probs in eval mode
+    and, without dropout, in training mode (batch norm of batch statistics) and the same loss gradient
+    reaching the input; a narrower target is a one-line error."""
+    cfg = get_config("tiny", dropout=0.0)
+    wide_cfg = get_config("tiny", dropout=0.0, c1_channels=80, block_channels=(64, 128), c3_channels=200)
+    torch.manual_seed(0)
+    narrow, wide = QuartzNet(cfg, len(VOCAB)), QuartzNet(wide_cfg, len(VOCAB))
+    random_batch_norm_statistics(narrow)
+    wide.load_state_dict(widen(narrow.state_dict(), wide))
+    assert num_params(wide) > 1.2 * num_params(narrow)
+    features, lengths = torch.randn(2, cfg.n_mels, 120), torch.tensor([120, 77])
+    for train in (False, True):
+        outputs = []
+        for model in (narrow.train(train), wide.train(train)):
+            x = features.clone().requires_grad_()
+            log_probs, _ = model(x, lengths)
+            (grad,) = torch.autograd.grad(log_probs[:, :, 1].sum(), x)
+            outputs.append((log_probs, grad))
+        (a, ga), (b, gb) = outputs
+        assert torch.allclose(a, b, atol=1e-4), (train, (a - b).abs().max())
+        assert torch.allclose(ga, gb, atol=1e-4), (train, (ga - gb).abs().max())
+    with pytest.raises(ValueError, match="fewer channels"):
+        widen(wide.state_dict(), QuartzNet(cfg, len(VOCAB)))
 
 
 def test_dropout_drops_at_its_rate_and_keeps_the_mean():
