@@ -243,9 +243,12 @@ class SpeechDataset(torch.utils.data.Dataset):
             audio = augment.augment_waveform(audio, SAMPLE_RATE, self.cfg, rng)
         return audio
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        """key: an index, or (epoch, index) as DurationBatchSampler yields them: a persistent
+        DataLoader worker's copy of the dataset never hears of set_epoch."""
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
         utt = self.utterances[index]
-        rng = np.random.default_rng([self.cfg.seed, self.epoch, index])
+        rng = np.random.default_rng([self.cfg.seed, epoch, index])
         try:
             audio = self.waveform(index, rng)
         except DataError as e:  # a DataLoader worker must not die of one bad file
@@ -377,9 +380,9 @@ class DurationBatchSampler(torch.utils.data.Sampler):
             rng.shuffle(batches)
         return batches
 
-    def __iter__(self):
+    def __iter__(self):  # (epoch, index) pairs: the epoch seeds the dataset's augmentation draws
         for batch in self.batches()[self.start_batch :]:
-            yield batch[self.rank :: self.world_size]
+            yield [(self.epoch, i) for i in batch[self.rank :: self.world_size]]
 
     def __len__(self) -> int:
         return len(self.batches()) - self.start_batch

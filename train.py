@@ -337,7 +337,6 @@ def main(argv: list[str] | None = None) -> dict:
         collate_fn=collate,
         num_workers=cfg.num_workers,
         worker_init_fn=lower_priority if device_type == "cpu" else None,  # called in workers only
-        persistent_workers=False,
         multiprocessing_context="spawn" if cfg.num_workers > 0 else None,
         pin_memory=device_type == "cuda",  # page-locked batches: copied to the GPU while it computes
     )
@@ -444,10 +443,13 @@ def main(argv: list[str] | None = None) -> dict:
     previous_handlers = catch_stop_signals()
     try:
         done = step >= cfg.max_steps or 0 < cfg.max_minutes <= minutes_before
+        # one set of workers for the whole run: a new one each epoch took seconds to start (spawn)
+        loader = torch.utils.data.DataLoader(
+            train_set, batch_sampler=sampler, persistent_workers=cfg.num_workers > 0, **loader_args
+        )
         while not done:
-            train_set.set_epoch(epoch)
+            train_set.set_epoch(epoch)  # for first_waveform; the workers get the epoch from the sampler
             sampler.set_epoch(epoch, start_batch=epoch_batch)
-            loader = torch.utils.data.DataLoader(train_set, batch_sampler=sampler, **loader_args)
             for batch in loader:
                 for uid, error in batch["errors"]:  # named once; the count goes to the final line
                     if uid not in unreadable:
