@@ -90,12 +90,14 @@ def test_stop_signals_save_a_resumable_checkpoint(tmp_path, signum):
 
 
 def test_data_loader_workers_train_exactly_like_the_main_process(tmp_path):
-    """Workers get the epoch that seeds the augmentations: 1 worker gives the same weights as none."""
+    """A worker, kept for the whole run, gets the epoch that seeds the augmentations from the sampler:
+    1 worker gives the same weights as none over several epochs."""
     data_dir = write_custom_dir(tmp_path / "d", random_texts(6, seed=3))
     common = ["--val_data", "", "--max_steps", "6", "--batch_seconds", "4", "--threads", "1"]  # as in workers
     train.main(tiny_args(data_dir, tmp_path / "main", *common))
     train.main(tiny_args(data_dir, tmp_path / "worker", *common, "--num_workers", "1"))
     in_main, in_worker = _params(tmp_path / "main" / "last.pt"), _params(tmp_path / "worker" / "last.pt")
+    assert torch.load(tmp_path / "worker" / "last.pt", weights_only=True)["epoch"] >= 2
     for name in in_main:
         assert torch.equal(in_main[name], in_worker[name]), name
 
@@ -308,7 +310,8 @@ def test_max_minutes_ends_the_run_and_its_schedule_on_the_clock(tmp_path, monkey
 def test_init_from_fine_tunes_a_checkpoint_with_a_new_schedule(tone_dataset, tiny_run, tmp_path):
     """--init_from starts at step 0 from the checkpoint's weights and tokenizer (its architecture wins
     over the preset's), with a fresh optimiser: at lr 0 the weights stay those of the checkpoint and
-    the model still knows the tones; an architecture flag that contradicts it is a one-line error."""
+    the model still knows the tones; an architecture flag that contradicts it is a one-line error,
+    but more channels widen the checkpoint's model, which still knows them."""
     run, _ = tiny_run
     source = torch.load(run / "last.pt", weights_only=True)
     args = tiny_args(tone_dataset, tmp_path / "ft", "--preset", "small", "--init_from", str(run / "last.pt"))
@@ -324,3 +327,9 @@ def test_init_from_fine_tunes_a_checkpoint_with_a_new_schedule(tone_dataset, tin
         train.main(
             tiny_args(tone_dataset, tmp_path / "x", "--init_from", str(run / "last.pt"), "--c1_channels", "8")
         )
+    wider = ["--init_from", str(run / "last.pt"), "--c1_channels", str(source["config"]["c1_channels"] + 16)]
+    result = train.main(tiny_args(tone_dataset, tmp_path / "wide", *wider, "--val_data", str(tone_dataset)) + [
+        "--max_steps", "2", "--lr", "0"])  # fmt: skip
+    assert result["val/cer"] < 0.05  # the widened copy still knows the tones
+    widened = torch.load(tmp_path / "wide" / "last.pt", weights_only=True)
+    assert widened["config"]["c1_channels"] == source["config"]["c1_channels"] + 16
