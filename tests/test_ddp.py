@@ -52,8 +52,8 @@ def _record_calls(module, setattr_=setattr) -> tuple[list, list]:
     class NotingSampler(DurationBatchSampler):
         def __iter__(self):
             for share in super().__iter__():
-                if self.shuffle:  # training, not validation
-                    shares.append(share)
+                if self.shuffle:  # training, not validation: the utterances of its (epoch, index) pairs
+                    shares.append([i for _, i in share])
                 yield share
 
     def noting_save(path, state):
