@@ -10,7 +10,7 @@
 # sentences; then fusion tuned on the LibriSpeech speakers, export and the README tables.
 #   bash recipes/release2.sh DATA_DIR [MINUTES1 ... [MINUTES6]]   (repository root; 11 h on 2 CPU cores)
 # On faster hardware the same minutes make more steps: to repeat the runs' steps instead,
-#   MAX_STEPS1=4265 MAX_STEPS2=4430 MAX_STEPS3=4001 MAX_STEPS4=3893 MAX_STEPS5=3623 MAX_STEPS6=STEPS6 \
+#   MAX_STEPS1=4265 MAX_STEPS2=4430 MAX_STEPS3=4001 MAX_STEPS4=3893 MAX_STEPS5=3623 MAX_STEPS6=2999 \
 #   bash recipes/release2.sh DATA_DIR 0 0 0 0 0 0   (0: no time limit)
 set -euo pipefail
 data=${1:?usage: release2.sh DATA_DIR [MINUTES1 [MINUTES2 [MINUTES3 [MINUTES4 [MINUTES5 [MINUTES6]]]]]]}
