@@ -329,8 +329,9 @@ def main(argv: list[str] | None = None) -> dict:
         rank=ddp_rank,
         world_size=ddp_world_size,
     )
-    # A new worker each epoch picks up the dataset's epoch (it seeds the augmentations). "spawn": a
-    # forked worker would copy, page by page, the gigabytes of freed activation memory in this process.
+    # The training workers get each utterance's epoch (it seeds the augmentations) from the sampler,
+    # so they live for the whole run; validation's start at each validation. "spawn": a forked worker
+    # would copy, page by page, the gigabytes of freed activation memory in this process.
     # On a CPU the workers run at low priority: they fill the model's idle moments instead of stalling
     # both of its threads. With a GPU the workers are what the model waits for, so they keep theirs.
     loader_args = dict(
