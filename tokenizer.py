@@ -19,17 +19,130 @@ KINDS = ("char", "bpe")
 SENTENCEPIECE_SPACE = "\u2581"  # "▁", sentencepiece's mark of a word start
 
 
-def normalize_text(text: str) -> str:
-    """Lower-case a-z, apostrophe and single spaces; other punctuation becomes a space.
+APOSTROPHES = "\u2019\u2018`\u00b4\u2032\u02bc\u02b9\uff07"  # ’ ‘ ` ´ ′ ʼ ʹ ＇ as typed for '
+SYMBOLS = {"&": " and ", "%": " percent ", "+": " plus ", "@": " at "}
+CURRENCIES = {"$": ("dollar", "cent"), "£": ("pound", "penny"), "€": ("euro", "cent")}
+ONES = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+    "sixteen seventeen eighteen nineteen"
+).split()
+TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+SCALES = ["", "thousand", "million", "billion", "trillion"]
+IRREGULAR = {  # last word of a number -> of its ordinal / plural; other words add "th" / "s"
+    "ordinal": {"one": "first", "two": "second", "three": "third", "five": "fifth", "eight": "eighth",
+                "nine": "ninth", "twelve": "twelfth"},
+    "plural": {"six": "sixes"},
+}  # fmt: skip
+NUMBER = re.compile(
+    r"(?P<currency>[$£€])?\s*"
+    r"(?P<digits>[0-9]+(?:,[0-9]{3})*)(?:\.(?P<decimals>[0-9]+))?"
+    r"(?:(?P<suffix>st|nd|rd|th|'?s)(?![a-z]))?(?P<percent>\s*%)?"
+)
 
-    Characters that are neither letters nor punctuation (digits, symbols) are kept, so that
-    `Tokenizer.encode` can report them instead of silently changing what was said."""
+
+def normalize_text(text: str) -> str:
+    """Any text -> lower-case words of a-z and apostrophes, single spaces: what the model spells.
+
+    The rules, for transcripts, LM text, references and predictions alike: apostrophe look-alikes
+    (’ ‘ ` ´ ′ ʼ) are apostrophes; invisible characters (zero-width spaces and joiners, soft hyphens,
+    byte-order marks) are dropped; accents are dropped; numbers and the symbols & % + @ $ £ € are
+    spelled out as LibriSpeech transcripts read them (spell_numbers); hyphens, dashes and other
+    punctuation separate words; quotes are not apostrophes. Other letters (Greek, Chinese, ...) are
+    kept, so that `Tokenizer.encode` can report them instead of silently changing what was said."""
+    text = text.translate(
+        {ord(c): "'" for c in APOSTROPHES}
+    )  # before NFKD, which splits ´ into space + accent
+    text = "".join(c for c in text if unicodedata.category(c) != "Cf")  # invisible format characters
     text = unicodedata.normalize("NFKD", text)
     text = "".join(c for c in text if not unicodedata.combining(c)).lower()
-    text = text.replace("\u2019", "'").replace("\u2018", "'").replace("`", "'")
+    text = spell_numbers(text)
     text = re.sub(r"[^\w' ]|_", " ", text)  # punctuation -> space
     text = re.sub(r"(?<![a-z])'|'(?![a-z])", " ", text)  # quotes, not apostrophes
     return " ".join(text.split())
+
+
+def spell_numbers(text: str) -> str:
+    """Digits and symbols -> words, in lower-case text: "$5 in 1999" -> " five dollars  in nineteen
+    ninety nine": amounts ($5.50: five dollars and fifty cents), percentages, ordinals (21st), plural
+    years (1990s), decimals (3.25: three point two five), thousands separators (1,000) and years
+    (1100-1999 and 2010-2099 in pairs of digits: eighteen sixty, nineteen o five)."""
+    text = NUMBER.sub(_spell_match, text)
+    return "".join(SYMBOLS.get(c, c) for c in text)
+
+
+def _spell_match(m: re.Match) -> str:
+    digits, decimals, suffix = m["digits"].replace(",", ""), m["decimals"], (m["suffix"] or "").lstrip("'")
+    if m["currency"]:
+        unit, cent = CURRENCIES[m["currency"]]
+        words = f"{cardinal(int(digits))} {unit}{'' if int(digits) == 1 else 's'}"
+        if decimals and int(decimals):
+            cents = int(decimals.ljust(2, "0")[:2])
+            words += (
+                f" and {cardinal(cents)} {cent if cents == 1 else 'pence' if cent == 'penny' else cent + 's'}"
+            )
+    elif decimals is not None:
+        words = f"{cardinal(int(digits))} point {' '.join(ONES[int(d)] for d in decimals)}"
+    elif "," not in m["digits"] and len(digits) == 4 and _is_year(int(digits)):
+        words = year(int(digits))
+    elif len(digits) > 1 and digits.startswith("0") or len(digits) > 15:  # codes: 007 -> zero zero seven
+        words = " ".join(ONES[int(d)] for d in digits)
+    else:
+        words = cardinal(int(digits))
+    if suffix in ("st", "nd", "rd", "th"):
+        words = _inflect(words, "ordinal", "th")
+    elif suffix == "s":
+        words = _inflect(words, "plural", "s")
+    return f" {words}{' percent' if m['percent'] else ''} "
+
+
+def _is_year(n: int) -> bool:
+    return 1100 <= n <= 1999 or 2010 <= n <= 2099
+
+
+def year(n: int) -> str:
+    """A year as said: 1999 -> nineteen ninety nine, 1905 -> nineteen o five, 1900 -> nineteen hundred."""
+    century, rest = divmod(n, 100)
+    if rest == 0:
+        return f"{cardinal(century)} hundred"
+    return f"{cardinal(century)} {'o ' if rest < 10 else ''}{cardinal(rest)}"
+
+
+def cardinal(n: int) -> str:
+    """0 <= n < 10**15 -> words, British style as LibriSpeech reads them: 1234 -> one thousand two
+    hundred and thirty four; 2005 -> two thousand and five."""
+    if n < 20:
+        return ONES[n]
+    groups = []  # (words of a three-digit group, its scale), most significant first
+    for scale in SCALES:
+        n, group = divmod(n, 1000)
+        if group:
+            groups.insert(0, (group, scale))
+    words = []
+    for i, (group, scale) in enumerate(groups):
+        hundreds, rest = divmod(group, 100)
+        if hundreds:
+            words += [ONES[hundreds], "hundred"]
+        if rest and (hundreds or (i == len(groups) - 1 and len(groups) > 1)):
+            words.append("and")
+        if rest:
+            words += (
+                [ONES[rest]] if rest < 20 else [TENS[rest // 10]] + ([ONES[rest % 10]] if rest % 10 else [])
+            )
+        if scale:
+            words.append(scale)
+    return " ".join(words)
+
+
+def _inflect(words: str, kind: str, ending: str) -> str:
+    """The last word made ordinal (twenty one -> twenty first) or plural (nineteen nineties)."""
+    *head, last = words.split()
+    if last in IRREGULAR[kind]:
+        last = IRREGULAR[kind][last]
+    elif last.endswith("y"):
+        last = last[:-1] + "ie" + ending
+    else:
+        last += ending
+    return " ".join([*head, last])
 
 
 class Tokenizer:
