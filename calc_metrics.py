@@ -13,6 +13,7 @@ named in a "warning:" line); 1 nothing to score (one "error:" line); 2 bad comma
 """
 
 import argparse
+import posixpath
 import sys
 from pathlib import Path
 
@@ -108,22 +109,60 @@ def _rate(edits: int, total: int) -> float:
 
 
 def read_texts(folder: str | Path) -> dict[str, str]:
-    """DIR/<id>.txt -> {id: text}. Files that are not UTF-8 text are left out (`left_out` names them)."""
+    """DIR/<id>.txt, in subfolders too -> {id: text}; the id of DIR/sub/x.txt is "sub/x". The
+    suffix may be upper-case (X.TXT). Files that are not UTF-8 text are left out (`left_out` names
+    them); hidden files and folders (.ipynb_checkpoints) are not read."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: folder not found")
     texts = {}
-    for p in sorted(folder.glob("*.txt")):
+    for uid, p in text_files(folder).items():
         try:
-            texts[p.stem] = p.read_text(encoding="utf-8").strip()
+            texts[uid] = p.read_text(encoding="utf-8").strip()
         except (UnicodeDecodeError, OSError):
             pass
     return texts
 
 
+def text_files(folder: Path) -> dict[str, Path]:
+    """{id: path} of the .txt files under folder (see read_texts)."""
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() == ".txt" and p.is_file())
+    return {
+        p.relative_to(folder).with_suffix("").as_posix(): p
+        for p in files
+        if not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    }
+
+
 def left_out(folder: str | Path, texts: dict[str, str]) -> list[str]:
     """Ids of DIR/<id>.txt that read_texts could not read."""
-    return sorted({p.stem for p in Path(folder).glob("*.txt")} - set(texts))
+    return sorted(set(text_files(Path(folder))) - set(texts))
+
+
+def align_ids(texts: dict[str, str], ids) -> dict[str, str]:
+    """texts keyed by the ids they transcribe: a text whose id is X.wav (from X.wav.txt, as some
+    tools name transcriptions) belongs to X when X is among ids and has no text of its own."""
+    ids = set(ids)
+    aligned = {}
+    for uid, text in texts.items():
+        base = posixpath.splitext(uid)[0]
+        aligned[base if uid not in ids and base != uid and base in ids and base not in texts else uid] = text
+    return aligned
+
+
+def pair(refs: dict[str, str], hyps: dict[str, str], skipped=()) -> tuple[list[str], list[tuple], dict]:
+    """The rule that pairs references with predictions, for calc_metrics.py and inference.py alike:
+    every reference is scored (one with no prediction as empty), except the ids in `skipped` (files
+    that could not be read); a prediction without a reference is ignored. -> (ids to score,
+    warnings as (ids, what), refs keyed by the ids of hyps as align_ids does)."""
+    refs = align_ids(refs, hyps)
+    ids = sorted(set(refs) - set(skipped))
+    warnings = [
+        (sorted(set(ids) - set(hyps)), "reference(s) have no prediction and count as empty"),
+        (sorted(set(hyps) - set(refs) - set(skipped)), "prediction(s) have no reference and are ignored"),
+        ([i for i in ids if not normalize_text(refs[i])], "reference(s) are empty; words predicted count as insertions"),
+    ]  # fmt: skip
+    return ids, [(names, what) for names, what in warnings if names], refs
 
 
 def format_report(m: dict) -> str:
@@ -147,33 +186,25 @@ def main(argv=None) -> dict:
     except FileNotFoundError as e:
         sys.exit(f"error: {e}")
     bad_refs, bad_hyps = left_out(args.refs, refs), left_out(args.hyps, hyps)
-    ids = sorted(set(refs) - set(bad_hyps))
+    ids, paired, refs = pair(refs, hyps, skipped=bad_refs + bad_hyps)
     if not ids:
         sys.exit(f"error: {args.refs}: no readable reference .txt files")
     warnings = [
-        (
-            [f"{i}.txt" for i in bad_refs],
-            f"file(s) in {args.refs} are not UTF-8 text, skipped; save as UTF-8",
-        ),
-        (
-            [f"{i}.txt" for i in bad_hyps],
-            f"file(s) in {args.hyps} are not UTF-8 text; their utterances skipped",
-        ),
-        (sorted(set(ids) - set(hyps)), "reference(s) have no prediction and count as empty"),
-        (sorted(set(hyps) - set(refs) - set(bad_refs)), "prediction(s) have no reference and are ignored"),
-        (
-            [i for i in ids if not normalize_text(refs[i])],
-            "reference(s) are empty; words predicted count as insertions",
-        ),
-    ]
-    warnings = [(names, what) for names, what in warnings if names]
-    for names, what in warnings:
-        print(f"warning: {len(names)} {what}: {_ids(names)}")
+        ([f"{i}.txt" for i in bad_refs], f"file(s) in {args.refs} are not UTF-8 text, skipped; save as UTF-8"),
+        ([f"{i}.txt" for i in bad_hyps], f"file(s) in {args.hyps} are not UTF-8 text; their utterances skipped"),
+    ]  # fmt: skip
+    warnings = [(names, what) for names, what in warnings if names] + paired
+    print_warnings(warnings)
     metrics = corpus_error_rates([refs[i] for i in ids], [hyps.get(i, "") for i in ids])
     if metrics["ref_words"] == 0:
         sys.exit(f"error: {args.refs}: every reference is empty; there is nothing to score against")
     print(format_report(metrics))
     return metrics | dict(warnings=len(warnings))
+
+
+def print_warnings(warnings: list[tuple]) -> None:
+    for names, what in warnings:
+        print(f"warning: {len(names)} {what}: {_ids(names)}")
 
 
 def _ids(ids: list[str], shown: int = 10) -> str:

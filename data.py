@@ -25,6 +25,7 @@ from audio import (
     log_mel_spectrogram,
     num_frames,
 )
+from calc_metrics import align_ids, left_out, read_texts
 from download import download, extract
 from tokenizer import Tokenizer, normalize_text
 
@@ -98,7 +99,9 @@ def _read_manifest(path: Path) -> list[Utterance]:
 
 
 def read_custom_dir(root: str | Path) -> list[Utterance]:
-    """DIR/audio/<id>.<ext> with optional DIR/transcriptions/<id>.txt."""
+    """DIR/audio/<id>.<ext> with optional DIR/transcriptions/<id>.txt, in subfolders too: the id of
+    audio/sub/x.wav is "sub/x", its transcription transcriptions/sub/x.txt (or x.wav.txt, X.TXT:
+    the rules calc_metrics.py reads them by)."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: folder not found")
@@ -108,9 +111,13 @@ def read_custom_dir(root: str | Path) -> list[Utterance]:
             f"{root}: no audio/ folder; expected {root}/audio/<id>.wav (or .flac/.mp3/.ogg) "
             f"and optionally {root}/transcriptions/<id>.txt"
         )
-    files = sorted(p for p in audio_dir.iterdir() if p.is_file() and not p.name.startswith("."))
+    files = sorted(
+        p.relative_to(audio_dir)
+        for p in audio_dir.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(audio_dir).parts)
+    )  # hidden files and folders (.DS_Store, ._x.wav, .ipynb_checkpoints) are no one's audio
     audio_files = [p for p in files if p.suffix.lower() in AUDIO_EXTENSIONS]
-    skipped = [p.name for p in files if p.suffix.lower() not in AUDIO_EXTENSIONS]
+    skipped = [p.as_posix() for p in files if p.suffix.lower() not in AUDIO_EXTENSIONS]
     if skipped:
         warnings.warn(
             f"{audio_dir}: skipped {len(skipped)} file(s) with unknown extensions ({_names(skipped)}); "
@@ -119,29 +126,33 @@ def read_custom_dir(root: str | Path) -> list[Utterance]:
         )
     if not audio_files:
         raise DataError(f"{audio_dir}: no audio files ({', '.join(AUDIO_EXTENSIONS)})")
+    ids = [p.with_suffix("").as_posix() for p in audio_files]
+    texts = _read_texts(text_dir, ids)
     utterances, seen = [], set()
-    for path in audio_files:
-        if path.stem in seen:
-            warnings.warn(f"{path}: another file has the id {path.stem!r}; this one is skipped", stacklevel=2)
+    for uid, path in zip(ids, audio_files):
+        if uid in seen:
+            warnings.warn(
+                f"{audio_dir / path}: another file has the id {uid!r}; this one is skipped", stacklevel=2
+            )
             continue
-        seen.add(path.stem)
-        utterances.append(
-            Utterance(path.stem, str(path), audio_seconds(path), _read_text(text_dir / f"{path.stem}.txt"))
-        )
+        seen.add(uid)
+        text = texts.get(uid)
+        utterances.append(Utterance(uid, str(audio_dir / path), audio_seconds(audio_dir / path), text))
     return utterances
 
 
-def _read_text(path: Path) -> str | None:
-    """A transcription file -> its normalised text; None when there is none or it is not UTF-8 text."""
-    if not path.exists():
-        return None
-    try:
-        return normalize_text(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
+def _read_texts(text_dir: Path, ids: list[str]) -> dict[str, str]:
+    """The transcriptions of a custom folder -> {audio id: normalised text}; files that are not UTF-8
+    text are named in a warning (their audio has no transcription)."""
+    if not text_dir.is_dir():
+        return {}
+    texts = read_texts(text_dir)
+    for uid in left_out(text_dir, texts):
         warnings.warn(
-            f"{path}: not UTF-8 text, so its audio has no transcription; save it as UTF-8", stacklevel=3
+            f"{text_dir / uid}.txt: not UTF-8 text, so its audio has no transcription; save it as UTF-8",
+            stacklevel=3,
         )
-        return None
+    return {uid: normalize_text(text) for uid, text in align_ids(texts, ids).items()}
 
 
 def download_librispeech(split: str, root: str | Path) -> Path:
