@@ -222,6 +222,7 @@ def speaker_of(utterance_id: str) -> str:
 
 
 MIN_SECONDS = 0.1  # shorter clips carry no speech the model can recognise
+UNKNOWN_CHARACTERS = "characters outside the vocabulary"
 
 
 class SpeechDataset(torch.utils.data.Dataset):
@@ -278,7 +279,7 @@ def _usable(utterances, cfg, tokenizer, need_text: bool, train: bool) -> list[Ut
 
     In training, utterances over max_duration go too, and the CTC check allows for the fastest speed
     perturbation, which shortens the audio: none becomes too short for its transcript in any epoch."""
-    kept, dropped = [], {}
+    kept, dropped, unknown = [], {}, set()
     max_duration = cfg.max_duration if train else None
     fastest = max(cfg.speed_max, 1.0) if train and cfg.speed_prob > 0 else 1.0
     for u in utterances:
@@ -295,24 +296,25 @@ def _usable(utterances, cfg, tokenizer, need_text: bool, train: bool) -> list[Ut
             reason = "empty transcription"
         elif max_duration and u.duration > max_duration:
             reason = f"longer than max_duration={max_duration}s"
+        elif need_text and tokenizer.unknown_characters(u.text):
+            reason = UNKNOWN_CHARACTERS
+            unknown.update(tokenizer.unknown_characters(u.text))
         elif need_text:
-            try:
-                tokens = tokenizer.encode(u.text)
-            except ValueError as e:
-                reason = str(e).split(":")[0]
-            else:
-                # CTC needs an output frame per label (more between repeats); the model's
-                # 'same'-padded stride gives ceil(frames / stride) output frames
-                frames = math.ceil(num_frames(int(u.duration * SAMPLE_RATE / fastest)) / cfg.stride)
-                if frames < len(tokens) + sum(a == b for a, b in zip(tokens, tokens[1:])):
-                    at_speed = f" at speed x{fastest:g}" if fastest > 1 else ""
-                    reason = (
-                        f"transcript too long for stride {cfg.stride}{at_speed} (CTC needs a frame per token)"
-                    )
+            tokens = tokenizer.encode(u.text)
+            # CTC needs an output frame per label (more between repeats); the model's
+            # 'same'-padded stride gives ceil(frames / stride) output frames
+            frames = math.ceil(num_frames(int(u.duration * SAMPLE_RATE / fastest)) / cfg.stride)
+            if frames < len(tokens) + sum(a == b for a, b in zip(tokens, tokens[1:])):
+                at_speed = f" at speed x{fastest:g}" if fastest > 1 else ""
+                reason = (
+                    f"transcript too long for stride {cfg.stride}{at_speed} (CTC needs a frame per token)"
+                )
         if reason:
             dropped.setdefault(reason, []).append(u)
         else:
             kept.append(u)
+    if unknown:  # name the characters, so that one can see what to spell out or fix
+        dropped[f"{UNKNOWN_CHARACTERS} ({' '.join(sorted(unknown))})"] = dropped.pop(UNKNOWN_CHARACTERS)
     for reason, us in dropped.items():
         warnings.warn(
             f"skipped {len(us)} utterance(s): {reason}: {_names([u.path for u in us])}", stacklevel=3

@@ -166,9 +166,13 @@ class Tokenizer:
     def __eq__(self, other) -> bool:
         return isinstance(other, Tokenizer) and self.state_dict() == other.state_dict()
 
+    def unknown_characters(self, text: str) -> list[str]:
+        """The characters of text that no token spells, sorted."""
+        return sorted({c for c in text if c not in self._ids})
+
     def check(self, text: str) -> None:
         """ValueError naming the characters of text that no token spells."""
-        unknown = sorted({c for c in text if c not in self._ids})
+        unknown = self.unknown_characters(text)
         if unknown:
             raise ValueError(f"characters outside the vocabulary (a-z, space, apostrophe): {unknown}")
 

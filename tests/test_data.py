@@ -112,6 +112,18 @@ def test_custom_dir_bad_files_are_skipped_and_counted(tmp_path):
     assert [u.id for u in dataset.utterances] == ["good"]
 
 
+def test_skipped_transcripts_name_the_characters_no_token_spells(tmp_path):
+    root = write_custom_dir(tmp_path / "d", {"good": "bad cab", "greek": "bad cab", "mixed": "face"})
+    (root / "transcriptions" / "greek.txt").write_text("bad \u03c9 cab\n")  # ω
+    (root / "transcriptions" / "mixed.txt").write_text("face 5 \u5317\n")  # 5 is spelled out; 北 is not
+    with pytest.warns(UserWarning) as record:
+        dataset = CustomDirDataset(root, get_config("tiny"), need_text=True)
+    (message,) = [str(w.message) for w in record]
+    assert "skipped 2 utterance(s): characters outside the vocabulary (\u03c9 \u5317): " in message
+    assert "greek.wav" in message and "mixed.wav" in message
+    assert [u.id for u in dataset.utterances] == ["good"]
+
+
 def test_custom_dir_clear_errors(tmp_path):
     with pytest.raises(DataError, match="folder not found"):
         read_custom_dir(tmp_path / "missing")
