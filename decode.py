@@ -9,7 +9,12 @@ whose text begins with " " (" the") begins a word, ending the one before it.
 """
 
 import dataclasses
+import math
 import multiprocessing
+import os
+import signal
+import threading
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -34,6 +39,20 @@ class DecodingOptions:
     beam_margin: float = 10.0
     blank_skip_logp: float = -1e-3
     unk_score: float = -3.0  # per character of a word outside the LM vocabulary; -inf: only its words
+
+    def __post_init__(self):
+        """ValueError naming the setting (as its command-line flag) that no search can use."""
+        problems = {
+            "decoder": self.decoder not in DECODERS and f"choose one of {', '.join(DECODERS)}",
+            "beam_size": not self.beam_size >= 1 and "must be at least 1",
+            "top_k": self.top_k is not None and not self.top_k >= 1 and "must be at least 1, or None for all",
+            "alpha": not math.isfinite(self.alpha) and "must be a finite number",
+            "beta": not math.isfinite(self.beta) and "must be a finite number",
+            "unk_score": not self.unk_score < math.inf and "must be a number, or -inf",
+        }
+        for name, problem in problems.items():
+            if problem:
+                raise ValueError(f"--{name} {getattr(self, name)}: {problem}")
 
     def search_kwargs(self) -> dict:
         """The keyword arguments of prefix_beam_search_nbest (all but decoder, beam_size and lm)."""
@@ -399,7 +418,23 @@ def load_lm(path: str) -> NGramLM:
     return NGramLM.from_arpa(path)
 
 
+def follow_parent(*_) -> None:
+    """Set-up of a worker process (a pool's initializer, a DataLoader's worker_init_fn): Ctrl-C is
+    for the parent to report, so the worker ignores it; and the worker exits within half a second
+    of its parent's death, so a killed run leaves no process computing for no one."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def _init_worker(lm_path: str) -> None:
+    follow_parent()
     try:
         if lm_path:
             load_lm(lm_path)
