@@ -16,6 +16,7 @@ file was skipped (a "warning:" line names each); 1 nothing done (one "error:" li
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -25,13 +26,25 @@ from tqdm import tqdm
 
 from arpa import check_arpa
 from audio import DataError
-from calc_metrics import EXIT_WARNINGS, corpus_error_rates, format_report
+from calc_metrics import (
+    EXIT_WARNINGS,
+    align_ids,
+    corpus_error_rates,
+    format_report,
+    left_out,
+    pair,
+    print_warnings,
+    read_texts,
+)
 from data import CustomDirDataset, DurationBatchSampler, LibriSpeechDataset, collate, make_output_dir
-from decode import DECODERS, DecodingOptions, decode_batch, decoder_pool
+from decode import DECODERS, DecodingOptions, decode_batch, decoder_pool, follow_parent
 from download import download, parse_link
 from model import load_checkpoint, load_model, pick_device, utterance_log_probs
 
 DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "model.pt"
+DECODING_FLAGS = ("decoder", "beam_size", "lm", "alpha", "beta", "unk_score")
+EXIT_USAGE = 2  # argparse's code for a bad command line
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
 
 
 def resolve_checkpoint(source: str | Path, sha256: str | None = None) -> Path:
@@ -88,55 +101,109 @@ def _log_probs(model, data, batch_seconds: float, device, num_workers: int):
     """-> per batch: (ids, errors as (id, message), log-probs (T_i, V) per id)."""
     sampler = DurationBatchSampler([u.duration for u in data.utterances], batch_seconds, shuffle=False)
     loader = torch.utils.data.DataLoader(
-        data, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers
+        data, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers, worker_init_fn=follow_parent
     )
     for batch in tqdm(loader, desc="inference", unit="batch"):
         yield batch["ids"], batch["errors"], utterance_log_probs(model, batch, device) if batch["ids"] else []
 
 
+class Interrupted(Exception):
+    """Ctrl-C during transcription; the message says how far it got."""
+
+
+def prediction_path(out: Path, uid: str) -> Path:
+    return out / f"{uid}.txt"  # an id "sub/x" (audio/sub/x.wav) -> OUT/sub/x.txt
+
+
+def write_prediction(out: Path, uid: str, text: str) -> None:
+    """OUT/<id>.txt, whole or not at all: a run killed mid-write leaves no half prediction."""
+    path = prediction_path(out, uid)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def is_done(out: Path, utterance) -> bool:
+    """A prediction from an earlier run that a rerun keeps: not empty (a failed or silent file is
+    tried again) and newer than its audio."""
+    path = prediction_path(out, utterance.id)
+    try:
+        stat = path.stat()
+        return stat.st_size > 1 and stat.st_mtime >= Path(utterance.path).stat().st_mtime
+    except OSError:
+        return False
+
+
 def transcribe(
-    data_dir, out="preds", checkpoint=DEFAULT_CHECKPOINT, *, batch_seconds=200.0, num_workers=2, **kwargs
-) -> dict:
+    data_dir, out="preds", checkpoint=DEFAULT_CHECKPOINT, *, batch_seconds=200.0, num_workers=2,
+    overwrite=False, **kwargs,
+) -> dict:  # fmt: skip
     """Transcribe a folder (see the module's docstring) to OUT/<id>.txt with a checkpoint (path, URL
-    or Drive link). kwargs: sha256 (of a downloaded checkpoint), dataset ("custom" or "librispeech"
-    with split), device, and DecodingOptions fields (decoder, beam_size, lm, alpha, beta, ...) over
-    the checkpoint's. -> dict(predictions, failed) and, with transcriptions, the corpus WER/CER."""
+    or Drive link). Predictions already in OUT and newer than their audio are kept unless overwrite.
+    kwargs: sha256 (of a downloaded checkpoint), dataset ("custom" or "librispeech" with split),
+    device, and DecodingOptions fields (decoder, beam_size, lm, alpha, beta, ...) over the
+    checkpoint's. -> dict(predictions, failed, warnings) and, with transcriptions, the corpus WER/CER
+    of every file (also those kept) as calc_metrics.py would give it for OUT."""
     model, tokenizer, options, data, device = _load(data_dir, checkpoint, **kwargs)
     out = make_output_dir(out, "--out")
-    refs = {u.id: u.text for u in data.utterances + data.skipped if u.text is not None}
-    hyps, failed = (
-        {},
-        [u.id for u in data.skipped],
-    )  # unreadable or empty: an empty prediction keeps ids aligned
+    audio = data.utterances + data.skipped
+    failed = [u.id for u in data.skipped]  # unreadable or empty: an empty prediction keeps ids aligned
     for uid in failed:
-        (out / f"{uid}.txt").write_text("\n", encoding="utf-8")
+        write_prediction(out, uid, "")
+    kept = [] if overwrite else [u for u in data.utterances if is_done(out, u)]
+    if kept:
+        print(f"keeping {len(kept)} predictions in {out} newer than their audio (--overwrite to redo them)")
+        data.utterances = [u for u in data.utterances if u not in kept]
     print(f"transcribing {len(data)} files with {options.decoder} decoding on {device}")
     if options.decoder == "beam_lm":
         print(f"LM {options.lm}, alpha {options.alpha}, beta {options.beta}, beam {options.beam_size}")
-    pool = decoder_pool(options.lm, num_workers) if options.decoder != "greedy" and num_workers > 1 else None
+    written = len(kept) + len(failed)
+    use_pool = options.decoder != "greedy" and num_workers > 1 and len(data) > 1
+    pool = decoder_pool(options.lm, num_workers) if use_pool else None
     try:
         for ids, errors, log_probs in _log_probs(model, data, batch_seconds, device, num_workers):
             for uid, error in errors:
                 print(f"warning: {error}; writing an empty prediction")
-                (out / f"{uid}.txt").write_text("\n", encoding="utf-8")
+                write_prediction(out, uid, "")
                 failed.append(uid)
             for uid, token_ids in zip(ids, decode_batch(log_probs, tokenizer.vocab, options, pool)):
-                hyps[uid] = tokenizer.decode(token_ids)
-                (out / f"{uid}.txt").write_text(hyps[uid] + "\n", encoding="utf-8")
+                write_prediction(out, uid, tokenizer.decode(token_ids))
+            written += len(ids) + len(errors)
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"interrupted: {written} of {len(audio)} files written; rerun to continue"
+        ) from None
     finally:
         if pool is not None:
             pool.terminate()
-    print(
-        f"wrote {len(hyps) + len(failed)} predictions to {out}"
-        + (f" ({len(failed)} failed)" if failed else "")
-    )
-    result = dict(predictions=len(hyps), failed=len(failed), warnings=data.warnings)
-    if refs:
-        ids = sorted(refs)
-        metrics = corpus_error_rates([refs[i] for i in ids], [hyps.get(i, "") for i in ids])  # failed: empty
-        print(format_report(metrics))
-        result.update(metrics)
+    notes = [f"{len(failed)} failed"] * bool(failed) + [f"{len(kept)} kept from before"] * bool(kept)
+    print(f"wrote {written - len(kept)} predictions to {out}" + (f" ({', '.join(notes)})" if notes else ""))
+    result = dict(predictions=written - len(failed), failed=len(failed), warnings=data.warnings)
+    result.update(_score(data_dir, kwargs.get("dataset", "custom"), audio, out, result))
     return result
+
+
+def _score(data_dir, dataset: str, audio: list, out: Path, result: dict) -> dict:
+    """WER/CER of the predictions in OUT for this run's audio against every transcription given,
+    paired by calc_metrics.py's rules and with its warnings (each one counted in result)."""
+    refs = {u.id: u.text for u in audio if u.text is not None}  # LibriSpeech transcripts
+    unreadable = []
+    for folder in str(data_dir).split(",") if dataset == "custom" else []:
+        text_dir = Path(folder).expanduser() / "transcriptions"
+        if (text_dir.parent / "audio").is_dir() and text_dir.is_dir():  # also transcriptions without audio
+            texts = read_texts(text_dir)
+            refs |= align_ids(texts, [u.id for u in audio])
+            unreadable += left_out(text_dir, texts)  # named when the data was read
+    hyps = {u.id: prediction_path(out, u.id).read_text(encoding="utf-8").strip() for u in audio}
+    ids, warnings, refs = pair(refs, hyps, skipped=unreadable)
+    if not ids:
+        return {}
+    print_warnings(warnings)
+    result["warnings"] += len(warnings)
+    metrics = corpus_error_rates([refs[i] for i in ids], [hyps.get(i, "") for i in ids])
+    print(format_report(metrics))
+    return metrics
 
 
 # ----------------------------------------------------------------------------- tuning
@@ -248,17 +315,34 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--num_workers", type=int, default=2, help="processes for loading and for beam search"
     )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="redo files whose prediction in --out is newer than the audio",
+    )
     args = vars(parser.parse_args(argv))
     data_dir, out, run_tune = args.pop("data_dir"), args.pop("out"), args.pop("tune")
     axes = dict(alpha=args.pop("alphas"), beta=args.pop("betas"), unk_score=args.pop("unk_scores"))
+    try:  # a bad decoding setting is a bad command line: said before the model and data are loaded
+        DecodingOptions(**{k: args[k] for k in DECODING_FLAGS if args[k] is not None})
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
     try:
         if run_tune:
+            del args["overwrite"]
             return tune(data_dir, out, axes, **args)
         return transcribe(data_dir, out, **args)
     except FileNotFoundError as e:
         sys.exit(f"error: {e}; train one with train.py, or pass --checkpoint PATH")
     except (ValueError, DataError, RuntimeError, OSError) as e:
         sys.exit(f"error: {e}")
+    except Interrupted as e:
+        print(f"\n{e}", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
+    except KeyboardInterrupt:
+        print("\ninterrupted before any file was transcribed", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":
