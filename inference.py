@@ -6,11 +6,15 @@ from the command line. `--tune` tunes the LM fusion settings on labelled data in
     python inference.py --data_dir data --dataset librispeech --split dev-clean --out preds
     python inference.py --data_dir VAL --tune --lm lm.arpa.gz --out runs/r/tune   # -> runs/r/tune/tune.json
 
---data_dir may also be one audio file. Predictions are written batch by batch, so an interrupted run
-keeps what it has done. A file that cannot be read gets a warning and an empty prediction; the run
-goes on. Recordings of any length run in bounded memory. When transcriptions exist the corpus
-WER/CER is printed at the end. Exit codes as calc_metrics.py's: 0 every file used; 3 done, but some
-file was skipped (a "warning:" line names each); 1 nothing done (one "error:" line); 2 bad command line.
+--data_dir may also be one audio file; audio in subfolders has ids like sub/x (-> preds/sub/x.txt).
+Predictions are written batch by batch, each whole or not at all, so an interrupted run (Ctrl-C:
+exit 130) keeps what it has done, and a rerun into the same --out keeps every prediction newer than
+its audio (--overwrite to redo them). A file that cannot be read gets a warning and an empty
+prediction; the run goes on. Recordings of any length run in bounded memory. When transcriptions
+exist, the corpus WER/CER of every file is printed at the end, paired and warned about as
+calc_metrics.py does for the same folders. Exit codes as calc_metrics.py's: 0 every file used; 3
+done, but some file was skipped, missing, extra or empty (a "warning:" line names each); 1 nothing
+done (one "error:" line); 2 bad command line; 130 interrupted.
 """
 
 import argparse
