@@ -372,7 +372,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"\n{e}", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
     except KeyboardInterrupt:
-        print("\ninterrupted before any file was transcribed", file=sys.stderr)
+        print("\ninterrupted; rerun to continue (predictions written are kept)", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
 
 
