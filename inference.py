@@ -8,14 +8,14 @@ from the command line. `--tune` tunes the LM fusion settings on labelled data in
 
 --data_dir may also be one audio file; audio in subfolders has ids like sub/x (-> preds/sub/x.txt).
 Predictions are written batch by batch, each whole or not at all, so an interrupted run (Ctrl-C:
-exit 130) keeps what it has done, and a rerun into the same --out keeps every prediction newer than
-its audio and made with the same weights and decoding settings (--overwrite to redo them). A file
-that cannot be read gets a warning and an empty prediction; the run goes on. Recordings of any
-length run in bounded memory. When transcriptions exist, the corpus WER/CER of every file is printed
-at the end, paired and warned about as calc_metrics.py does for the same folders. Exit codes as
-calc_metrics.py's: 0 every file used; 3 done, but some file was skipped, missing, extra or empty (a
-"warning:" line names each); 1 nothing done (one "error:" line); 2 bad command line; 130
-interrupted.
+exit 130; kill) keeps what it has done, and a rerun into the same --out with the same weights and
+decoding settings resumes it: its predictions newer than their audio are kept (--overwrite to redo
+them). After a finished run, a rerun does everything again. A file that cannot be read gets a
+warning and an empty prediction; the run goes on. Recordings of any length run in bounded memory.
+When transcriptions exist, the corpus WER/CER of every file is printed at the end, paired and warned
+about as calc_metrics.py does for the same folders. Exit codes as calc_metrics.py's: 0 every file
+used; 3 done, but some file was skipped, missing, extra or empty (a "warning:" line names each); 1
+nothing done (one "error:" line); 2 bad command line; 130 interrupted.
 """
 
 import argparse
@@ -51,7 +51,7 @@ DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "model.pt"
 DECODING_FLAGS = ("decoder", "beam_size", "lm", "alpha", "beta", "unk_score")
 EXIT_USAGE = 2  # argparse's code for a bad command line
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
-SETTINGS_FILE = ".inference.json"  # in --out: the weights and decoding settings of its predictions
+UNFINISHED_FILE = ".unfinished.json"  # in --out while a run writes there: what its predictions are made with
 
 
 def resolve_checkpoint(source: str | Path, sha256: str | None = None) -> Path:
@@ -132,8 +132,8 @@ def write_prediction(out: Path, uid: str, text: str) -> None:
 
 
 def is_done(out: Path, utterance, since: float) -> bool:
-    """A prediction from an earlier run that a rerun keeps: not empty (a failed or silent file is
-    tried again), newer than its audio, and written since `since` (when the settings last changed)."""
+    """A prediction of an unfinished run that a rerun keeps: not empty (a failed or silent file is
+    tried again), written since that run began and newer than its audio."""
     path = prediction_path(out, utterance.id)
     try:
         stat = path.stat()
@@ -142,23 +142,25 @@ def is_done(out: Path, utterance, since: float) -> bool:
         return False
 
 
-def record_settings(out: Path, model, options: DecodingOptions) -> float:
-    """Note in OUT what makes its predictions (a digest of the weights, the decoding settings), unless
-    it is noted already. -> when they were first used there: older predictions are another model's."""
+def begin_run(out: Path, model, options: DecodingOptions, overwrite: bool) -> float | None:
+    """Note in OUT what this run's predictions are made with (a digest of the weights, the decoding
+    settings) until it finishes. -> when an unfinished run into OUT with the same weights and
+    settings began, to resume it; None to transcribe everything (a finished run, other settings,
+    or overwrite: another model's or decoder's predictions are never kept)."""
     digest = hashlib.sha256()
     for tensor in model.state_dict().values():
         digest.update(tensor.detach().cpu().numpy().tobytes())
     settings = json.dumps(dict(weights=digest.hexdigest(), decoding=dataclasses.asdict(options)), indent=1)
-    path = out / SETTINGS_FILE
+    path = out / UNFINISHED_FILE
     try:
-        if path.read_text(encoding="utf-8") == settings:
+        if not overwrite and path.read_text(encoding="utf-8") == settings:
             return path.stat().st_mtime
     except OSError:
         pass
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(settings, encoding="utf-8")
     os.replace(tmp, path)
-    return path.stat().st_mtime
+    return None
 
 
 def transcribe(
@@ -166,8 +168,8 @@ def transcribe(
     overwrite=False, **kwargs,
 ) -> dict:  # fmt: skip
     """Transcribe a folder (see the module's docstring) to OUT/<id>.txt with a checkpoint (path, URL
-    or Drive link). Predictions already in OUT, newer than their audio and made with the same weights
-    and decoding settings, are kept unless overwrite.
+    or Drive link). An unfinished run into OUT with the same weights and decoding settings is resumed
+    (its predictions newer than their audio are kept) unless overwrite.
     kwargs: sha256 (of a downloaded checkpoint), dataset ("custom" or "librispeech" with split),
     device, and DecodingOptions fields (decoder, beam_size, lm, alpha, beta, ...) over the
     checkpoint's. -> dict(predictions, failed, warnings) and, with transcriptions, the corpus WER/CER
@@ -178,12 +180,11 @@ def transcribe(
     failed = [u.id for u in data.skipped]  # unreadable or empty: an empty prediction keeps ids aligned
     for uid in failed:
         write_prediction(out, uid, "")
-    since = record_settings(out, model, options)
-    kept = [] if overwrite else [u for u in data.utterances if is_done(out, u, since)]
+    since = begin_run(out, model, options, overwrite)
+    kept = [u for u in data.utterances if since is not None and is_done(out, u, since)]
     if kept:
         print(
-            f"keeping {len(kept)} predictions in {out} made with these weights and settings, newer than "
-            "their audio (--overwrite to redo them)"
+            f"resuming the unfinished run into {out}: keeping its {len(kept)} predictions (--overwrite to redo)"
         )
         data.utterances = [u for u in data.utterances if u not in kept]
     print(f"transcribing {len(data)} files with {options.decoder} decoding on {device}")
@@ -208,6 +209,7 @@ def transcribe(
     finally:
         if pool is not None:
             pool.terminate()
+    (out / UNFINISHED_FILE).unlink()  # finished: a rerun starts afresh
     notes = [f"{len(failed)} failed"] * bool(failed) + [f"{len(kept)} kept from before"] * bool(kept)
     print(f"wrote {written - len(kept)} predictions to {out}" + (f" ({', '.join(notes)})" if notes else ""))
     result = dict(predictions=written - len(failed), failed=len(failed), warnings=data.warnings)
@@ -349,7 +351,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--overwrite",
         action="store_true",
-        help="redo files whose prediction in --out is newer than the audio",
+        help="redo every file (by default a rerun resumes an unfinished run into --out)",
     )
     args = vars(parser.parse_args(argv))
     data_dir, out, run_tune = args.pop("data_dir"), args.pop("out"), args.pop("tune")

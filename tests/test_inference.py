@@ -75,37 +75,50 @@ def test_interrupt_is_one_line_and_a_rerun_resumes(tiny_run, tmp_path, monkeypat
     whole = infer(data, tmp_path / "whole", checkpoint)
     decode_batch, decoded = inference.decode_batch, []
 
-    def interrupted_after_one_batch(log_probs, *args):
-        if decoded:
-            raise KeyboardInterrupt
-        decoded.append(len(log_probs))
-        return decode_batch(log_probs, *args)
+    def run(*flags, batches=None) -> dict:
+        """infer, one file per batch, Ctrl-C after `batches` batches; decoded: files decoded per batch."""
+        decoded.clear()
 
-    monkeypatch.setattr(inference, "decode_batch", interrupted_after_one_batch)
+        def counted(log_probs, *args):
+            if len(decoded) == batches:
+                raise KeyboardInterrupt
+            decoded.append(len(log_probs))
+            return decode_batch(log_probs, *args)
+
+        monkeypatch.setattr(inference, "decode_batch", counted)
+        return infer(data, preds, checkpoint, "--batch_seconds", "0.1", *flags)
+
     with pytest.raises(SystemExit) as e:
-        infer(data, preds, checkpoint, "--batch_seconds", "0.1")  # one file per batch
+        run(batches=1)
     assert e.value.code == 130
     err = capsys.readouterr().err  # tqdm's bar, then one line
     assert err.endswith("\ninterrupted: 1 of 4 files written; rerun to continue\n") and "Traceback" not in err
-    assert len(list(preds.glob("*.txt"))) == 1 and not list(preds.glob("*.tmp"))
+    (first,) = [p.stem for p in preds.glob("*.txt")]
+    assert not list(preds.glob("*.tmp"))
 
-    decoded.clear()
-    monkeypatch.setattr(
-        inference, "decode_batch", lambda lp, *a: decoded.append(len(lp)) or decode_batch(lp, *a)
-    )
-    resumed = infer(data, preds, checkpoint, "--batch_seconds", "0.1")
-    assert "keeping 1 predictions" in capsys.readouterr().out and sum(decoded) == 3
+    with pytest.raises(SystemExit):
+        run(batches=1)  # resumed: the first file kept, one more written
+    assert "interrupted: 2 of 4 files written" in capsys.readouterr().err
+    os.utime(data / "audio" / f"{first}.wav")  # the audio replaced since its prediction was written
+    resumed = run()
+    assert "keeping its 1 predictions" in capsys.readouterr().out and sum(decoded) == 3
     assert resumed["utterances"] == 4 and resumed["wer"] == whole["wer"]  # the figure covers every file
+    assert sorted(p.name for p in preds.iterdir()) == [f"{uid}.txt" for uid in sorted(TONE_TEXTS)]
     for uid in TONE_TEXTS:
         assert (preds / f"{uid}.txt").read_text() == (tmp_path / "whole" / f"{uid}.txt").read_text()
 
-    decoded.clear()
-    newer = time.time() + 5
-    os.utime(data / "audio" / "a2.wav", (newer, newer))  # audio replaced since its prediction
-    infer(data, preds, checkpoint)
-    infer(data, preds, checkpoint, "--overwrite")
-    infer(data, preds, checkpoint, "--decoder", "beam", "--beam_size", "2")  # other settings: all redone
-    assert decoded == [1, 4, 4]
+    run()  # after a finished run: everything again
+    assert sum(decoded) == 4
+    for flags, redone in [((), 3), (("--overwrite",), 4)]:
+        with pytest.raises(SystemExit):
+            run(batches=1)
+        run(*flags)
+        assert sum(decoded) == redone, flags
+    with pytest.raises(SystemExit):
+        run(batches=1)
+    capsys.readouterr()
+    run("--decoder", "beam", "--beam_size", "2")  # other settings: another model's predictions are redone
+    assert sum(decoded) == 4 and "keeping" not in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("flag, value", [("--beam_size", "0"), ("--alpha", "nan"), ("--unk_score", "inf")])
