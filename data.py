@@ -136,8 +136,9 @@ def read_custom_dir(root: str | Path) -> list[Utterance]:
             )
             continue
         seen.add(uid)
-        text = texts.get(uid)
-        utterances.append(Utterance(uid, str(audio_dir / path), audio_seconds(audio_dir / path), text))
+        utterances.append(
+            Utterance(uid, str(audio_dir / path), audio_seconds(audio_dir / path), texts.get(uid))
+        )
     return utterances
 
 

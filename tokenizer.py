@@ -19,9 +19,13 @@ KINDS = ("char", "bpe")
 SENTENCEPIECE_SPACE = "\u2581"  # "▁", sentencepiece's mark of a word start
 
 
-APOSTROPHES = "\u2019\u2018`\u00b4\u2032\u02bc\u02b9\uff07"  # ’ ‘ ` ´ ′ ʼ ʹ ＇ as typed for '
+APOSTROPHES = str.maketrans(dict.fromkeys("\u2019\u2018`\u00b4\u2032\u02bc\u02b9\uff07", "'"))  # ’‘`´′ʼʹ＇
 SYMBOLS = {"&": " and ", "%": " percent ", "+": " plus ", "@": " at "}
-CURRENCIES = {"$": ("dollar", "cent"), "£": ("pound", "penny"), "€": ("euro", "cent")}
+CURRENCIES = {  # symbol -> (unit, units, hundredth, hundredths)
+    "$": ("dollar", "dollars", "cent", "cents"),
+    "£": ("pound", "pounds", "penny", "pence"),
+    "€": ("euro", "euros", "cent", "cents"),
+}
 ONES = (
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
     "sixteen seventeen eighteen nineteen"
@@ -49,9 +53,7 @@ def normalize_text(text: str) -> str:
     spelled out as LibriSpeech transcripts read them (spell_numbers); hyphens, dashes and other
     punctuation separate words; quotes are not apostrophes. Other letters (Greek, Chinese, ...) are
     kept, so that `Tokenizer.encode` can report them instead of silently changing what was said."""
-    text = text.translate(
-        {ord(c): "'" for c in APOSTROPHES}
-    )  # before NFKD, which splits ´ into space + accent
+    text = text.translate(APOSTROPHES)  # before NFKD, which splits ´ into a space and an accent
     text = "".join(c for c in text if unicodedata.category(c) != "Cf")  # invisible format characters
     text = unicodedata.normalize("NFKD", text)
     text = "".join(c for c in text if not unicodedata.combining(c)).lower()
@@ -62,10 +64,11 @@ def normalize_text(text: str) -> str:
 
 
 def spell_numbers(text: str) -> str:
-    """Digits and symbols -> words, in lower-case text: "$5 in 1999" -> " five dollars  in nineteen
-    ninety nine": amounts ($5.50: five dollars and fifty cents), percentages, ordinals (21st), plural
-    years (1990s), decimals (3.25: three point two five), thousands separators (1,000) and years
-    (1100-1999 and 2010-2099 in pairs of digits: eighteen sixty, nineteen o five)."""
+    """Digits and symbols in lower-case text -> words ("$5 in 1999" -> five dollars in nineteen ninety
+    nine, with spaces around each number to be squeezed later): amounts ($5.50: five dollars and
+    fifty cents), percentages, ordinals (21st), plurals (1990s), decimals (3.25: three point two
+    five), thousands separators (1,000), years (1100-1999 and 2010-2099 in pairs of digits: eighteen
+    sixty, nineteen o five) and & % + @."""
     text = NUMBER.sub(_spell_match, text)
     return "".join(SYMBOLS.get(c, c) for c in text)
 
@@ -73,13 +76,11 @@ def spell_numbers(text: str) -> str:
 def _spell_match(m: re.Match) -> str:
     digits, decimals, suffix = m["digits"].replace(",", ""), m["decimals"], (m["suffix"] or "").lstrip("'")
     if m["currency"]:
-        unit, cent = CURRENCIES[m["currency"]]
-        words = f"{cardinal(int(digits))} {unit}{'' if int(digits) == 1 else 's'}"
+        unit, units, cent, cents = CURRENCIES[m["currency"]]
+        words = f"{cardinal(int(digits))} {unit if int(digits) == 1 else units}"
         if decimals and int(decimals):
-            cents = int(decimals.ljust(2, "0")[:2])
-            words += (
-                f" and {cardinal(cents)} {cent if cents == 1 else 'pence' if cent == 'penny' else cent + 's'}"
-            )
+            hundredths = int(decimals.ljust(2, "0")[:2])
+            words += f" and {cardinal(hundredths)} {cent if hundredths == 1 else cents}"
     elif decimals is not None:
         words = f"{cardinal(int(digits))} point {' '.join(ONES[int(d)] for d in decimals)}"
     elif "," not in m["digits"] and len(digits) == 4 and _is_year(int(digits)):
@@ -125,9 +126,7 @@ def cardinal(n: int) -> str:
         if rest and (hundreds or (i == len(groups) - 1 and len(groups) > 1)):
             words.append("and")
         if rest:
-            words += (
-                [ONES[rest]] if rest < 20 else [TENS[rest // 10]] + ([ONES[rest % 10]] if rest % 10 else [])
-            )
+            words += [ONES[rest]] if rest < 20 else [TENS[rest // 10]] + [ONES[rest % 10]] * (rest % 10 > 0)
         if scale:
             words.append(scale)
     return " ".join(words)
