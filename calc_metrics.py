@@ -7,7 +7,10 @@ rates, so long utterances weigh what they contain. Both sides are normalised lik
 (lower case, punctuation removed). CER counts spaces between words as characters. A 1-hour
 transcript scores in seconds: the edit tables are never held whole.
 
-Files that are not UTF-8 text are skipped and named, with their counterpart on the other side.
+Files pair by id: DIR/<id>.txt, in subfolders too (DIR/sub/x.txt is sub/x), the suffix in any
+case (X.TXT); a reference X.wav.txt is X's. inference.py pairs its predictions by the same rule
+(`pair`) and prints the same figure. Files that are not UTF-8 text are skipped and named, with their
+counterpart on the other side.
 Exit codes: 0 every file scored; 3 scored, but some files were skipped, missing, extra or empty (each
 named in a "warning:" line); 1 nothing to score (one "error:" line); 2 bad command line.
 """
