@@ -228,6 +228,11 @@ def _extract_split(archive: Path, split: str, url: str, librispeech_dir: Path) -
 COMMON_VOICE_TABLES = ("cv-valid-dev", "dev")
 
 
+def _folder_and_name(path: str) -> str:
+    """'a/b/cv-valid-dev/sample-000000.mp3' -> 'cv-valid-dev/sample-000000.mp3'."""
+    return "/".join(posixpath.normpath(path).split("/")[-2:])
+
+
 def convert_common_voice(source: str | Path, dest: str | Path, table: str = "") -> Path:
     """A Common Voice English release, as the .tar.gz Mozilla hands out (after accepting its terms) or the
     folder it unpacks to -> DEST in the custom layout: DEST/audio/<id>.mp3 + DEST/transcriptions/<id>.txt.
@@ -265,22 +270,14 @@ def convert_common_voice(source: str | Path, dest: str | Path, table: str = "") 
             archive.extractfile(archive.getmembers()[names.index(path)]) if archive else open(path, "rb") as f
         ):
             text = f.read().decode("utf-8")
-        clips = {}  # clip's path -> (id, transcript)
+        # a clip is known by its folder and file name (cv-valid-dev/sample-000000.mp3, clips/x.mp3): the
+        # copies on other sites nest the folders differently, and v1's splits reuse the file names
+        clips = {}  # -> (id, transcript)
         for row in csv.DictReader(io.StringIO(text), delimiter="\t" if path.endswith(".tsv") else ","):
-            audio, sentence = (
-                row.get("filename") or row.get("path"),
-                (row.get("text") or row.get("sentence") or ""),
-            )
-            folder = (
-                posixpath.dirname(path)
-                if "filename" in row
-                else posixpath.join(posixpath.dirname(path), "clips")
-            )
-            if audio and sentence.strip():
-                clips[posixpath.normpath(posixpath.join(folder, audio))] = (
-                    Path(audio).stem,
-                    sentence.strip(),
-                )
+            audio = row.get("filename") or ("clips/" + row["path"] if row.get("path") else "")
+            sentence = (row.get("text") or row.get("sentence") or "").strip()
+            if audio and sentence:
+                clips[_folder_and_name(audio)] = (Path(audio).stem, sentence)
         if not clips:
             raise DataError(
                 f"{source}: {path} lists no clips with a transcript (columns filename/path, text/sentence)"
@@ -290,10 +287,12 @@ def convert_common_voice(source: str | Path, dest: str | Path, table: str = "") 
         (partial / "audio").mkdir(parents=True)
         (partial / "transcriptions").mkdir()
         done = 0
-        for i in tqdm(
-            [i for i, n in enumerate(names) if n in clips], desc=f"common voice {name}", unit="clip"
-        ):
-            uid, sentence = clips[names[i]]
+        first = {}  # each clip where it first appears
+        for i, n in enumerate(names):
+            first.setdefault(_folder_and_name(n), i)
+        todo = sorted(first[key] for key in clips if key in first)  # in the archive's order: read once
+        for i in tqdm(todo, desc=f"common voice {name}", unit="clip"):
+            uid, sentence = clips[_folder_and_name(names[i])]
             with archive.extractfile(archive.getmembers()[i]) if archive else open(names[i], "rb") as f:
                 with open(partial / "audio" / f"{uid}.mp3", "wb") as out:
                     shutil.copyfileobj(f, out)

@@ -130,18 +130,22 @@ CLIPS = {"sample-000000": "be careful said the stranger", "sample-000001": "then
 
 def common_voice_release(root: Path, version: str) -> Path:
     """A small Common Voice English release as it unpacks: v1 (csv, clips beside it in a folder named
-    after it) or a later one (tsv, clips/); sample-000002 has no text and sample-000003 no audio."""
+    after it; v1-nested: that folder inside another of its name, as some copies of v1 have it) or a
+    later one (tsv, clips/); sample-000002 has no text and sample-000003 no audio. v1's other splits
+    reuse the file names: cv-valid-train has a sample-000000 too, which must not be taken."""
     rows = [*CLIPS.items(), ("sample-000003", "lost clip")]
-    table, clips = (
-        (root / "cv-valid-dev.csv", root / "cv-valid-dev")
-        if version == "v1"
-        else (root / "en" / "dev.tsv", root / "en" / "clips")
-    )
+    table, clips = {
+        "v1": (root / "cv-valid-dev.csv", root / "cv-valid-dev"),
+        "v1-nested": (root / "cv-valid-dev.csv", root / "cv-valid-dev" / "cv-valid-dev"),
+        "later": (root / "en" / "dev.tsv", root / "en" / "clips"),
+    }[version]
+    (root / "cv-valid-train").mkdir(parents=True)
+    sf.write(root / "cv-valid-train" / "sample-000000.mp3", tone_speech("face", 16000), 16000)
     clips.mkdir(parents=True)
     for i, (uid, _) in enumerate(rows[:3]):
         sf.write(clips / f"{uid}.mp3", tone_speech("bad cab", 16000, seed=i), 16000)
     with open(table, "w", newline="") as f:
-        if version == "v1":
+        if version.startswith("v1"):
             writer = csv.writer(f)
             writer.writerow(
                 ["filename", "text", "up_votes", "down_votes", "age", "gender", "accent", "duration"]
@@ -157,7 +161,9 @@ def common_voice_release(root: Path, version: str) -> Path:
     return root
 
 
-@pytest.mark.parametrize("version, packed", [("v1", True), ("v1", False), ("later", True)])
+@pytest.mark.parametrize(
+    "version, packed", [("v1", True), ("v1", False), ("v1-nested", False), ("later", True)]
+)
 def test_common_voice_release_to_custom_layout_then_split_by_sentence(tmp_path, capsys, version, packed):
     source = common_voice_release(tmp_path / "cv_corpus", version)
     if packed:
@@ -171,6 +177,10 @@ def test_common_voice_release_to_custom_layout_then_split_by_sentence(tmp_path, 
         "audio", "audio/sample-000000.mp3", "audio/sample-000001.mp3",
         "transcriptions", "transcriptions/sample-000000.txt", "transcriptions/sample-000001.txt",
     ]  # fmt: skip
+    original = next(tmp_path.glob("cv_corpus/**/cv-valid-dev/sample-000000.mp3"), None) or next(
+        tmp_path.glob("cv_corpus/en/clips/sample-000000.mp3")
+    )
+    assert (dest / "audio" / "sample-000000.mp3").read_bytes() == original.read_bytes()  # not another split's
     utterances = data.read_data(str(dest))
     assert [(u.id, u.text) for u in utterances] == [
         (uid, CLIPS[uid]) for uid in ("sample-000000", "sample-000001")
