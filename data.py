@@ -200,8 +200,12 @@ def download_openslr(name: str, data_dir: str | Path) -> Path:
             _extract_split(fetched, name, url, dest.parent)
         else:
             os.replace(fetched, dest)
-    finally:  # extracted, moved or broken: no second copy is kept
+    except (
+        DataError
+    ):  # a damaged archive is fetched again; after Ctrl-C or a full disk the checked one is kept
         shutil.rmtree(fetched.parent, ignore_errors=True)
+        raise
+    shutil.rmtree(fetched.parent, ignore_errors=True)  # extracted or moved: no second copy is kept
     return dest
 
 
@@ -212,7 +216,7 @@ def _extract_split(archive: Path, split: str, url: str, librispeech_dir: Path) -
     with tempfile.TemporaryDirectory(dir=librispeech_dir, prefix=f".{split}-") as tmp:
         try:
             extract(archive, tmp)
-        except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
+        except (tarfile.TarError, EOFError, zlib.error) as e:
             raise DataError(f"{url}: a damaged archive ({e}); nothing was kept, run again") from None
         source = Path(tmp) / "LibriSpeech" / split
         if not source.is_dir():

@@ -15,6 +15,7 @@ from conftest import tone_speech
 import data
 import lm
 from audio import DataError
+from download import extract
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
 import split_by_text  # noqa: E402
@@ -68,6 +69,25 @@ def test_mini_librispeech_download_extracts_to_the_layout_training_reads(http_fo
     # done once: the server may go away
     (http_folder[0] / "31" / "train-clean-5.tar.gz").unlink()
     assert data.download_openslr("train-clean-5", root) == split
+
+
+def test_an_interrupted_extraction_keeps_the_checked_archive(http_folder, monkeypatch, tmp_path):
+    serve(monkeypatch, http_folder, "train-clean-5", librispeech_archive(tmp_path, "train-clean-5"))
+    root = tmp_path / "data"
+
+    def interrupted(archive, dest):
+        (Path(dest) / "LibriSpeech").mkdir()  # some of it written, then Ctrl-C
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(data, "extract", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        data.download_openslr("train-clean-5", root)
+    assert [p.name for p in root.rglob("*") if p.is_file()] == ["train-clean-5.tar.gz"]
+    assert not (root / "LibriSpeech" / "train-clean-5").exists()
+    monkeypatch.setattr(data, "extract", extract)  # the real one, and the server's file gone:
+    (http_folder[0] / "31" / "train-clean-5.tar.gz").unlink()  # the kept archive is used
+    split = data.download_openslr("train-clean-5", root)
+    assert [u.id for u in data.read_data(str(split))] == ["19-198-0000", "19-198-0001"]
 
 
 def truncated(payload: bytes) -> bytes:
