@@ -5,10 +5,20 @@ Two folder layouts are understood:
   custom       DIR/audio/<id>.{wav,flac,mp3,ogg,sph} + optional DIR/transcriptions/<id>.txt
 """
 
+import argparse
+import contextlib
+import csv
+import io
 import math
 import os
+import posixpath
 import random
+import shutil
+import sys
+import tarfile
+import tempfile
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,18 +36,35 @@ from audio import (
     num_frames,
 )
 from calc_metrics import align_ids, left_out, read_texts
-from download import download, extract
+from download import download, extract, file_digest
 from tokenizer import Tokenizer, normalize_text
 
-LIBRISPEECH_URL = "https://www.openslr.org/resources/12"
-LIBRISPEECH_MD5 = {  # from the mirror's md5sum.txt
-    "dev-clean": "42e2234ba48799c1f50f24a7926300a1",
-    "dev-other": "c8d0bcc9cca99d4f8b62fcc847357931",
-    "test-clean": "32fa31d27d2e1cad72775fee3f4849a9",
-    "test-other": "fb5a50374b501bb3bac4815ee91d3135",
-    "train-clean-100": "2a93770f6d5c6c964bc36631d331a522",
-    "train-clean-360": "c0e676e450a7ff2f54aeade5171606fa",
-    "train-other-500": "d1a0fd59409feb2c614ce4d30c387708",
+OPENSLR_URL = "https://www.openslr.org/resources"
+# Everything `python data.py download` fetches, the one place for addresses and checksums:
+# name -> (OpenSLR resource, file, md5 as published on the resource's page; "" if none is published).
+# 31: mini LibriSpeech; 12: LibriSpeech; 11: LibriSpeech's official language models (upper-case ARPA)
+# and the text they were built from.
+DOWNLOADS = {
+    "train-clean-5": ("31", "train-clean-5.tar.gz", "5df7d4e78065366204ca6845bb08f490"),
+    "dev-clean-2": ("31", "dev-clean-2.tar.gz", "6d7ab67ac6a1d2c993d050e16d61080d"),
+    "dev-clean": ("12", "dev-clean.tar.gz", "42e2234ba48799c1f50f24a7926300a1"),
+    "dev-other": ("12", "dev-other.tar.gz", "c8d0bcc9cca99d4f8b62fcc847357931"),
+    "test-clean": ("12", "test-clean.tar.gz", "32fa31d27d2e1cad72775fee3f4849a9"),
+    "test-other": ("12", "test-other.tar.gz", "fb5a50374b501bb3bac4815ee91d3135"),
+    "train-clean-100": ("12", "train-clean-100.tar.gz", "2a93770f6d5c6c964bc36631d331a522"),
+    "train-clean-360": ("12", "train-clean-360.tar.gz", "c0e676e450a7ff2f54aeade5171606fa"),
+    "train-other-500": ("12", "train-other-500.tar.gz", "d1a0fd59409feb2c614ce4d30c387708"),
+    "3-gram.pruned.3e-7": ("11", "3-gram.pruned.3e-7.arpa.gz", "8f67ec741827742eee05799ab7605b50"),
+    "3-gram.pruned.1e-7": ("11", "3-gram.pruned.1e-7.arpa.gz", "9a0f1325bcaf3a0f7b7be4be10823c2a"),
+    "4-gram": ("11", "4-gram.arpa.gz", "6abdcd5b055bd482e4f9defe91d40408"),
+    "librispeech-vocab": ("11", "librispeech-vocab.txt", "bf3cc7a50112831ed8b0afa40cae96a5"),
+    "librispeech-lm-norm": ("11", "librispeech-lm-norm.txt.gz", "c83c64c726a1aedfe65f80aa311de402"),
+}
+LIBRISPEECH_SPLITS = [name for name, (_, file, _) in DOWNLOADS.items() if file.endswith(".tar.gz")]
+LM_DOWNLOADS = [name for name in DOWNLOADS if name not in LIBRISPEECH_SPLITS]
+DOWNLOAD_GROUPS = {  # short names for what is often fetched together
+    "mini": ["train-clean-5", "dev-clean-2"],  # 5.3 h + 2 h: the releases' development set
+    "lm": ["3-gram.pruned.3e-7", "3-gram.pruned.1e-7", "librispeech-vocab"],  # 48 MB of ready LMs
 }
 
 
@@ -156,23 +183,146 @@ def _read_texts(text_dir: Path, ids: list[str]) -> dict[str, str]:
     return {uid: normalize_text(text) for uid, text in align_ids(texts, ids).items()}
 
 
-def download_librispeech(split: str, root: str | Path) -> Path:
-    """Download, md5-check and extract one LibriSpeech split; returns ROOT/LibriSpeech/<split>."""
-    if split not in LIBRISPEECH_MD5:
-        raise DataError(f"unknown LibriSpeech split {split!r}; choose one of {', '.join(LIBRISPEECH_MD5)}")
-    split_dir = Path(root) / "LibriSpeech" / split
-    if (split_dir / ".complete").exists():
-        return split_dir
+def download_openslr(name: str, data_dir: str | Path) -> Path:
+    """One entry of DOWNLOADS into DATA_DIR -> its path: a LibriSpeech split extracted to
+    DATA_DIR/LibriSpeech/<split>, any other file kept as DATA_DIR/lm/<file>.
+
+    The file is fetched and checked by download() (md5, and never a web page in its place) and an
+    archive is extracted in a hidden folder beside its destination, then moved there, so a failure or
+    an interrupted run leaves nothing half-written; what is done is not fetched again."""
+    if name not in DOWNLOADS:
+        raise DataError(f"unknown download {name!r}; choose from {', '.join([*DOWNLOAD_GROUPS, *DOWNLOADS])}")
+    resource, file, md5 = DOWNLOADS[name]
+    url, data_dir = f"{OPENSLR_URL}/{resource}/{file}", Path(data_dir)
+    is_split = name in LIBRISPEECH_SPLITS
+    dest = data_dir / "LibriSpeech" / name if is_split else data_dir / "lm" / file
+    if (dest / ".complete").exists() or (not is_split and dest.is_file()):
+        return dest
     try:
-        archive = download(
-            f"{LIBRISPEECH_URL}/{split}.tar.gz", root, checksum=f"md5:{LIBRISPEECH_MD5[split]}"
-        )
+        fetched = download(url, data_dir, md5 and f"md5:{md5}", "archive" if is_split else None)
     except RuntimeError as e:
-        raise DataError(f"{e}; run again") from e
+        raise DataError(str(e)) from None
+    if not md5:  # never guessed: a user can compare it with the source's own listing
+        print(
+            f"warning: {url}: no published md5 to check; its md5 is {file_digest(fetched, 'md5')} (not verified)"
+        )
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if is_split:
+            _extract_split(fetched, name, url, dest.parent)
+        else:
+            os.replace(fetched, dest)
+    except (
+        DataError
+    ):  # a damaged archive is fetched again; after Ctrl-C or a full disk the checked one is kept
+        shutil.rmtree(fetched.parent, ignore_errors=True)
+        raise
+    shutil.rmtree(fetched.parent, ignore_errors=True)  # extracted or moved: no second copy is kept
+    return dest
+
+
+def _extract_split(archive: Path, split: str, url: str, librispeech_dir: Path) -> None:
+    """An OpenSLR LibriSpeech archive (LibriSpeech/<split>/... and LibriSpeech/*.TXT) -> LIBRISPEECH_DIR/<split>,
+    extracted in a hidden folder first."""
     print(f"extracting {archive.name} ...")
-    extract(archive, root)
-    (split_dir / ".complete").touch()
-    return split_dir
+    with tempfile.TemporaryDirectory(dir=librispeech_dir, prefix=f".{split}-") as tmp:
+        try:
+            extract(archive, tmp)
+        except (tarfile.TarError, EOFError, zlib.error) as e:
+            raise DataError(f"{url}: a damaged archive ({e}); nothing was kept, run again") from None
+        source = Path(tmp) / "LibriSpeech" / split
+        if not source.is_dir():
+            raise DataError(f"{url}: the archive holds no LibriSpeech/{split}/ folder")
+        shutil.rmtree(librispeech_dir / split, ignore_errors=True)  # what an older version left half-done
+        os.replace(source, librispeech_dir / split)
+        for about in source.parent.glob("*.TXT"):  # SPEAKERS.TXT, CHAPTERS.TXT, ...: the same in every split
+            os.replace(about, librispeech_dir / about.name)
+    (librispeech_dir / split / ".complete").touch()
+
+
+# the default clip list: Common Voice v1's validated dev set, or a later release's
+COMMON_VOICE_TABLES = ("cv-valid-dev", "dev")
+
+
+def _folder_and_name(path: str) -> str:
+    """'a/b/cv-valid-dev/sample-000000.mp3' -> 'cv-valid-dev/sample-000000.mp3'."""
+    return "/".join(posixpath.normpath(path).split("/")[-2:])
+
+
+def convert_common_voice(source: str | Path, dest: str | Path, table: str = "") -> Path:
+    """A Common Voice English release, as the .tar.gz Mozilla hands out (after accepting its terms) or the
+    folder it unpacks to -> DEST in the custom layout: DEST/audio/<id>.mp3 + DEST/transcriptions/<id>.txt.
+
+    `table` names the list of clips: v1's csv files (cv-valid-dev.csv: filename,text,... with paths
+    beside it) or a later release's tsv files (dev.tsv: ...,path,sentence,... with the clips in clips/);
+    by default the first of COMMON_VOICE_TABLES there is. The id is the clip's file name without .mp3.
+    DEST is written under a hidden name and renamed at the end: a failed run leaves no half-made DEST."""
+    source, dest = Path(source), Path(dest)
+    if (dest / "audio").is_dir():
+        return dest
+    if not source.exists():
+        raise DataError(
+            f"{source}: not found; pass a Common Voice archive (.tar.gz) or the folder it unpacks to"
+        )
+    archive = tarfile.open(source) if source.is_file() and tarfile.is_tarfile(source) else None
+    if source.is_file() and not archive:
+        raise DataError(f"{source}: neither a folder nor a tar archive")
+    with archive or contextlib.nullcontext():
+        # every path below is a normalised posix path: the archive's member names or the folder's files
+        names = (
+            [posixpath.normpath(n) for n in archive.getnames()]
+            if archive
+            else [p.as_posix() for p in source.rglob("*") if p.is_file()]
+        )
+        tables = {Path(n).stem: n for n in names if n.endswith((".csv", ".tsv"))}
+        name = table or next((t for t in COMMON_VOICE_TABLES if t in tables), "")
+        if name not in tables:
+            raise DataError(
+                f"{source}: no {table or ' or '.join(COMMON_VOICE_TABLES)} table (.csv/.tsv); "
+                f"found: {', '.join(sorted(tables)) or 'none'}"
+            )
+        path = tables[name]
+        with (
+            archive.extractfile(archive.getmembers()[names.index(path)]) if archive else open(path, "rb") as f
+        ):
+            text = f.read().decode("utf-8")
+        # a clip is known by its folder and file name (cv-valid-dev/sample-000000.mp3, clips/x.mp3): the
+        # copies on other sites nest the folders differently, and v1's splits reuse the file names
+        clips = {}  # -> (id, transcript)
+        for row in csv.DictReader(io.StringIO(text), delimiter="\t" if path.endswith(".tsv") else ","):
+            audio = row.get("filename") or ("clips/" + row["path"] if row.get("path") else "")
+            sentence = (row.get("text") or row.get("sentence") or "").strip()
+            if audio and sentence:
+                clips[_folder_and_name(audio)] = (Path(audio).stem, sentence)
+        if not clips:
+            raise DataError(
+                f"{source}: {path} lists no clips with a transcript (columns filename/path, text/sentence)"
+            )
+        partial = dest.with_name(f".{dest.name}.partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        (partial / "audio").mkdir(parents=True)
+        (partial / "transcriptions").mkdir()
+        done = 0
+        first = {}  # each clip where it first appears
+        for i, n in enumerate(names):
+            first.setdefault(_folder_and_name(n), i)
+        todo = sorted(first[key] for key in clips if key in first)  # in the archive's order: read once
+        for i in tqdm(todo, desc=f"common voice {name}", unit="clip"):
+            uid, sentence = clips[_folder_and_name(names[i])]
+            with archive.extractfile(archive.getmembers()[i]) if archive else open(names[i], "rb") as f:
+                with open(partial / "audio" / f"{uid}.mp3", "wb") as out:
+                    shutil.copyfileobj(f, out)
+            (partial / "transcriptions" / f"{uid}.txt").write_text(sentence + "\n", encoding="utf-8")
+            done += 1
+    if done < len(clips):
+        print(f"warning: {source}: {len(clips) - done} of the {len(clips)} clips in {path} are missing")
+    if not done:
+        shutil.rmtree(partial)
+        raise DataError(f"{source}: none of the clips listed in {path} is there")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(partial, dest)
+    print(f"{dest}: {done} clips")
+    return dest
 
 
 def read_data(spec: str, data_root: str = "data", download: bool = True) -> list[Utterance]:
@@ -188,13 +338,15 @@ def read_data(spec: str, data_root: str = "data", download: bool = True) -> list
                 utterances += read_custom_dir(path)
             else:
                 utterances += read_librispeech_dir(path)
-        elif source in LIBRISPEECH_MD5:
+        elif source in LIBRISPEECH_SPLITS:
             if not download:
                 raise DataError(f"{source}: not found locally and downloading is off")
-            utterances += read_librispeech_dir(download_librispeech(source, data_root))
+            utterances += read_librispeech_dir(download_openslr(source, data_root))
         else:
             what = "not an audio file" if path.is_file() else "folder not found"
-            raise DataError(f"{source}: {what}, and not a LibriSpeech split ({', '.join(LIBRISPEECH_MD5)})")
+            raise DataError(
+                f"{source}: {what}, and not a LibriSpeech split ({', '.join(LIBRISPEECH_SPLITS)})"
+            )
     return utterances
 
 
@@ -335,7 +487,7 @@ class LibriSpeechDataset(SpeechDataset):
         if not split_dir.is_dir():
             if not download:
                 raise DataError(f"{split_dir}: not found; pass download=True to fetch {split}")
-            split_dir = download_librispeech(split, root)
+            split_dir = download_openslr(split, root)
         super().__init__(read_librispeech_dir(split_dir), cfg, tokenizer, train, need_text)
 
 
@@ -431,3 +583,39 @@ def collate(items: list[dict]) -> dict:
         token_lengths=token_lengths,
         errors=errors,
     )
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python data.py download DATA_DIR [NAME ...]` and `python data.py common_voice SOURCE DEST`."""
+    parser = argparse.ArgumentParser(description="Get the data: public downloads, Common Voice conversion.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    get = sub.add_parser("download", help="fetch from OpenSLR, md5-checked, into DATA_DIR")
+    get.add_argument("data_dir")
+    names = [*DOWNLOAD_GROUPS, *DOWNLOADS]
+    get.add_argument(
+        "names", nargs="*", default=["mini"], metavar="NAME", help=f"default mini; one of {', '.join(names)}"
+    )
+    cv = sub.add_parser("common_voice", help="a Common Voice English archive or folder -> the custom layout")
+    cv.add_argument("source", help="the .tar.gz as downloaded from Mozilla, or the folder it unpacks to")
+    cv.add_argument("dest")
+    cv.add_argument(
+        "--table", default="", help=f"the clips' list (default: {' or '.join(COMMON_VOICE_TABLES)})"
+    )
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "common_voice":
+            convert_common_voice(args.source, args.dest, args.table)
+            return
+        if unknown := [n for n in args.names if n not in names]:
+            raise DataError(f"unknown download {unknown[0]!r}; choose from {', '.join(names)}")
+        for name in dict.fromkeys(n for group in args.names for n in DOWNLOAD_GROUPS.get(group, [group])):
+            print(download_openslr(name, args.data_dir))
+    except (DataError, OSError) as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    main()

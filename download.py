@@ -79,6 +79,19 @@ def download(
         print(f"warning: the cached {cached[0]} (from {link}) is {problem}; downloading it again")
         cached[0].unlink()
     folder.mkdir(parents=True, exist_ok=True)
+    try:
+        part = _fetch_checked(link, kind, value, folder, checksum, expect)
+    except BaseException:  # a failed or interrupted download leaves no empty entry behind
+        if not any(folder.iterdir()):
+            folder.rmdir()
+        raise
+    return part
+
+
+def _fetch_checked(
+    link: str, kind: str, value: str, folder: Path, checksum: str | None, expect: str | None
+) -> Path:
+    """download()'s fetch into FOLDER, through a temporary file that only a checked download leaves."""
     with tempfile.TemporaryDirectory(dir=folder, prefix=".part-") as tmp:
         if kind == "url":
             import torch
@@ -94,14 +107,15 @@ def download(
             if not (got := gdown.download(id=value, output=tmp + os.sep, quiet=False)):
                 raise RuntimeError(f"could not download {link}: is it shared as 'anyone with the link'?")
             part = Path(got)
+        # the content first: a server's error page is named as such, not as a checksum mismatch
+        if problem := content_problem(part, expect):
+            raise RuntimeError(f"{link}: the download is {problem}; check the address (nothing was kept)")
         if checksum:
             algorithm, expected = checksum.split(":", 1)
             if file_digest(part, algorithm) != expected.lower():
                 raise RuntimeError(
                     f"{link}: {algorithm} mismatch (expected {expected}); the download was removed"
                 )
-        if problem := content_problem(part, expect):
-            raise RuntimeError(f"{link}: the download is {problem}; check the address (nothing was kept)")
         os.replace(part, folder / part.name)
     return folder / part.name
 

@@ -1,7 +1,7 @@
 """Word n-gram language model for decoding: back-off queries, a binary cache, the vocabulary's trie.
 
     python lm.py build --text corpus.txt --order 3 --out lm.arpa.gz --max_vocab 200000 --prune 1 2 3
-    python lm.py download --name 3-gram.pruned.1e-7 --dest data/lm
+    python lm.py download --name 3-gram.pruned.1e-7 --dest data      # -> data/lm/3-gram.pruned.1e-7.arpa.gz
 
 Probabilities are natural-log everywhere in this module. NGramLM.from_arpa reads an ARPA file (arpa.py)
 and caches the model in a binary file beside it (lm.arpa.gz -> lm.arpa.gz.bin), mapped from disk on
@@ -21,10 +21,8 @@ import numpy as np
 import kneser_ney
 from arpa import BOS, EOS, UNK, open_text, read_arpa, tables_of, write_arpa_tables
 
-LM_URLS = {
-    "3-gram.pruned.1e-7": "https://www.openslr.org/resources/11/3-gram.pruned.1e-7.arpa.gz",
-    "4-gram": "https://www.openslr.org/resources/11/4-gram.arpa.gz",
-}
+# LibriSpeech's official models (OpenSLR 11), fetched by data.download_openslr: addresses and md5s in data.py
+LM_NAMES = ("3-gram.pruned.3e-7", "3-gram.pruned.1e-7", "4-gram")
 
 # binary cache beside an ARPA file: magic, header length (8 bytes little-endian), JSON header, then the
 # arrays, each at a multiple of BINARY_ALIGN bytes from the end of the header, so they map from disk as-is
@@ -337,11 +335,11 @@ class WordTrie:
 # Download and the command line
 
 
-def download_lm(name: str, dest_dir: str) -> str:
-    """Download one of LibriSpeech's official ARPA models (a key of LM_URLS) into dest_dir; returns its path."""
-    from download import download
+def download_lm(name: str, data_dir: str) -> str:
+    """One of LibriSpeech's official ARPA models (LM_NAMES), md5-checked -> DATA_DIR/lm/<file>; its path."""
+    import data  # torch and the audio stack: only for this command
 
-    return str(download(LM_URLS[name], dest_dir))
+    return str(data.download_openslr(name, data_dir))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -369,13 +367,18 @@ def main(argv: list[str] | None = None) -> None:
     build.add_argument(
         "--max_words", type=int, default=0, help="use the corpus up to this many words (0 = all)"
     )
-    download = sub.add_parser("download", help="download a LibriSpeech ARPA model")
-    download.add_argument("--name", choices=list(LM_URLS), default="3-gram.pruned.1e-7")
-    download.add_argument("--dest", default="data/lm")
+    download = sub.add_parser("download", help="download a LibriSpeech ARPA model (upper case, as published)")
+    download.add_argument("--name", choices=LM_NAMES, default="3-gram.pruned.1e-7")
+    download.add_argument("--dest", default="data", help="data folder: the model goes to DEST/lm/")
     args = parser.parse_args(argv)
 
     if args.command == "download":
-        print(download_lm(args.name, args.dest))
+        from audio import DataError
+
+        try:
+            print(download_lm(args.name, args.dest))
+        except (DataError, OSError) as e:  # no network, a bad download, an unwritable DEST
+            sys.exit(f"error: {e}")
         return
     start = time.time()
     prune = args.prune[0] if len(args.prune) == 1 else args.prune

@@ -4,8 +4,9 @@
 #   bash recipes/augment_ablation.sh DATA_DIR
 set -euo pipefail
 data=${1:?usage: augment_ablation.sh DATA_DIR}
-ls5=$data/voice-age-mini-librispeech/LibriSpeech/train-clean-5
-common=(--preset small --train_data "$ls5" --val_data "" --val_speakers 19 3664 1970 6848
+source "$(dirname "$0")/common.sh"
+need "$ls5" mini
+common=(--preset small --train_data "$ls5" --val_data "" --val_speakers $val_speakers
         --max_steps 450 --warmup_steps 100 --eval_every 450 --save_every 100 --num_workers 0
         --threads 1 --beam_size 1 --wandb_mode disabled)
 off=(--speed_prob 0 --gain_prob 0 --noise_prob 0 --reverb_prob 0 --bandlimit_prob 0 --freq_masks 0 --time_masks 0)

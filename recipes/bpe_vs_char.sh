@@ -9,9 +9,8 @@ data=${1:?usage: bpe_vs_char.sh DATA_DIR RUNS_DIR [MINUTES [VOCAB_SIZE ...]]}
 runs=${2:?usage: bpe_vs_char.sh DATA_DIR RUNS_DIR [MINUTES [VOCAB_SIZE ...]]}
 minutes=${3:-30}
 vocabs=("${@:4}"); [ ${#vocabs[@]} -gt 0 ] || vocabs=(128 256 512)
-ls5=$data/voice-age-mini-librispeech/LibriSpeech/train-clean-5
-val_speakers="19 3664 1970 6848"
-val_dirs=$(printf "$ls5/%s," $val_speakers); val_dirs=${val_dirs%,}
+source "$(dirname "$0")/common.sh"
+need "$ls5" mini
 common=(--preset small --train_data "$ls5" --val_data "" --val_speakers $val_speakers --save_every 100
         --num_workers 1 --beam_size 1 --threads 1 --wandb_mode disabled --max_minutes "$minutes" --max_steps 100000)
 mkdir -p "$runs"

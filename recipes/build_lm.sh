@@ -2,11 +2,11 @@
 # Word 3-gram LM for beam_lm decoding, from public-domain text that is not LibriSpeech audio text:
 # King James Bible, Brown corpus, NLTK abc/inaugural/state_union/webtext, LJSpeech prompts, and the
 # transcripts of the training speakers of train-clean-5 (never the validation speakers, never dev/test).
-#   bash recipes/build_lm.sh DATA_DIR [OUT]      (DATA_DIR: the folder built from shared data)
+#   bash recipes/build_lm.sh DATA_DIR [OUT]      (DATA_DIR/text: the corpora above, gathered by hand)
 set -euo pipefail
 data=${1:?usage: build_lm.sh DATA_DIR [OUT]}
 out=${2:-lm/lm3.arpa.gz}
-val_speakers=${VAL_SPEAKERS:-"19 3664 1970 6848"}
+source "$(dirname "$0")/common.sh"
 corpus=$(mktemp)
 trap 'rm -f "$corpus"' EXIT
 {
@@ -15,7 +15,7 @@ trap 'rm -f "$corpus"' EXIT
   cut -d'|' -f2 "$data/text/ljspeech_metadata_normalized.txt"
   for d in abc inaugural state_union webtext; do cat "$data/text/nltk/$d"/*.txt; done
   skip=$(printf '%s|' $val_speakers); skip=${skip%|}
-  find "$data/voice-age-mini-librispeech/LibriSpeech/train-clean-5" -name '*.trans.txt' \
+  find "$ls5" -name '*.trans.txt' \
     | grep -Ev "/($skip)/" | xargs cat | cut -d' ' -f2-
 } > "$corpus"
 mkdir -p "$(dirname "$out")"

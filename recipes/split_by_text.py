@@ -1,6 +1,6 @@
 """Split a custom-layout folder into train and validation by sentence text, as 16 kHz flac.
 
-    python recipes/split_by_text.py DATA/commonvoice1-valid-dev DATA/cv --val_fraction 0.08
+    python recipes/split_by_text.py DATA/cv-dev DATA/cv --val_fraction 0.08     # as recipes/get_data.sh runs it
 
 In Common Voice one sentence is read by several people: a random split by clip would put the same
 sentence in training and validation, and the validation WER would reward memorised sentences. Here

@@ -10,16 +10,17 @@ set -euo pipefail
 data=${1:?usage: stride_and_data.sh DATA_DIR RUNS_DIR [MINUTES]}
 runs=${2:?usage: stride_and_data.sh DATA_DIR RUNS_DIR [MINUTES]}
 minutes=${3:-80}
-ls5=$data/voice-age-mini-librispeech/LibriSpeech/train-clean-5
-[ -d "$data/cv/train" ] || python recipes/split_by_text.py "$data/commonvoice1-valid-dev" "$data/cv"
-common=(--preset small --val_data "" --val_speakers 19 3664 1970 6848 --save_every 100 --num_workers 1
+source "$(dirname "$0")/common.sh"
+need "$ls5" mini
+need "$cv/train" COMMON_VOICE_RELEASE
+common=(--preset small --val_data "" --val_speakers $val_speakers --save_every 100 --num_workers 1
         --beam_size 1 --threads 1 --wandb_mode disabled --max_minutes "$minutes")
 mkdir -p "$runs"
 python train.py "${common[@]}" --train_data "$ls5" --max_steps 100000 --eval_every 150 \
   --out_dir "$runs/char_s2" > "$runs/char_s2.log" 2>&1 &
 python train.py "${common[@]}" --train_data "$ls5" --stride 4 --max_steps 100000 --eval_every 300 \
   --out_dir "$runs/char_s4" > "$runs/char_s4.log" 2>&1 &
-python train.py "${common[@]}" --train_data "$ls5,$data/cv/train" --stride 4 --max_steps 100000 --eval_every 300 \
+python train.py "${common[@]}" --train_data "$ls5,$cv/train" --stride 4 --max_steps 100000 --eval_every 300 \
   --out_dir "$runs/char_s4_cv" > "$runs/char_s4_cv.log" 2>&1 &
 wait
 python train.py plot "$runs/char_s2" "$runs/char_s4" "$runs/char_s4_cv" --x minutes --out docs/stride_and_data.png

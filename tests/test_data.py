@@ -173,17 +173,18 @@ def test_librispeech_download_from_a_local_server(tmp_path, monkeypatch):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        monkeypatch.setattr(data, "LIBRISPEECH_URL", f"http://127.0.0.1:{server.server_port}")
-        monkeypatch.setitem(data.LIBRISPEECH_MD5, "dev-clean", hashlib.md5(archive.getvalue()).hexdigest())
+        monkeypatch.setattr(data, "OPENSLR_URL", f"http://127.0.0.1:{server.server_port}")
+        md5 = hashlib.md5(archive.getvalue()).hexdigest()
+        monkeypatch.setitem(data.DOWNLOADS, "dev-clean", (".", "dev-clean.tar.gz", md5))
         root = tmp_path / "downloads"
         dataset = LibriSpeechDataset(str(root), "dev-clean", get_config("tiny"), download=True)
         assert len(dataset) == 2 and dataset.utterances[1].text == "face"
         assert (root / "LibriSpeech" / "dev-clean" / "103" / "1240").is_dir()
         # a corrupted archive is caught by the md5 check and removed
-        monkeypatch.setitem(data.LIBRISPEECH_MD5, "dev-other", "0" * 32)
+        monkeypatch.setitem(data.DOWNLOADS, "dev-other", (".", "dev-other.tar.gz", "0" * 32))
         (served / "dev-other.tar.gz").write_bytes(archive.getvalue())
         with pytest.raises(DataError, match="md5 mismatch"):
-            data.download_librispeech("dev-other", root)
+            data.download_openslr("dev-other", root)
         assert not list(root.rglob("dev-other.tar.gz*"))
     finally:
         server.shutdown()
