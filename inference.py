@@ -23,11 +23,10 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from arpa import check_arpa
 from audio import DataError
 from calc_metrics import EXIT_WARNINGS, corpus_error_rates, format_report
 from data import CustomDirDataset, DurationBatchSampler, LibriSpeechDataset, collate, make_output_dir
-from decode import DECODERS, DecodingOptions, decode_batch, decoder_pool
+from decode import DECODERS, DecodingOptions, decode_batch, decoder_pool, load_lm
 from download import download, parse_link
 from model import load_checkpoint, load_model, pick_device, utterance_log_probs
 
@@ -56,7 +55,7 @@ def decoding_options(checkpoint: dict, checkpoint_path: Path, **chosen) -> Decod
     if options.decoder != "beam_lm":
         options.lm = ""
     else:
-        check_arpa(options.lm)
+        load_lm(options.lm)  # here, once: a damaged file stops the run before any audio is read
     return options
 
 
@@ -69,9 +68,9 @@ def _load(data_dir, checkpoint=DEFAULT_CHECKPOINT, sha256=None, dataset="custom"
                 raise DataError(f"{folder}: folder not found")
     path = resolve_checkpoint(checkpoint, sha256)
     state = load_checkpoint(path)
+    options = decoding_options(state, path, **decoding)
     device = pick_device(device)
     model, cfg, tokenizer = load_model(state, device)
-    options = decoding_options(state, path, **decoding)
     with warnings.catch_warnings(record=True) as caught:  # collect 'skipped' warnings to report once
         warnings.simplefilter("always")
         if dataset == "librispeech":
