@@ -24,6 +24,12 @@ class DataError(Exception):
     """Bad input data: the message names the file and what to do."""
 
 
+def warning_line(message, category, filename, lineno, line=None) -> str:
+    """warnings.formatwarning in the project's style: "warning: <message>", one line, without the
+    source file, line and code that Python shows (the message names the data file to look at)."""
+    return f"warning: {message}\n"
+
+
 def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Any soundfile-readable file -> mono float32 waveform (N,) at `sample_rate`."""
     try:
