@@ -7,6 +7,8 @@ import argparse
 import dataclasses
 import typing
 
+from tokenizer import KINDS
+
 
 @dataclasses.dataclass
 class Config:
@@ -149,7 +151,7 @@ NON_NEGATIVE = ("lr", "min_lr", "weight_decay", "warmup_steps", "max_steps", "ma
 POSITIVE = ("batch_seconds", "max_duration", "n_mels", "stride", "grad_clip", "eval_every", "save_every",
             "log_every", "beam_size", "vocab_size", "repeats", "block_repeat")  # fmt: skip
 PROBABILITIES = ("speed_prob", "gain_prob", "noise_prob", "reverb_prob", "bandlimit_prob", "time_mask_ratio")
-CHOICES = {"optimizer": ("novograd", "adamw"), "tokenizer": ("char", "bpe")}
+CHOICES = {"optimizer": ("novograd", "adamw"), "tokenizer": KINDS}
 
 
 def check_config(cfg: Config) -> None:

@@ -252,7 +252,8 @@ class NGramLM:
 
     @classmethod
     def from_arpa(cls, path: str, unk_logp: float = -10.0, cache: bool = True) -> "NGramLM":
-        """Read an ARPA file (.arpa or .arpa.gz); words are lower-cased, log10 becomes natural log.
+        """Read an ARPA file (.arpa or .arpa.gz); words are normalised (arpa.arpa_word), log10 becomes
+        natural log.
 
         With cache, the model is also written in the binary format beside the file (path + BINARY_SUFFIX)
         and read from there next time, as long as the ARPA file is the one it was made from (its
