@@ -265,7 +265,7 @@ def wider_than(new, old) -> bool:
     return len(new) == len(old) and all(n >= o for n, o in zip(new, old)) and new != old
 
 
-VAL_HOLD_OUT = 0.05  # of the training utterances, in whole speakers: validation with --val_data auto
+VAL_HOLD_OUT = 0.05  # at least this much of the training data, in whole speakers: --val_data auto
 
 
 def hold_out(utterances: list, fraction: float = VAL_HOLD_OUT) -> tuple[list, list]:
