@@ -373,44 +373,47 @@ def test_resume_with_more_steps_goes_on_from_the_learning_rate_it_had(tmp_path, 
     """--resume --max_steps N (more): the cosine does not start again from the top; the learning rate
     goes on from its value at the resume, down to min_lr at the new end, also after another resume."""
     data_dir = write_custom_dir(tmp_path / "d", random_texts(4, seed=6))
-    run, calls, stop_at_call = tmp_path / "run", [0], [7]
-    real_get_lr = train.get_lr
+    run, calls, stop_at_call = tmp_path / "run", [0], [4]
+    real_ctc_loss = train.ctc_loss
 
-    def stopping_get_lr(step, cfg, minutes=0.0):
+    def stopping_ctc_loss(*args):  # once per step
         calls[0] += 1
         if calls[0] == stop_at_call[0]:
             raise KeyboardInterrupt  # Ctrl-C in a step: it is not taken
-        return real_get_lr(step, cfg, minutes)
+        return real_ctc_loss(*args)
 
-    monkeypatch.setattr(train, "get_lr", stopping_get_lr)
+    monkeypatch.setattr(train, "ctc_loss", stopping_ctc_loss)
     common = [
         "--val_data",
         "",
         "--batch_seconds",
         "4",
         "--warmup_steps",
-        "2",
+        "1",
         "--lr",
         "0.01",
         "--min_lr",
         "0.001",
     ]
-    with pytest.raises(SystemExit):  # steps 0-5 of 12, stopped in step 6
-        train.main(tiny_args(data_dir, run, *common, "--log_every", "1", "--max_steps", "12"))
-    assert torch.load(run / "last.pt", weights_only=True)["step"] == 6
-    stop_at_call[0] = 7 + 1 + 10  # the lr where the run stood, then steps 6-14 of 24, stopped in step 15
+    with pytest.raises(SystemExit):  # steps 0-2 of 6, stopped in step 3
+        train.main(tiny_args(data_dir, run, *common, "--log_every", "1", "--max_steps", "6"))
+    assert torch.load(run / "last.pt", weights_only=True)["step"] == 3
+    stop_at_call[0] = 4 + 5  # steps 3-6 of 12, stopped in step 7
     with pytest.raises(SystemExit):
-        train.main(["--resume", "--out_dir", str(run), "--max_steps", "24"])
-    assert torch.load(run / "last.pt", weights_only=True)["step"] == 15
+        train.main(["--resume", "--out_dir", str(run), "--max_steps", "12"])
+    assert torch.load(run / "last.pt", weights_only=True)["step"] == 7
     stop_at_call[0] = 0
-    train.main(["--resume", "--out_dir", str(run)])  # steps 15-23: the 24 steps are kept, and the schedule
+    train.main(["--resume", "--out_dir", str(run)])  # steps 7-11: the 12 steps are kept, and the schedule
     lrs = {row["step"] - 1: row["train/lr"] for row in map(json.loads, (run / "metrics.jsonl").open())}
-    assert sorted(lrs) == list(range(24))
-    at_6 = 0.001 + 0.5 * 0.009 * (1 + math.cos(math.pi * (6 - 2) / (12 - 2)))  # the 12-step schedule
-    assert lrs[5] == pytest.approx(0.001 + 0.5 * 0.009 * (1 + math.cos(math.pi * (5 - 2) / (12 - 2))))
-    for step in range(6, 24):  # from there, down to min_lr at step 24
-        expected = 0.001 + 0.5 * (at_6 - 0.001) * (1 + math.cos(math.pi * (step - 6) / (24 - 6)))
-        assert lrs[step] == pytest.approx(expected), step
+    assert sorted(lrs) == list(range(12))
+
+    def cosine(top, step, start, end):  # get_lr's decay, by hand
+        return 0.001 + 0.5 * (top - 0.001) * (1 + math.cos(math.pi * (step - start) / (end - start)))
+
+    assert lrs[2] == pytest.approx(cosine(0.01, 2, 1, 6))  # the 6-step schedule
+    at_3 = cosine(0.01, 3, 1, 6)
+    for step in range(3, 12):  # from where it stood at step 3, down to min_lr at step 12
+        assert lrs[step] == pytest.approx(cosine(at_3, step, 3, 12)), step
 
 
 def test_skipped_utterances_exit_3_with_one_line_warnings(tmp_path):
