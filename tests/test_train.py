@@ -383,18 +383,7 @@ def test_resume_with_more_steps_goes_on_from_the_learning_rate_it_had(tmp_path, 
         return real_ctc_loss(*args)
 
     monkeypatch.setattr(train, "ctc_loss", stopping_ctc_loss)
-    common = [
-        "--val_data",
-        "",
-        "--batch_seconds",
-        "4",
-        "--warmup_steps",
-        "1",
-        "--lr",
-        "0.01",
-        "--min_lr",
-        "0.001",
-    ]
+    common = ["--val_data", "", "--batch_seconds", "4", "--warmup_steps", "1", "--lr", "0.01", "--min_lr", "0.001"]  # fmt: skip
     with pytest.raises(SystemExit):  # steps 0-2 of 6, stopped in step 3
         train.main(tiny_args(data_dir, run, *common, "--log_every", "1", "--max_steps", "6"))
     assert torch.load(run / "last.pt", weights_only=True)["step"] == 3
