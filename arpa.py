@@ -1,8 +1,9 @@
 """The ARPA text format of back-off n-gram models: read, write, check.
 
 Files store log10 probabilities; everything this module returns or takes is natural log. Words are
-lower-cased on read, so LibriSpeech's upper-case ARPA files work as they are. A model in memory is
-(words, ngrams): words maps id -> word, and ngrams[n-1] = (ids (N, n), log p (N,), log back-off (N,)).
+normalised on read like every other text of the project (tokenizer.normalize_text), so LibriSpeech's
+upper-case ARPA files work as they are. A model in memory is (words, ngrams): words maps id -> word, and
+ngrams[n-1] = (ids (N, n), log p (N,), log back-off (N,)).
 """
 
 import gzip
@@ -13,10 +14,14 @@ from array import array
 
 import numpy as np
 
+from tokenizer import normalize_text
+
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 LN10 = math.log(10.0)
 ARPA_LOG10_ZERO = -99.0  # what ARPA files write for probability 0 (e.g. unigram <s>)
 ARPA_WRITE_ROWS = 1 << 20  # n-grams formatted per slice when writing an ARPA file
+ARPA_HEADER_LINES = 100  # a file without the \data\ header in its first lines is not ARPA: stop reading
+ARPA_ADVICE = "--lm needs a whole ARPA file (.arpa or .arpa.gz): download or copy it again"
 
 Tables = list[
     tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -31,54 +36,89 @@ def open_text(path: str, mode: str = "rt"):
     return open(path, mode, encoding="utf-8", errors="replace")
 
 
-def check_arpa(path: str) -> None:
-    """ValueError naming the file unless it opens and its first lines hold the ARPA \\data\\ header,
-    so a corrupt --lm stops the run before any decoding (in worker processes) starts."""
-    try:
-        with open_text(path) as f:
-            head = [next(f, "").strip() for _ in range(50)]
-    except (OSError, EOFError, zlib.error) as e:  # a damaged .gz
-        raise ValueError(f"{path}: cannot read it ({e}); --lm needs an .arpa or .arpa.gz file") from None
-    if "\\data\\" not in head:
-        raise ValueError(
-            f"{path}: not an ARPA language model (no \\data\\ header); --lm needs an .arpa(.gz) file"
-        )
+def arpa_word(token: str) -> str:
+    """A word as an ARPA file spells it -> the project's normal form ("DON'T" -> "don't"); the
+    markers <s>, </s> and <unk> in any case stay markers. A token that normalises to nothing or to
+    several words stays lower-cased: no decoded word can match it anyway."""
+    lower = token.lower()
+    if lower in (BOS, EOS, UNK):
+        return lower
+    word = normalize_text(token)
+    return word if word and " " not in word else lower
 
 
 def read_arpa(path: str) -> tuple[list[str], Tables]:
-    """(words, ngrams) of an ARPA file (.arpa or .arpa.gz), natural log, words lower-cased."""
+    """(words, ngrams) of an ARPA file (.arpa or .arpa.gz), natural log, words normalised (arpa_word).
+
+    ValueError naming the file unless the whole file reads and each section holds as many n-grams as
+    the \\data\\ header promises: a file cut short (a broken download or copy) is never used."""
+    try:
+        with open_text(path) as f:
+            return _read_arpa_lines(path, f)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as e:  # a damaged or truncated .gz
+        raise ValueError(f"{path}: cannot read it ({e}); {ARPA_ADVICE}") from None
+
+
+def _read_arpa_lines(path: str, lines) -> tuple[list[str], Tables]:
     words: list[str] = []
-    word_id: dict[str, int] = {}
+    word_id: dict[str, int] = {}  # normalised word -> id
+    token_id: dict[str, int] = {}  # word as the file spells it -> id: each spelling is normalised once
     # per order: (flat word ids, log10 p, log10 backoff); typed arrays keep big files' memory small
     sections: list[tuple[array, array, array]] = []
-    n = 0
-    with open_text(path) as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            if line[0] == "\\":
-                m = re.match(r"\\(\d+)-grams:", line)
-                if m:
-                    n = int(m.group(1))
-                    sections.extend((array("q"), array("d"), array("d")) for _ in range(n - len(sections)))
-                elif line == "\\end\\":
-                    break
-                continue
-            if n == 0:
-                continue  # \data\ header: counts are taken from the sections themselves
-            fields = line.lower().split()
-            flat, logps, backoffs = sections[n - 1]
+    promised: dict[int, int] = {}  # order -> the header's count
+    n, in_header = 0, False
+    for number, line in enumerate(lines, start=1):
+        line = line.strip()
+        if not line:
+            continue
+        if line[0] == "\\":
+            m = re.match(r"\\(\d+)-grams:", line)
+            in_header = line == "\\data\\"
+            if m:
+                n = int(m.group(1))
+                sections.extend((array("q"), array("d"), array("d")) for _ in range(n - len(sections)))
+            elif line == "\\end\\":
+                break
+            continue
+        if n == 0:
+            if number > ARPA_HEADER_LINES and not in_header:
+                break  # not an ARPA file (named below): the rest may be gigabytes of something else
+            m = re.fullmatch(r"ngram\s+(\d+)\s*=\s*(\d+)", line) if in_header else None
+            if m:
+                promised[int(m.group(1))] = int(m.group(2))
+            continue
+        fields = line.split()
+        flat, logps, backoffs = sections[n - 1]
+        try:
             logps.append(float(fields[0]))
             backoffs.append(float(fields[n + 1]) if len(fields) > n + 1 else 0.0)
-            for word in fields[1 : n + 1]:
+        except ValueError:
+            raise ValueError(
+                f"{path}: line {number} is not an n-gram ({line[:80]!r}); {ARPA_ADVICE}"
+            ) from None
+        if len(fields) < n + 1:
+            raise ValueError(f"{path}: line {number} is not a {n}-gram ({line[:80]!r}); {ARPA_ADVICE}")
+        for token in fields[1 : n + 1]:
+            i = token_id.get(token)
+            if i is None:
+                word = arpa_word(token)
                 i = word_id.get(word)
                 if i is None:
                     i = word_id[word] = len(words)
                     words.append(word)
-                flat.append(i)
-    if not sections:
-        raise ValueError(f"{path}: no n-gram sections found; is it an ARPA file?")
+                token_id[token] = i
+            flat.append(i)
+    if not promised:
+        raise ValueError(
+            f"{path}: not an ARPA language model (no \\data\\ header with n-gram counts); {ARPA_ADVICE}"
+        )
+    found = {order: len(logps) for order, (_, logps, _) in enumerate(sections, start=1)}
+    wrong = [o for o in sorted(promised | found) if promised.get(o, 0) != found.get(o, 0)]
+    if wrong:
+        counts = "; ".join(
+            f"{o}-grams: {promised.get(o, 0)} in the header, {found.get(o, 0)} found" for o in wrong
+        )
+        raise ValueError(f"{path}: cut short or damaged ({counts}); {ARPA_ADVICE}")
     ngrams = []
     for order, (flat, logps, backoffs) in enumerate(sections, start=1):
         ids = np.frombuffer(flat, np.int64).reshape(-1, order)

@@ -1,7 +1,9 @@
 """Audio: files -> 16 kHz mono waveforms -> log-mel features. Small pure functions.
 
 One feature frame every HOP_LENGTH samples (10 ms); the model sees log-mel features normalised per
-utterance, so loudness and channel differ less.
+utterance, so loudness and channel differ less. Files are read with soundfile (wav, flac, mp3, ogg,
+sph); what it cannot read, such as phones' and browsers' .m4a, .aac, .webm and .opus, with PyAV,
+whose wheels carry FFmpeg's decoders (no system ffmpeg needed).
 """
 
 from functools import lru_cache
@@ -16,7 +18,7 @@ SAMPLE_RATE = 16000
 N_FFT = 512
 WIN_LENGTH = 400  # 25 ms
 HOP_LENGTH = 160  # 10 ms: one feature frame
-AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".sph")
+AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".sph", ".m4a", ".aac", ".webm", ".opus")
 MEL_CHUNK_FRAMES = 30000  # a long recording's features are computed 5 minutes at a time
 
 
@@ -24,12 +26,21 @@ class DataError(Exception):
     """Bad input data: the message names the file and what to do."""
 
 
+def warning_line(message, category, filename, lineno, line=None) -> str:
+    """warnings.formatwarning in the project's style: "warning: <message>", one line, without the
+    source file, line and code that Python shows (the message names the data file to look at)."""
+    return f"warning: {message}\n"
+
+
 def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Any soundfile-readable file -> mono float32 waveform (N,) at `sample_rate`."""
+    """An audio file (soundfile's formats, else PyAV's) -> mono float32 waveform (N,) at `sample_rate`."""
     try:
         audio, file_rate = sf.read(str(path), dtype="float32", always_2d=True)  # (N, channels)
     except Exception as e:  # soundfile raises several types for corrupt or unknown files
-        raise DataError(f"{path}: cannot read audio ({e}); convert it to 16 kHz wav or flac") from e
+        try:
+            audio, file_rate = _read_with_av(path)
+        except Exception:  # corrupt for both: soundfile's reason is the one to show
+            raise DataError(f"{path}: cannot read audio ({e}); convert it to 16 kHz wav or flac") from e
     if audio.shape[0] == 0:
         raise DataError(f"{path}: the file has no samples; remove it or re-record it")
     audio = audio[:, 0] if audio.shape[1] == 1 else audio.mean(axis=1)  # mono without a copy of an hour
@@ -43,7 +54,36 @@ def audio_seconds(path: str | Path) -> float:
     try:
         return sf.info(str(path)).duration
     except Exception:
+        pass
+    try:
+        import av
+
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                return -1.0
+            if container.duration:  # in microseconds; estimated from the bit rate for raw .aac
+                return container.duration / 1e6
+        audio, rate = _read_with_av(path)  # no duration in the header: decode to count
+        return len(audio) / rate
+    except Exception:
         return -1.0
+
+
+def _read_with_av(path: str | Path) -> tuple[np.ndarray, int]:
+    """Decode the first audio stream with PyAV -> (float32 samples (N, channels), sample rate)."""
+    import av  # only for the formats soundfile cannot read
+
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]  # IndexError: no audio in it
+        to_float = av.AudioResampler(format="fltp")  # planar float32, the file's layout and rate
+        pieces = []
+        for frame in container.decode(stream):
+            pieces += [f.to_ndarray() for f in to_float.resample(frame)]  # (channels, n) each
+        pieces += [f.to_ndarray() for f in to_float.resample(None)]
+        rate = stream.codec_context.sample_rate
+    if not pieces:
+        return np.zeros((0, 1), np.float32), rate
+    return np.concatenate(pieces, axis=1).T, rate
 
 
 @lru_cache(maxsize=4)

@@ -7,13 +7,17 @@ import argparse
 import dataclasses
 import typing
 
+from tokenizer import KINDS
+
 
 @dataclasses.dataclass
 class Config:
     # data: comma-separated LibriSpeech split names (downloaded to data_root) or local folders
     # (LibriSpeech layout or custom layout DIR/audio + DIR/transcriptions)
     train_data: str = "train-clean-100"
-    val_data: str = "dev-clean"
+    # auto: dev-clean when train_data names a LibriSpeech split (it downloads anyway), else a few
+    # speakers held out of train_data (none with val_speakers); "" for no validation
+    val_data: str = "auto"
     val_speakers: tuple[str, ...] = ()  # LibriSpeech speakers moved from train_data to validation
     data_root: str = "data"
     n_mels: int = 64
@@ -135,6 +139,34 @@ PRESETS: dict[str, dict] = {
 
 
 DEFAULT_PRESET = "small"
+
+
+class UsageError(ValueError):
+    """A bad command line: the message names the flag; the commands exit with 2."""
+
+
+# flags whose values must be >= 0, > 0, or probabilities; checked before any work (check_config)
+NON_NEGATIVE = ("lr", "min_lr", "weight_decay", "warmup_steps", "max_steps", "max_minutes", "num_workers",
+                "threads", "dropout", "speed_min", "gain_db", "reverb_rt60_min", "freq_masks", "time_masks")  # fmt: skip
+POSITIVE = ("batch_seconds", "max_duration", "n_mels", "stride", "grad_clip", "eval_every", "save_every",
+            "log_every", "beam_size", "vocab_size", "repeats", "block_repeat")  # fmt: skip
+PROBABILITIES = ("speed_prob", "gain_prob", "noise_prob", "reverb_prob", "bandlimit_prob", "time_mask_ratio")
+CHOICES = {"optimizer": ("novograd", "adamw"), "tokenizer": KINDS}
+
+
+def check_config(cfg: Config) -> None:
+    """UsageError naming the first flag whose value cannot work (a negative --lr, say)."""
+    for name in NON_NEGATIVE + POSITIVE + PROBABILITIES:
+        value = getattr(cfg, name)
+        if name in NON_NEGATIVE and not value >= 0:
+            raise UsageError(f"--{name} {value}: must be 0 or more")
+        if name in POSITIVE and not value > 0:
+            raise UsageError(f"--{name} {value}: must be more than 0")
+        if name in PROBABILITIES and not 0 <= value <= 1:
+            raise UsageError(f"--{name} {value}: must be between 0 and 1")
+    for name, choices in CHOICES.items():
+        if getattr(cfg, name) not in choices:
+            raise UsageError(f"--{name} {getattr(cfg, name)}: choose one of {', '.join(choices)}")
 
 
 def get_config(preset: str = DEFAULT_PRESET, **overrides) -> Config:

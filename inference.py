@@ -30,7 +30,6 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from arpa import check_arpa
 from audio import DataError
 from calc_metrics import (
     EXIT_WARNINGS,
@@ -42,8 +41,9 @@ from calc_metrics import (
     print_warnings,
     read_texts,
 )
+from config import UsageError
 from data import CustomDirDataset, DurationBatchSampler, LibriSpeechDataset, collate, make_output_dir
-from decode import DECODERS, DecodingOptions, decode_batch, decoder_pool, follow_parent
+from decode import DECODERS, DecodingOptions, decode_batch, decoder_pool, follow_parent, load_lm
 from download import download, parse_link
 from model import load_checkpoint, load_model, pick_device, utterance_log_probs
 
@@ -76,7 +76,7 @@ def decoding_options(checkpoint: dict, checkpoint_path: Path, **chosen) -> Decod
     if options.decoder != "beam_lm":
         options.lm = ""
     else:
-        check_arpa(options.lm)
+        load_lm(options.lm)  # here, once: a damaged file stops the run before any audio is read
     return options
 
 
@@ -89,9 +89,9 @@ def _load(data_dir, checkpoint=DEFAULT_CHECKPOINT, sha256=None, dataset="custom"
                 raise DataError(f"{folder}: folder not found")
     path = resolve_checkpoint(checkpoint, sha256)
     state = load_checkpoint(path)
+    options = decoding_options(state, path, **decoding)
     device = pick_device(device)
     model, cfg, tokenizer = load_model(state, device)
-    options = decoding_options(state, path, **decoding)
     with warnings.catch_warnings(record=True) as caught:  # collect 'skipped' warnings to report once
         warnings.simplefilter("always")
         if dataset == "librispeech":
@@ -366,6 +366,9 @@ def main(argv: list[str] | None = None) -> dict:
             del args["overwrite"]
             return tune(data_dir, out, axes, **args)
         return transcribe(data_dir, out, **args)
+    except UsageError as e:  # a flag only checkable once known what it asks for (--device mps)
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
     except FileNotFoundError as e:
         sys.exit(f"error: {e}; train one with train.py, or pass --checkpoint PATH")
     except (ValueError, DataError, RuntimeError, OSError) as e:

@@ -5,10 +5,12 @@
 
 Probabilities are natural-log everywhere in this module. NGramLM.from_arpa reads an ARPA file (arpa.py)
 and caches the model in a binary file beside it (lm.arpa.gz -> lm.arpa.gz.bin), mapped from disk on
-later loads. The builder behind `build` is kneser_ney.py.
+later loads while the ARPA file's content is the one it was made from. The builder behind `build` is
+kneser_ney.py.
 """
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -29,6 +31,10 @@ LM_NAMES = ("3-gram.pruned.3e-7", "3-gram.pruned.1e-7", "4-gram")
 BINARY_SUFFIX = ".bin"
 BINARY_MAGIC = b"NGRAMLM1"
 BINARY_ALIGN = 64
+# the cache knows its ARPA file by size and a hash of its first and last FINGERPRINT_BYTES: a copy
+# with an older mtime (cp -p, tar, unzip) or a file cut short is told apart without reading gigabytes
+# (a .gz's last bytes hold the CRC of all its text)
+FINGERPRINT_BYTES = 1 << 20
 
 # n-grams are looked up by a 63-bit polynomial hash of their word ids, kept in one sorted int64 array
 # per order: ~16 bytes per n-gram instead of hundreds for Python dicts of tuples
@@ -50,6 +56,17 @@ def _hash_id_rows(ids: np.ndarray) -> np.ndarray:
     for j in range(ids.shape[1]):
         h = h * np.uint64(_HASH_MUL) + (ids[:, j] + 1).astype(np.uint64)
     return (h & np.uint64(_MASK63)).astype(np.int64)
+
+
+def file_fingerprint(path: str) -> str:
+    """size:sha256 of a file's first and last FINGERPRINT_BYTES (all of it when it is smaller)."""
+    size = os.path.getsize(path)
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        digest.update(f.read(FINGERPRINT_BYTES))
+        f.seek(max(size - FINGERPRINT_BYTES, FINGERPRINT_BYTES))
+        digest.update(f.read())
+    return f"{size}:{digest.hexdigest()}"
 
 
 def _binary_data_start(header_size: int) -> int:
@@ -170,8 +187,9 @@ class NGramLM:
             self._tries[key] = WordTrie(self.words, unigram, alphabet)
         return self._tries[key]
 
-    def save_binary(self, path: str) -> None:
+    def save_binary(self, path: str, source: str = "") -> None:
         """Write the model in the binary format (BINARY_MAGIC): read back by from_binary with the same scores.
+        source: the fingerprint of the ARPA file it was read from (file_fingerprint), kept in the header.
 
         Arrays: words (UTF-8, newline-separated), and per order n: keys{n} (sorted int64 n-gram hashes),
         logp{n} (float64, natural log) and, below the highest order, backoff{n} (float64, natural log).
@@ -182,7 +200,7 @@ class NGramLM:
             arrays[f"logp{n}"] = self._logp[n - 1]
             if n < self.order:  # the highest order has no back-off
                 arrays[f"backoff{n}"] = self._backoff[n - 1]
-        header, offset = {"order": self.order, "arrays": {}}, 0
+        header, offset = {"order": self.order, "source": source, "arrays": {}}, 0
         for name, a in arrays.items():
             header["arrays"][name] = [a.dtype.str, list(a.shape), offset]
             offset += -(-a.nbytes // BINARY_ALIGN) * BINARY_ALIGN
@@ -195,15 +213,23 @@ class NGramLM:
                 f.write(np.ascontiguousarray(a).data)  # no copy of big arrays
         os.replace(partial, path)
 
-    @classmethod
-    def from_binary(cls, path: str, unk_logp: float = -10.0) -> "NGramLM":
-        """Read save_binary's file. The arrays are mapped from disk, not read: loading takes well under a
-        second and memory grows only with the pages that queries touch (shared by every process)."""
+    @staticmethod
+    def binary_header(path: str) -> tuple[dict, int]:
+        """(JSON header, its size in bytes) of save_binary's file; ValueError if it is not one."""
         with open(path, "rb") as f:
             if f.read(len(BINARY_MAGIC)) != BINARY_MAGIC:
                 raise ValueError(f"{path}: not an n-gram LM binary")
             size = int.from_bytes(f.read(8), "little")
-            header = json.loads(f.read(size))
+            try:
+                return json.loads(f.read(size)), size
+            except (ValueError, MemoryError, OverflowError):
+                raise ValueError(f"{path}: damaged n-gram LM binary (its header does not read)") from None
+
+    @classmethod
+    def from_binary(cls, path: str, unk_logp: float = -10.0) -> "NGramLM":
+        """Read save_binary's file. The arrays are mapped from disk, not read: loading takes well under a
+        second and memory grows only with the pages that queries touch (shared by every process)."""
+        header, size = cls.binary_header(path)
         data = np.memmap(path, np.uint8, "r")
         start = _binary_data_start(size)
 
@@ -224,21 +250,31 @@ class NGramLM:
 
     @classmethod
     def from_arpa(cls, path: str, unk_logp: float = -10.0, cache: bool = True) -> "NGramLM":
-        """Read an ARPA file (.arpa or .arpa.gz); words are lower-cased, log10 becomes natural log.
+        """Read an ARPA file (.arpa or .arpa.gz); words are normalised (arpa.arpa_word), log10 becomes
+        natural log.
 
         With cache, the model is also written in the binary format beside the file (path + BINARY_SUFFIX)
-        and read from there next time, as long as that is newer than the ARPA file: seconds, not minutes.
+        and read from there next time, as long as the ARPA file is the one it was made from (its
+        fingerprint, not its mtime): seconds, not minutes. A file that read_arpa refuses is never cached.
         """
         binary = path + BINARY_SUFFIX
-        if cache and os.path.exists(binary) and os.path.getmtime(binary) >= os.path.getmtime(path):
-            return cls.from_binary(binary, unk_logp)
-        lm = cls(*read_arpa(path), unk_logp=unk_logp)
-        if cache:
+        source = file_fingerprint(path) if cache else ""
+        if cache and os.path.exists(binary):
             try:
-                lm.save_binary(binary)
-            except OSError as e:  # e.g. a read-only folder: the model works, only slower to load
-                print(f"not caching {binary}: {e}", file=sys.stderr)
-        return lm
+                if cls.binary_header(binary)[0].get("source") == source:
+                    return cls.from_binary(binary, unk_logp)
+            except (OSError, ValueError):
+                pass  # unreadable or damaged: made again below
+        lm = cls(*read_arpa(path), unk_logp=unk_logp)
+        if not cache:
+            return lm
+        try:
+            lm.save_binary(binary, source)
+        except OSError as e:  # e.g. a read-only folder: the model works, only slower to load
+            print(f"warning: not caching {binary}: {e}", file=sys.stderr)
+            return lm
+        del lm  # the cache mapped from disk instead: its pages are shared with every process that reads it
+        return cls.from_binary(binary, unk_logp)
 
     @classmethod
     def from_ngrams(

@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from config import Config, config_from_dict
+from config import Config, UsageError, config_from_dict
 from tokenizer import Tokenizer
 
 CHUNK_FRAMES = 30000  # 5 minutes of 10 ms feature frames per pass over a long recording, plus context
@@ -279,11 +279,19 @@ def num_params(model: nn.Module) -> int:
 
 
 def pick_device(name: str) -> str:
-    """--device auto | cpu | cuda[:N] -> a device torch can use; cuda without a GPU is a ValueError."""
+    """--device auto | cpu | cuda[:N] | mps -> a device torch can use; one it cannot is a UsageError."""
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: torch sees no CUDA GPU here; use --device cpu (or auto)")
+    try:
+        kind = torch.device(name).type
+    except RuntimeError:
+        raise UsageError(f"--device {name}: not a device; use auto, cpu, cuda, cuda:N or mps") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {name}: torch sees no CUDA GPU here; use --device cpu (or auto)")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise UsageError(f"--device {name}: torch sees no Apple GPU (MPS) here; use --device cpu (or auto)")
+    if kind not in ("cpu", "cuda", "mps"):
+        raise UsageError(f"--device {name}: not supported; use auto, cpu, cuda, cuda:N or mps")
     return name
 
 

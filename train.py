@@ -1,6 +1,7 @@
 """Train a QuartzNet CTC model.
 
     python train.py --preset small                                   # LibriSpeech train-clean-100 / dev-clean
+    python train.py --preset small --train_data MY_FOLDER                # validates on a few held-out speakers
     python train.py --preset small --train_data PATH/train-clean-5 --val_speakers 19 32 --max_steps 5000
     python train.py --resume --out_dir runs/default                  # continue exactly where it stopped
     torchrun --standalone --nproc_per_node 4 train.py --preset base  # 4 GPUs, DistributedDataParallel
@@ -13,6 +14,11 @@ Ctrl-C at any moment leaves the last good one in place.
 
 Under torchrun every process (rank) trains on its share of each batch with DistributedDataParallel;
 rank 0 alone prints, logs, validates and writes checkpoints. --batch_seconds is the global batch.
+
+Exit codes: 0 every file used; 3 done, but some utterance could not be used (unreadable, empty, no
+usable transcription; a "warning:" line names each); 1 nothing done (one "error:" line); 2 bad
+command line (the line names the flag); 130 stopped (last.pt saved). Utterances over --max_duration
+are left out by choice: named, but they do not make it 3.
 """
 
 import argparse
@@ -24,7 +30,8 @@ import sys
 import threading
 import time
 import warnings
-from dataclasses import asdict
+import zlib
+from dataclasses import asdict, replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -40,10 +47,19 @@ from torch.distributed import destroy_process_group, init_process_group
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from audio import HOP_LENGTH, SAMPLE_RATE, DataError
+from audio import HOP_LENGTH, SAMPLE_RATE, DataError, warning_line
 from calc_metrics import EXIT_WARNINGS, corpus_error_rates
-from config import Config, add_config_args, config_from_args, config_from_dict, overrides_from_args
+from config import (
+    Config,
+    UsageError,
+    add_config_args,
+    check_config,
+    config_from_args,
+    config_from_dict,
+    overrides_from_args,
+)
 from data import (
+    LIBRISPEECH_MD5,
     DurationBatchSampler,
     SpeechDataset,
     collate,
@@ -119,6 +135,31 @@ def get_lr(step: int, cfg: Config, minutes: float = 0.0) -> float:
         progress = max(progress, minutes / cfg.max_minutes)
     progress = min(1.0, progress)
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
+
+
+def continue_schedule(cfg: Config, checkpoint: dict) -> dict:
+    """Where the learning-rate schedule of a resumed run starts: dict(step, minutes, lr), get_lr's
+    step 0 (see schedule_config). A run resumed with its own max_steps and max_minutes keeps its
+    schedule. With others (a longer run, say) its learning rate goes on from the value it had, in a
+    cosine from there to min_lr at the new end, instead of jumping to where the new schedule is."""
+    start = checkpoint.get("schedule", dict(step=0, minutes=0.0, lr=None))
+    old = config_from_dict(checkpoint["config"])
+    step, minutes = checkpoint["step"], checkpoint.get("minutes", 0.0)
+    if (old.max_steps, old.max_minutes) == (cfg.max_steps, cfg.max_minutes) or step < cfg.warmup_steps:
+        return start  # in warmup no schedule has begun to decay: none jumps
+    lr = get_lr(step - start["step"], schedule_config(old, start), minutes - start["minutes"])
+    return dict(step=step, minutes=minutes, lr=lr)
+
+
+def schedule_config(cfg: Config, start: dict) -> Config:
+    """The settings get_lr reads for a schedule that starts at `start` (continue_schedule), with
+    steps and minutes counted from there: cfg's own for a run that began at step 0."""
+    if start["lr"] is None:
+        return cfg
+    left = max(cfg.max_minutes - start["minutes"], 1e-9) if cfg.max_minutes else 0.0
+    return replace(
+        cfg, lr=start["lr"], warmup_steps=0, max_steps=cfg.max_steps - start["step"], max_minutes=left
+    )
 
 
 def ctc_loss(log_probs, out_lengths, tokens, token_lengths, batch_size: float | None = None) -> torch.Tensor:
@@ -224,6 +265,37 @@ def wider_than(new, old) -> bool:
     return len(new) == len(old) and all(n >= o for n, o in zip(new, old)) and new != old
 
 
+VAL_HOLD_OUT = 0.05  # at least this much of the training data, in whole speakers: --val_data auto
+
+
+def hold_out(utterances: list, fraction: float = VAL_HOLD_OUT) -> tuple[list, list]:
+    """(train, validation): whole speakers (speaker_of; in the custom layout an id without a
+    speaker is one of its own), in an order fixed by a hash of their names, until `fraction` of
+    the utterances; never every speaker. The same data holds out the same ones on --resume."""
+    speakers = sorted({speaker_of(u.id) for u in utterances}, key=lambda s: (zlib.crc32(s.encode()), s))
+    held, count = set(), 0
+    for speaker in speakers[:-1]:
+        if count >= fraction * len(utterances):
+            break
+        held.add(speaker)
+        count += sum(speaker_of(u.id) == speaker for u in utterances)
+    train = [u for u in utterances if speaker_of(u.id) not in held]
+    return train, [u for u in utterances if speaker_of(u.id) in held]
+
+
+def read_flag_data(flag: str, spec: str, data_root: str) -> list:
+    """read_data, with the flag that named the data in its error."""
+    try:
+        return read_data(spec, data_root)
+    except DataError as e:
+        raise DataError(f"{flag}: {e}") from None
+
+
+def existing_run(out_dir: str) -> list[str]:
+    """The files of a run in out_dir that a new run would overwrite or append to."""
+    return [name for name in ("last.pt", "best.pt", "metrics.jsonl") if (Path(out_dir) / name).exists()]
+
+
 def parse_args(argv) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Train a QuartzNet CTC speech recognizer.")
     add_config_args(parser)
@@ -291,8 +363,15 @@ def main(argv: list[str] | None = None) -> dict:
         if tokenizer.kind == "bpe":
             fixed["vocab_size"] = len(tokenizer)
         cfg = config_from_dict({**asdict(cfg), **fixed})
-    out_dir = make_output_dir(cfg.out_dir, "--out_dir")
+    # bad flags end the run here, before any data is read or anything is written
+    check_config(cfg)
     device = pick_device(cfg.device)
+    if checkpoint is None and existing_run(cfg.out_dir):
+        raise UsageError(
+            f"--out_dir {cfg.out_dir} already holds a run ({', '.join(existing_run(cfg.out_dir))}): continue it "
+            f"with --resume --out_dir {cfg.out_dir}, or start a new one in another --out_dir"
+        )
+    out_dir = make_output_dir(cfg.out_dir, "--out_dir")
     if ddp:
         if device.startswith("cuda"):
             device = f"cuda:{ddp_local_rank}"  # one GPU per process
@@ -309,10 +388,21 @@ def main(argv: list[str] | None = None) -> dict:
     # -------- data (rank 0 first: it downloads and indexes what is missing, the others read its manifests)
     if ddp and not master_process:
         dist.barrier()
-    train_utts = read_data(cfg.train_data, cfg.data_root)
-    val_utts = read_data(cfg.val_data, cfg.data_root) if cfg.val_data else []
+    train_utts = read_flag_data("--train_data", cfg.train_data, cfg.data_root)
+    val_data, held_out_slice = cfg.val_data, False
+    if val_data == "auto":  # no download for a first run on one's own folder
+        splits = any(s.strip() in LIBRISPEECH_MD5 for s in cfg.train_data.split(","))
+        val_data, held_out_slice = ("dev-clean" if splits else ""), not splits and not cfg.val_speakers
+    val_utts = read_flag_data(f"--val_data {cfg.val_data}", val_data, cfg.data_root) if val_data else []
     if ddp and master_process:
         dist.barrier()
+    if held_out_slice:
+        train_utts, val_utts = hold_out(train_utts)
+        if master_process:
+            print(
+                f"validation: {len(val_utts)} utterances of {len({speaker_of(u.id) for u in val_utts})} "
+                f"speaker(s) held out of --train_data (--val_data auto; --val_data DIR or '' to choose)"
+            )
     if cfg.val_speakers:
         held_out = set(cfg.val_speakers)
         val_utts += [u for u in train_utts if speaker_of(u.id) in held_out]
@@ -341,13 +431,17 @@ def main(argv: list[str] | None = None) -> dict:
         multiprocessing_context="spawn" if cfg.num_workers > 0 else None,
         pin_memory=device_type == "cuda",  # page-locked batches: copied to the GPU while it computes
     )
-    val_loader = None
+    val_loader, val_set = None, None
     if val_utts:
         val_set = SpeechDataset(val_utts, cfg, tokenizer)
         val_batches = DurationBatchSampler(
             [u.duration for u in val_set.utterances], cfg.batch_seconds, shuffle=False
         )
         val_loader = torch.utils.data.DataLoader(val_set, batch_sampler=val_batches, **loader_args)
+    # utterances over --max_duration are left out by choice; the others could not be used (exit 3)
+    unusable = [u for u in train_set.skipped if u.duration <= cfg.max_duration] + (
+        val_set.skipped if val_set else []
+    )
     hours = sum(u.duration for u in train_set.utterances) / 3600
     if master_process:
         skipped = f", {len(train_set.skipped)} skipped (named above)" if train_set.skipped else ""
@@ -361,6 +455,7 @@ def main(argv: list[str] | None = None) -> dict:
     model = QuartzNet(cfg, len(tokenizer)).to(device)
     optimizer = make_optimizer(model, cfg)
     step, epoch, epoch_batch, best_wer, metrics, minutes_before = 0, 0, 0, float("inf"), {}, 0.0
+    schedule_start = dict(step=0, minutes=0.0, lr=None)  # get_lr's step 0 (continue_schedule)
     if init is not None:
         model.load_state_dict(widen(init["model"], model, cfg.seed))
         if master_process:
@@ -372,8 +467,12 @@ def main(argv: list[str] | None = None) -> dict:
         step, epoch, epoch_batch = checkpoint["step"], checkpoint["epoch"], checkpoint["epoch_batch"]
         best_wer = checkpoint.get("best_wer", best_wer)
         minutes_before = checkpoint.get("minutes", 0.0)
+        schedule_start = continue_schedule(cfg, checkpoint)
         if master_process:
             print(f"resumed from step {step} (epoch {epoch}, batch {epoch_batch})")
+            if schedule_start["step"] == step and step:
+                print(f"a schedule of another length: the lr goes on from {schedule_start['lr']:.3g}")
+    schedule = schedule_config(cfg, schedule_start)
     if master_process:
         print(
             f"model: {num_params(model) / 1e6:.2f} M parameters, receptive field {model.receptive_field} frames"
@@ -400,7 +499,7 @@ def main(argv: list[str] | None = None) -> dict:
     def save(name: str, **extra):
         state = dict(model=raw_model.state_dict(), optimizer=optimizer.state_dict(), config=cfg.to_dict())
         state.update(tokenizer=tokenizer.state_dict(), step=step, epoch=epoch, epoch_batch=epoch_batch)
-        state.update(minutes=minutes())
+        state.update(minutes=minutes(), schedule=schedule_start)
         save_checkpoint(out_dir / name, dict(state, best_wer=best_wer, **extra))
 
     def validate(train_batch):
@@ -467,7 +566,7 @@ def main(argv: list[str] | None = None) -> dict:
                     epoch_batch += 1  # every rank skips the step
                     continue
                 batch_size, frames = sum(n for n, *_ in shares), max(t for _, t, *_ in shares)
-                lr = get_lr(step, cfg, clock)
+                lr = get_lr(step - schedule_start["step"], schedule, clock - schedule_start["minutes"])
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 # dropout depends on the step (resumable) and differs between ranks
@@ -561,18 +660,34 @@ def main(argv: list[str] | None = None) -> dict:
         save("last.pt")
         log.close()
         skipped = f" ({len(unreadable)} unreadable file(s) skipped, named above)" if unreadable else ""
+        skipped += f" ({len(unusable)} utterance(s) unusable, named above)" if unusable else ""
         print(f"done: {step} steps; checkpoints in {out_dir}{skipped}")
     if ddp:
         # the DDP wrapper goes first: freed after its process group, it can hang the exit on gloo
         # (the group's worker threads wait for the interpreter lock the freeing thread holds)
         del model
         destroy_process_group()
-    return dict(step=step, best_wer=best_wer, unreadable=len(unreadable), **metrics)
+    return dict(step=step, best_wer=best_wer, unreadable=len(unreadable), unusable=len(unusable), **metrics)
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """The command line: main(), with warnings as one "warning: ..." line each and bad input as one
+    "error: ..." line, no traceback -> the exit code (see the module's docstring)."""
+    formatwarning = warnings.formatwarning
+    warnings.formatwarning = warning_line
+    try:
+        result = main(argv)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (DataError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    finally:
+        warnings.formatwarning = formatwarning
+    unused = isinstance(result, dict) and (result.get("unreadable") or result.get("unusable"))
+    return EXIT_WARNINGS if unused else 0
 
 
 if __name__ == "__main__":
-    try:
-        result = main()
-    except (DataError, ValueError, OSError) as e:  # bad input: one clear line, no traceback
-        sys.exit(f"error: {e}")
-    sys.exit(EXIT_WARNINGS if isinstance(result, dict) and result.get("unreadable") else 0)
+    sys.exit(cli())

@@ -3,6 +3,7 @@ flag (no traceback, no unsafe advice), per-file problems skip that file and the 
 The metrics cases (1-hour transcript, non-UTF-8 and empty references) are in test_metrics.py."""
 
 import errno
+import gzip
 import os
 import zipfile
 
@@ -191,15 +192,26 @@ def test_disk_full_while_saving_keeps_the_last_checkpoint(tmp_path, monkeypatch)
     assert torch.load(tmp_path / "last.pt", weights_only=True) == {"step": 1}
 
 
+# a unigram model whose compressed stream stops part way: its first hundreds of lines read
+CUT_GZ = gzip.compress(
+    (
+        "\\data\\\nngram 1=3000\n\n\\1-grams:\n" + "".join(f"-3.0\tw{i}\n" for i in range(3000)) + "\\end\\\n"
+    ).encode()
+)[:-3000]
+
+
 @pytest.mark.parametrize(
-    "name, content", [("lm.arpa", b"\x00\x01 not a language model"), ("lm.arpa.gz", b"PK..")]
+    "name, content",
+    [("lm.arpa", b"\x00\x01 not a language model"), ("lm.arpa.gz", b"PK.."), ("cut.arpa.gz", CUT_GZ)],
+    ids=["not-arpa", "not-gzip", "gzip-cut-short"],
 )
 def test_corrupt_lm_is_named_before_decoding(tone_dataset, tiny_run, tmp_path, name, content):
     lm = tmp_path / name
     lm.write_bytes(content)
     with pytest.raises(SystemExit) as e:
-        infer(
-            tone_dataset, tmp_path / "preds", tiny_run[0] / "last.pt", "--decoder", "beam_lm", "--lm", str(lm)
-        )
+        inference.main(
+            ["--data_dir", str(tone_dataset), "--out", str(tmp_path / "preds"), "--checkpoint",
+             str(tiny_run[0] / "last.pt"), "--decoder", "beam_lm", "--lm", str(lm), "--num_workers", "2"]
+        )  # fmt: skip
     one_line_error(e, lm, "--lm")
-    assert not (tmp_path / "preds").exists()  # stopped before any transcription
+    assert not (tmp_path / "preds").exists()  # stopped before any audio was read

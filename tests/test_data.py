@@ -5,6 +5,7 @@ import io
 import os
 import tarfile
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ import torch
 from conftest import tone_speech, write_custom_dir
 
 import data
-from audio import DataError, load_audio, log_mel_spectrogram
+from audio import DataError, audio_seconds, load_audio, log_mel_spectrogram
 from config import get_config
 from data import (
     CustomDirDataset,
@@ -270,3 +271,53 @@ def test_data_workers_run_at_the_lowest_priority():
     loader = torch.utils.data.DataLoader(_Niceness(), num_workers=1, worker_init_fn=lower_priority)
     assert [int(n) for n in loader] == [19]
     assert os.nice(0) == before
+
+
+# phone and browser recordings: (extension, PyAV container, codec, sample rate, channels, tone in Hz)
+PHONE_FORMATS = [
+    ("m4a", "ipod", "aac", 44100, 2, 440.0),
+    ("aac", "adts", "aac", 22050, 1, 660.0),
+    ("webm", "webm", "libopus", 48000, 2, 550.0),
+    ("opus", "opus", "libopus", 48000, 1, 330.0),
+]
+
+
+def encode_with_av(path, container, codec, rate, channels, tone, seconds=1.5):
+    """Write a tone as a real compressed file, as a phone or a browser would (PyAV encodes)."""
+    import av  # a requirement (requirements.txt): its absence fails, not skips
+
+    t = np.arange(int(seconds * rate)) / rate
+    wave = np.repeat((0.3 * np.sin(2 * np.pi * tone * t)).astype(np.float32)[None], channels, axis=0)
+    layout = "stereo" if channels == 2 else "mono"
+    with av.open(str(path), "w", format=container) as out:
+        stream = out.add_stream(codec, rate=rate, layout=layout)
+        frame = av.AudioFrame.from_ndarray(wave, format="fltp", layout=layout)
+        frame.sample_rate = rate
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+
+
+def test_phone_and_web_formats_load_with_their_rate_length_and_content(tmp_path):
+    """.m4a, .aac, .webm and .opus, which soundfile cannot read (or, for .opus, not by that name), are
+    decoded with PyAV: the duration from the header, 16 kHz mono audio of that length, the tone kept;
+    a custom-layout folder lists them like any other audio."""
+    (tmp_path / "audio").mkdir()
+    for ext, container, codec, rate, channels, tone in PHONE_FORMATS:
+        path = tmp_path / "audio" / f"{ext}_clip.{ext}"
+        encode_with_av(path, container, codec, rate, channels, tone)
+        audio = load_audio(path)
+        assert audio.ndim == 1 and audio.dtype == np.float32, ext
+        assert abs(len(audio) / 16000 - 1.5) < 0.1, (ext, len(audio))  # codecs pad a few ms
+        assert abs(audio_seconds(path) - 1.5) < 0.1, ext
+        peak = np.argmax(np.abs(np.fft.rfft(audio))) * 16000 / len(audio)
+        assert abs(peak - tone) < 5, (ext, peak)
+        assert np.sqrt(np.mean(audio[4000:-4000] ** 2)) == pytest.approx(0.3 / np.sqrt(2), rel=0.1), ext
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "unknown extension"
+        utterances = read_custom_dir(tmp_path)
+    assert sorted(u.id for u in utterances) == ["aac_clip", "m4a_clip", "opus_clip", "webm_clip"]
+    assert all(1.4 < u.duration < 1.6 for u in utterances)
+    (tmp_path / "audio" / "broken.m4a").write_bytes(b"\x00\x00\x00\x18ftypM4A not really")
+    with pytest.raises(DataError, match="broken.m4a: cannot read audio"):
+        load_audio(tmp_path / "audio" / "broken.m4a")
+    assert audio_seconds(tmp_path / "audio" / "broken.m4a") == -1

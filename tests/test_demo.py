@@ -189,7 +189,7 @@ def test_tar_gz_with_extra_folders_and_mixed_formats(tmp_path, monkeypatch, caps
     monkeypatch.chdir(tmp_path)
     root = write_custom_dir(tmp_path / "src" / "outer" / "inner" / "set", {"a": "bad", "b": "cab"})
     sf.write(root / "audio" / "c.flac", tone_speech("dad"), 16000)
-    (root / "audio" / "d.m4a").write_bytes(b"not supported")
+    (root / "audio" / "d.wma").write_bytes(b"not supported")  # .m4a is read now (PyAV)
     (tmp_path / "src" / "__MACOSX" / "audio").mkdir(parents=True)  # shallower, but junk
     with tarfile.open(tmp_path / "set.tar.gz", "w:gz") as t:
         t.add(tmp_path / "src", arcname="src")
@@ -198,7 +198,7 @@ def test_tar_gz_with_extra_folders_and_mixed_formats(tmp_path, monkeypatch, caps
     assert demo_utils.describe_dataset(found) is True
     out = capsys.readouterr().out
     assert (
-        "3 audio files (2 .wav, 1 .flac)" in out and "warning: skipping files of unknown type (1 .m4a)" in out
+        "3 audio files (2 .wav, 1 .flac)" in out and "warning: skipping files of unknown type (1 .wma)" in out
     )
 
 

@@ -264,7 +264,8 @@ def test_binary_cache_gives_the_arpa_scores(tmp_path, monkeypatch):
     ngrams = build_kneser_ney(CORPUS, order=4, prune=[1, 1, 2, 2])
     path = tmp_path / "kn.arpa.gz"
     write_arpa(ngrams, str(path))
-    parsed = NGramLM.from_arpa(str(path))  # parses, and writes the binary beside the file
+    parsed = NGramLM.from_arpa(str(path), cache=False)
+    NGramLM.from_arpa(str(path))  # parses, and writes the binary beside the file
     binary = str(path) + BINARY_SUFFIX
     assert os.path.exists(binary)
 
@@ -287,10 +288,84 @@ def test_binary_cache_gives_the_arpa_scores(tmp_path, monkeypatch):
     for name in ("best", "is_word", "child"):
         assert np.array_equal(getattr(t1, name), getattr(t2, name))
 
-    # an ARPA file newer than its binary is read again (and the binary rewritten)
+    # the binary belongs to the ARPA file's content, not its mtime: touching the file keeps it...
     os.utime(binary, (os.path.getmtime(path) - 10,) * 2)
+    assert NGramLM.from_arpa(str(path)).counts == parsed.counts
+    # ...and another model put in its place with an older mtime (cp -p, tar, unzip) is read again
+    write_arpa(build_kneser_ney(CORPUS[:5], order=2), str(path))
+    os.utime(path, (os.path.getmtime(binary) - 100,) * 2)
     with pytest.raises(AssertionError, match="binary"):
         NGramLM.from_arpa(str(path))
+    monkeypatch.undo()
+    assert NGramLM.from_arpa(str(path)).order == 2  # and the binary made again from it
+    assert NGramLM.from_binary(binary).order == 2
+    # a damaged binary is made again, not trusted
+    with open(binary, "r+b") as f:
+        f.write(b"garbage!")
+    assert NGramLM.from_arpa(str(path)).order == 2 and NGramLM.from_binary(binary).order == 2
+
+
+def _arpa_lines(n_words: int) -> str:
+    """A unigram ARPA model of n_words words."""
+    rows = "".join(f"-{1 + i / n_words:.4f}\tw{i}\n" for i in range(n_words))
+    return f"\\data\\\nngram 1={n_words}\n\n\\1-grams:\n{rows}\n\\end\\\n"
+
+
+@pytest.mark.parametrize("name", ["lm.arpa", "lm.arpa.gz"])
+def test_a_language_model_cut_short_is_refused_and_never_cached(tmp_path, name):
+    """A download or copy that stopped part way: the header promises more n-grams than the body holds
+    (plain), or the compressed stream ends early (.gz). Either is one ValueError naming the file (and
+    for a plain file the counts), and no binary cache is written that a later run could trust."""
+    whole = _arpa_lines(3000).encode()
+    path = tmp_path / name
+    path.write_bytes(whole[: len(whole) // 2] if name == "lm.arpa" else gzip.compress(whole)[:-2000])
+    with pytest.raises(ValueError) as e:
+        NGramLM.from_arpa(str(path))
+    message = str(e.value)
+    assert message.startswith(str(path)) and "\n" not in message and "--lm" in message
+    if name == "lm.arpa":
+        kept = len([line for line in whole[: len(whole) // 2].decode().splitlines() if line.startswith("-")])
+        assert f"1-grams: 3000 in the header, {kept} found" in message
+    assert not os.path.exists(str(path) + BINARY_SUFFIX)
+    # the whole file, even with an older mtime than anything before, reads
+    path.write_bytes(whole if name == "lm.arpa" else gzip.compress(whole))
+    os.utime(path, (1_000_000_000,) * 2)
+    assert NGramLM.from_arpa(str(path)).counts == [3000]
+
+
+def test_more_ngrams_than_the_header_promises_or_a_garbled_line_are_refused(tmp_path):
+    path = tmp_path / "lm.arpa"
+    path.write_text(ARPA.replace("ngram 3=1", "ngram 3=0"))
+    with pytest.raises(ValueError, match="3-grams: 0 in the header, 1 found"):
+        NGramLM.from_arpa(str(path), cache=False)
+    path.write_text(ARPA.replace("-0.4\tTHE CAT", "minus\tTHE CAT"))
+    with pytest.raises(ValueError, match=r"lm.arpa: line 15 is not an n-gram \('minus"):
+        NGramLM.from_arpa(str(path), cache=False)
+
+
+def test_upper_case_arpa_scores_as_its_lower_case_copy(tmp_path):
+    """LibriSpeech's official LMs (3-gram.pruned.3e-7.arpa.gz ...) spell words in capitals; their words
+    are normalised like every other text here, accents and curly apostrophes included."""
+    upper = (
+        ARPA.replace("CAT", "CAFÉ")
+        .replace("ngram 1=5", "ngram 1=6")
+        .replace("-0.7\tCAFÉ\t-0.1\n", "-0.7\tCAFÉ\t-0.1\n-0.9\tDON’T\n")
+    )
+    lower = (
+        upper.replace("<UNK>", "<unk>")
+        .replace("THE", "the")
+        .replace("CAFÉ", "cafe")
+        .replace("DON’T", "don't")
+    )
+    assert "THE" in upper and "THE" not in lower
+    (tmp_path / "upper.arpa").write_text(upper)
+    (tmp_path / "lower.arpa").write_text(lower)
+    a, b = NGramLM.from_arpa(str(tmp_path / "upper.arpa")), NGramLM.from_arpa(str(tmp_path / "lower.arpa"))
+    assert a.words == b.words and set(a.words) == {"<unk>", BOS, EOS, "the", "cafe", "don't"}
+    for h in [(), (BOS,), ("the",), (BOS, "the"), ("the", "cafe"), ("don't",)]:
+        for w in ["the", "cafe", "don't", EOS, "dog"]:
+            assert a.log_prob(w, h) == b.log_prob(w, h), (w, h)
+    assert a.log_prob("cafe", (BOS, "the")) == pytest.approx(-0.1 * LN10)  # the trigram, found
 
 
 def test_corpus_drops_excluded_books(tmp_path):

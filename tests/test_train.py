@@ -1,4 +1,5 @@
 import json
+import math
 import shutil
 import signal
 import subprocess
@@ -333,3 +334,132 @@ def test_init_from_fine_tunes_a_checkpoint_with_a_new_schedule(tone_dataset, tin
     assert result["val/cer"] < 0.05  # the widened copy still knows the tones
     widened = torch.load(tmp_path / "wide" / "last.pt", weights_only=True)
     assert widened["config"]["c1_channels"] == source["config"]["c1_channels"] + 16
+
+
+def test_a_new_run_into_a_folder_that_holds_one_is_refused(tmp_path, capsys):
+    """Without --resume, a folder with last.pt or metrics.jsonl is left as it is: one line naming it
+    and the ways out, exit 2, no second run appended to its curves."""
+    data_dir = write_custom_dir(tmp_path / "d", random_texts(4, seed=5))
+    run = tmp_path / "run"
+    args = tiny_args(data_dir, run, "--val_data", "", "--max_steps", "2", "--log_every", "1")
+    assert train.cli(args) == 0
+    before = {name: (run / name).read_bytes() for name in ("last.pt", "metrics.jsonl")}
+    capsys.readouterr()
+    assert train.cli(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: --out_dir {run} already holds a run")
+    assert f"--resume --out_dir {run}" in err and "another --out_dir" in err
+    assert {name: (run / name).read_bytes() for name in before} == before
+    (run / "last.pt").unlink()  # the curves alone are a run too
+    assert train.cli(args) == 2 and (run / "metrics.jsonl").read_bytes() == before["metrics.jsonl"]
+
+
+@pytest.mark.parametrize(
+    "flags, named",
+    [(["--device", "mps"], "--device mps"), (["--lr", "-1"], "--lr -1"), (["--batch_seconds", "0"], "--batch_seconds 0"),
+     (["--speed_prob", "2"], "--speed_prob 2"), (["--optimizer", "sgd"], "--optimizer sgd")],
+)  # fmt: skip
+def test_a_bad_flag_is_one_line_naming_it_before_any_work(tmp_path, capsys, monkeypatch, flags, named):
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    # the data folder does not exist and the run folder is not made: the flag is checked first
+    args = tiny_args(tmp_path / "no_data", tmp_path / "run", *flags)
+    assert train.cli(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {named}") and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_with_more_steps_goes_on_from_the_learning_rate_it_had(tmp_path, monkeypatch):
+    """--resume --max_steps N (more): the cosine does not start again from the top; the learning rate
+    goes on from its value at the resume, down to min_lr at the new end, also after another resume."""
+    data_dir = write_custom_dir(tmp_path / "d", random_texts(4, seed=6))
+    run, calls, stop_at_call = tmp_path / "run", [0], [4]
+    real_ctc_loss = train.ctc_loss
+
+    def stopping_ctc_loss(*args):  # once per step
+        calls[0] += 1
+        if calls[0] == stop_at_call[0]:
+            raise KeyboardInterrupt  # Ctrl-C in a step: it is not taken
+        return real_ctc_loss(*args)
+
+    monkeypatch.setattr(train, "ctc_loss", stopping_ctc_loss)
+    common = ["--val_data", "", "--batch_seconds", "4", "--warmup_steps", "1", "--lr", "0.01", "--min_lr", "0.001"]  # fmt: skip
+    with pytest.raises(SystemExit):  # steps 0-2 of 6, stopped in step 3
+        train.main(tiny_args(data_dir, run, *common, "--log_every", "1", "--max_steps", "6"))
+    assert torch.load(run / "last.pt", weights_only=True)["step"] == 3
+    stop_at_call[0] = 4 + 5  # steps 3-6 of 12, stopped in step 7
+    with pytest.raises(SystemExit):
+        train.main(["--resume", "--out_dir", str(run), "--max_steps", "12"])
+    assert torch.load(run / "last.pt", weights_only=True)["step"] == 7
+    stop_at_call[0] = 0
+    train.main(["--resume", "--out_dir", str(run)])  # steps 7-11: the 12 steps are kept, and the schedule
+    lrs = {row["step"] - 1: row["train/lr"] for row in map(json.loads, (run / "metrics.jsonl").open())}
+    assert sorted(lrs) == list(range(12))
+
+    def cosine(top, step, start, end):  # get_lr's decay, by hand
+        return 0.001 + 0.5 * (top - 0.001) * (1 + math.cos(math.pi * (step - start) / (end - start)))
+
+    assert lrs[2] == pytest.approx(cosine(0.01, 2, 1, 6))  # the 6-step schedule
+    at_3 = cosine(0.01, 3, 1, 6)
+    for step in range(3, 12):  # from where it stood at step 3, down to min_lr at step 12
+        assert lrs[step] == pytest.approx(cosine(at_3, step, 3, 12)), step
+
+
+def test_skipped_utterances_exit_3_with_one_line_warnings(tmp_path):
+    """A training file that cannot be used (here an empty transcription) is named in a "warning:"
+    line, Python's "UserWarning" and source line left out, and the run exits 3; an utterance over
+    --max_duration is left out by choice, named but not counted."""
+    data_dir = write_custom_dir(
+        tmp_path / "d", {"u1": "bad cab", "u2": "face", "u3": "dad fade", "u4": "deaf"}
+    )
+    (data_dir / "transcriptions" / "u4.txt").write_text("\n")
+    sf.write(data_dir / "audio" / "long.wav", tone_speech("bead " * 6), 16000)  # 2.6 s
+    (data_dir / "transcriptions" / "long.txt").write_text("bead " * 6)
+    args = tiny_args(data_dir, tmp_path / "run", "--val_data", "", "--max_steps", "1", "--max_duration", "2")
+    done = subprocess.run(
+        [sys.executable, "train.py", *args], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 3, output[-2000:]
+    assert "warning: skipped 1 utterance(s): empty transcription: " in output and "u4.wav" in output
+    assert "warning: skipped 1 utterance(s): longer than max_duration=2.0s" in output
+    assert "UserWarning" not in output and "warnings.warn" not in output
+    assert "(1 utterance(s) unusable, named above)" in done.stdout
+
+
+def test_own_folder_without_val_data_validates_on_held_out_speakers_offline(tmp_path, monkeypatch, capsys):
+    """No --val_data and a local training folder: no download (dev-clean is only the default beside
+    LibriSpeech splits); whole speakers are held out of the training data instead, the same ones on
+    every run. Beside a split name, a failed dev-clean download names --val_data."""
+    import data
+
+    chapter = tmp_path / "LibriSpeech" / "test-clean" / "19" / "198"  # "downloaded" already
+    chapter.mkdir(parents=True)
+    sf.write(chapter / "19-198-0000.flac", tone_speech("bad cab"), 16000)
+    (chapter / "19-198.trans.txt").write_text("19-198-0000 BAD CAB\n")
+
+    def download_librispeech(split, root):  # offline: only what is on disk
+        if split != "test-clean":
+            raise data.DataError(f"could not download {split}.tar.gz; run again")
+        return chapter.parents[1]
+
+    monkeypatch.setattr(data, "download_librispeech", download_librispeech)
+    texts = {
+        f"{s}-{i}": t
+        for i, (s, t) in enumerate(zip("aabbccddeeffgghhiijj", random_texts(20, seed=7).values()))
+    }
+    data_dir = write_custom_dir(tmp_path / "d", texts)
+    result = train.main(tiny_args(data_dir, tmp_path / "run", "--max_steps", "1", "--beam_size", "1"))
+    assert "val/wer" in result
+    out = capsys.readouterr().out
+    assert "validation: 2 utterances of 1 speaker(s) held out of --train_data" in out
+    assert "train: 18 utterances" in out
+
+    utterances = [data.Utterance(uid, "", 1.0, "a") for uid in texts]
+    kept, held = train.hold_out(utterances, 0.25)
+    assert len(held) == 6 and {u.id[0] for u in held}.isdisjoint({u.id[0] for u in kept})  # 3 whole speakers
+    assert train.hold_out(utterances[::-1], 0.25)[1] == held[::-1]  # the same speakers, whatever the order
+    assert train.hold_out(utterances[:2], 0.5) == (utterances[:2], [])  # one speaker: none held out
+
+    with pytest.raises(data.DataError, match="^--val_data auto: could not download dev-clean"):
+        train.main(tiny_args("test-clean", tmp_path / "ls", "--max_steps", "1"))
