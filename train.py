@@ -59,7 +59,7 @@ from config import (
     overrides_from_args,
 )
 from data import (
-    LIBRISPEECH_MD5,
+    LIBRISPEECH_SPLITS,
     DurationBatchSampler,
     SpeechDataset,
     collate,
@@ -391,7 +391,7 @@ def main(argv: list[str] | None = None) -> dict:
     train_utts = read_flag_data("--train_data", cfg.train_data, cfg.data_root)
     val_data, held_out_slice = cfg.val_data, False
     if val_data == "auto":  # no download for a first run on one's own folder
-        splits = any(s.strip() in LIBRISPEECH_MD5 for s in cfg.train_data.split(","))
+        splits = any(s.strip() in LIBRISPEECH_SPLITS for s in cfg.train_data.split(","))
         val_data, held_out_slice = ("dev-clean" if splits else ""), not splits and not cfg.val_speakers
     val_utts = read_flag_data(f"--val_data {cfg.val_data}", val_data, cfg.data_root) if val_data else []
     if ddp and master_process:

@@ -443,7 +443,7 @@ def test_own_folder_without_val_data_validates_on_held_out_speakers_offline(tmp_
             raise data.DataError(f"could not download {split}.tar.gz; run again")
         return chapter.parents[1]
 
-    monkeypatch.setattr(data, "download_librispeech", download_librispeech)
+    monkeypatch.setattr(data, "download_openslr", download_librispeech)
     texts = {
         f"{s}-{i}": t
         for i, (s, t) in enumerate(zip("aabbccddeeffgghhiijj", random_texts(20, seed=7).values()))
