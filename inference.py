@@ -6,6 +6,9 @@ from the command line. `--tune` tunes the LM fusion settings on labelled data in
     python inference.py --data_dir data --dataset librispeech --split dev-clean --out preds
     python inference.py --data_dir VAL --tune --lm lm.arpa.gz --out runs/r/tune   # -> runs/r/tune/tune.json
 
+A phoneme model (`--tokenizer phone`) writes words through a pronunciation lexicon: --lexicon, else
+the one beside its LM (lm.arpa.gz -> lm.lexicon.gz, see lexicon.py), else its training lexicon.
+
 --data_dir may also be one audio file. Predictions are written batch by batch, so an interrupted run
 keeps what it has done. A file that cannot be read gets a warning and an empty prediction; the run
 goes on. Recordings of any length run in bounded memory. When transcriptions exist the corpus
@@ -29,6 +32,7 @@ from calc_metrics import EXIT_WARNINGS, corpus_error_rates, format_report
 from data import CustomDirDataset, DurationBatchSampler, LibriSpeechDataset, collate, make_output_dir
 from decode import DECODERS, DecodingOptions, decode_batch, decoder_pool
 from download import download, parse_link
+from lexicon import lexicon_beside, load_lexicon
 from model import load_checkpoint, load_model, pick_device, utterance_log_probs
 
 DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "model.pt"
@@ -48,6 +52,10 @@ def decoding_options(checkpoint: dict, checkpoint_path: Path, **chosen) -> Decod
     options = DecodingOptions(**{**checkpoint.get("decoding", {}), **chosen})
     if options.lm and not Path(options.lm).exists() and (checkpoint_path.parent / options.lm).exists():
         options.lm = str(checkpoint_path.parent / options.lm)
+    if options.lexicon and not Path(options.lexicon).exists():
+        options.lexicon = str(checkpoint_path.parent / options.lexicon)
+    if not options.lexicon and options.lm and lexicon_beside(options.lm).exists():
+        options.lexicon = str(lexicon_beside(options.lm))  # the LM's own, for any decoder
     if options.decoder == "beam_lm" and not (options.lm and Path(options.lm).exists()):
         if "decoder" in chosen:
             raise ValueError(f"beam_lm decoding needs --lm PATH to an ARPA file (got {options.lm!r})")
@@ -72,6 +80,8 @@ def _load(data_dir, checkpoint=DEFAULT_CHECKPOINT, sha256=None, dataset="custom"
     device = pick_device(device)
     model, cfg, tokenizer = load_model(state, device)
     options = decoding_options(state, path, **decoding)
+    if tokenizer.lexicon is not None and options.lexicon:
+        tokenizer = tokenizer.with_lexicon(load_lexicon(options.lexicon))
     with warnings.catch_warnings(record=True) as caught:  # collect 'skipped' warnings to report once
         warnings.simplefilter("always")
         if dataset == "librispeech":
@@ -113,14 +123,17 @@ def transcribe(
     print(f"transcribing {len(data)} files with {options.decoder} decoding on {device}")
     if options.decoder == "beam_lm":
         print(f"LM {options.lm}, alpha {options.alpha}, beta {options.beta}, beam {options.beam_size}")
-    pool = decoder_pool(options.lm, num_workers) if options.decoder != "greedy" and num_workers > 1 else None
+    pool = None
+    if options.decoder != "greedy" and num_workers > 1:
+        pool = decoder_pool(options.lm, num_workers, tokenizer.lexicon)
     try:
         for ids, errors, log_probs in _log_probs(model, data, batch_seconds, device, num_workers):
             for uid, error in errors:
                 print(f"warning: {error}; writing an empty prediction")
                 (out / f"{uid}.txt").write_text("\n", encoding="utf-8")
                 failed.append(uid)
-            for uid, token_ids in zip(ids, decode_batch(log_probs, tokenizer.vocab, options, pool)):
+            decoded = decode_batch(log_probs, tokenizer.vocab, options, pool, tokenizer.lexicon)
+            for uid, token_ids in zip(ids, decoded):
                 hyps[uid] = tokenizer.decode(token_ids)
                 (out / f"{uid}.txt").write_text(hyps[uid] + "\n", encoding="utf-8")
     finally:
@@ -146,7 +159,9 @@ def grid_search_lm(log_probs_list, references, tokenizer, options, grid: list[di
     """WER/CER of LM-fused beam search at each point of grid (dicts of DecodingOptions fields, e.g.
     alpha, beta, unk_score): the point's rows with wer and cer added."""
     points = [dataclasses.replace(options, decoder="beam_lm", **point) for point in grid]
-    per_utterance = decode_batch(log_probs_list, tokenizer.vocab, points, pool)  # (N, grid) token ids
+    per_utterance = decode_batch(
+        log_probs_list, tokenizer.vocab, points, pool, tokenizer.lexicon
+    )  # (N, grid)
     rows = []
     for g, point in enumerate(grid):
         rates = corpus_error_rates(references, [tokenizer.decode(ids[g]) for ids in per_utterance])
@@ -196,7 +211,7 @@ def tune(data_dir, out, axes: dict[str, list], *, batch_seconds=200.0, num_worke
         raise DataError("--tune needs transcriptions")
     print(f"tuning {', '.join(axes)} on {len(kept)} utterances (beam {options.beam_size})")
     log_probs, references = [lp for _, lp in kept], [refs[u] for u, _ in kept]
-    with decoder_pool(options.lm, max(num_workers, 1)) as pool:
+    with decoder_pool(options.lm, max(num_workers, 1), tokenizer.lexicon) as pool:
         best, rows = line_search(
             lambda grid: grid_search_lm(log_probs, references, tokenizer, options, grid, pool),
             axes,
@@ -230,6 +245,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--decoder", choices=DECODERS, default=None, help="default: the checkpoint's")
     parser.add_argument("--beam_size", type=int, default=None)
     parser.add_argument("--lm", default=None, help="ARPA language model for beam_lm")
+    parser.add_argument(
+        "--lexicon", default=None, help="pronunciation lexicon of a phoneme model (default: beside the LM)"
+    )
     parser.add_argument("--alpha", type=float, default=None, help="LM weight")
     parser.add_argument("--beta", type=float, default=None, help="word insertion bonus")
     parser.add_argument(

@@ -25,6 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from config import Config, config_from_dict
+from lexicon import lexicon_beside
 from tokenizer import Tokenizer
 
 CHUNK_FRAMES = 30000  # 5 minutes of 10 ms feature frames per pass over a long recording, plus context
@@ -361,7 +362,8 @@ def load_model(checkpoint: dict, device="cpu") -> tuple[QuartzNet, Config, Token
 
 def export_main(argv: list[str]) -> Path:
     """`python train.py export RUN/best.pt checkpoints/model.pt [--lm LM --tuned RUN/tune/tune.json]`: a small
-    half-precision checkpoint for inference (no optimizer), with its decoding settings and LM beside it."""
+    half-precision checkpoint for inference (no optimizer), with its decoding settings and LM beside it
+    (and the LM's pronunciation lexicon, lexicon.lexicon_beside, where it has one)."""
     parser = argparse.ArgumentParser(prog="train.py export", description=export_main.__doc__)
     parser.add_argument("source")
     parser.add_argument("dest")
@@ -381,8 +383,10 @@ def export_main(argv: list[str]) -> Path:
         decoding.update(json.loads(Path(args.tuned).read_text())["best"])
     if args.lm:
         decoding["lm"] = Path(args.lm).name  # relative to the checkpoint's folder
-        if Path(args.lm).resolve() != (dest.parent / decoding["lm"]).resolve():
-            shutil.copyfile(args.lm, dest.parent / decoding["lm"])
+        # the LM's pronunciation lexicon (for phoneme models) goes with it
+        for src in [Path(args.lm)] + [lexicon_beside(args.lm)] * lexicon_beside(args.lm).exists():
+            if src.resolve() != (dest.parent / src.name).resolve():
+                shutil.copyfile(src, dest.parent / src.name)
     state = dict(
         model={k: v.half() if v.is_floating_point() else v for k, v in checkpoint["model"].items()},
         **{k: checkpoint[k] for k in ("config", "tokenizer", "step", "epoch", "epoch_batch")},

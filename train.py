@@ -54,6 +54,7 @@ from data import (
 )
 from decode import DecodingOptions, decode_batch, decoder_pool
 from distributed import gather_ints, sync_batch_norm
+from lexicon import describe as describe_lexicon
 from model import (
     QuartzNet,
     export_main,
@@ -159,8 +160,9 @@ def evaluate(model, loader, device, cfg: Config, tokenizer: Tokenizer) -> tuple[
     m = corpus_error_rates(refs, greedy)
     metrics = {"val/wer": m["wer"], "val/cer": m["cer"]}
     if cfg.beam_size > 1:
-        with decoder_pool() as pool:
-            beam = decode_batch(all_log_probs, tokenizer.vocab, DecodingOptions("beam", cfg.beam_size), pool)
+        with decoder_pool(lexicon=tokenizer.lexicon) as pool:
+            options = DecodingOptions("beam", cfg.beam_size)
+            beam = decode_batch(all_log_probs, tokenizer.vocab, options, pool, tokenizer.lexicon)
         b = corpus_error_rates(refs, [tokenizer.decode(t) for t in beam])
         metrics.update({"val/beam_wer": b["wer"], "val/beam_cer": b["cer"]})
     examples = []
@@ -176,7 +178,7 @@ def describe_targets(tokenizer: Tokenizer, utterances, cfg: Config) -> str:
     tokens = sum(len(tokenizer.encode(u.text)) for u in utterances)
     words = sum(len(u.text.split()) for u in utterances)
     seconds = sum(u.duration for u in utterances)
-    name = "characters" if tokenizer.kind == "char" else "word pieces (bpe)"
+    name = {"char": "characters", "bpe": "word pieces (bpe)", "phone": "phonemes"}[tokenizer.kind]
     return (
         f"tokenizer: {len(tokenizer)} {name}; {tokens / max(words, 1):.2f} tokens per word, "
         f"{tokens / max(seconds, 1e-9):.1f} per second of audio "
@@ -319,8 +321,10 @@ def main(argv: list[str] | None = None) -> dict:
         train_utts = [u for u in train_utts if speaker_of(u.id) not in held_out]
     # validation counts each file once: a folder listed twice in train_data weights training only
     val_utts = list({u.path: u for u in val_utts}.values())
-    if tokenizer is None:  # word pieces see the training transcripts only, never validation's
+    if tokenizer is None:  # word pieces and lexicons see the training transcripts only, never validation's
         tokenizer = train_tokenizer((u.text for u in train_utts if u.text), cfg.tokenizer, cfg.vocab_size)
+        if tokenizer.lexicon is not None and master_process:
+            print(f"pronunciation lexicon of the training transcripts: {describe_lexicon(tokenizer.lexicon)}")
     train_set = SpeechDataset(train_utts, cfg, tokenizer, train=True)
     sampler = DurationBatchSampler(  # the global batch of batch_seconds, this rank's share of it
         [u.duration for u in train_set.utterances],
