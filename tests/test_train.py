@@ -247,6 +247,67 @@ def test_word_piece_model_trains_exports_and_transcribes(tmp_path, capsys):
     assert result["cer"] < 0.05
 
 
+def test_phoneme_model_trains_resumes_exports_and_transcribes(tmp_path, capsys):
+    """--tokenizer phone end to end: the training transcripts' lexicon (a G2P word, an utterance
+    that cannot be converted) saved in the checkpoint; an LM's lexicon shipped beside it; greedy,
+    beam and LM-fused decoding all write words."""
+    import lexicon
+    from arpa import write_arpa
+    from kneser_ney import build_kneser_ney
+    from model import load_checkpoint, load_model
+    from tokenizer import PhoneTokenizer, train_tokenizer
+
+    texts = dict(TONE_TEXTS, a5="dacab bad", a6="cab 12")  # "dacab": by G2P; "12": no pronunciation
+    data_dir, run = write_custom_dir(tmp_path / "tones", texts), tmp_path / "run"
+    phone = ["--tokenizer", "phone", "--max_steps", "150", "--eval_every", "150", "--beam_size", "4"]
+    common = ["--val_data", str(data_dir), "--batch_seconds", "100", "--threads", "1"]
+    with pytest.warns(
+        UserWarning, match=r"skipped 1 utterance\(s\): words outside the pronunciation lexicon: .*a6"
+    ):
+        result = train.main(tiny_args(data_dir, run, *phone, *common))
+    out = capsys.readouterr().out
+    assert (
+        "lexicon of the training transcripts: 8 words, 1 pronounced by G2P (dacab); 1 cannot be converted (12)"
+        in out
+    )
+    assert "tokenizer: 41 phonemes; " in out
+    assert result["val/wer"] < 0.2 and result["val/beam_wer"] < 0.2
+    model, _, tokenizer = load_model(load_checkpoint(run / "last.pt"))
+    assert isinstance(tokenizer, PhoneTokenizer) and model.c4.out_channels == len(tokenizer) == 41
+    assert tokenizer == train_tokenizer(texts.values(), "phone")  # the lexicon of the training transcripts
+
+    result = train.main(["--resume", "--out_dir", str(run), "--max_steps", "152"])  # the saved lexicon
+    assert result["step"] == 152 and result["val/wer"] < 0.2
+    assert "lexicon of the training" not in capsys.readouterr().out  # converted once, in the first run
+
+    # an LM and its lexicon (which lacks "bead"), shipped beside the exported model
+    write_arpa(
+        build_kneser_ney(["bad cab", "face", "dad fade", "bed deaf", "dacab bad"] * 3, 2),
+        tmp_path / "lm.arpa",
+    )
+    lexicon.main(["build", "--lm", str(tmp_path / "lm.arpa"), "--out", str(tmp_path / "lm.lexicon.gz")])
+    train.main(["export", str(run / "last.pt"), str(tmp_path / "release" / "model.pt"), "--decoder", "beam_lm",
+                "--lm", str(tmp_path / "lm.arpa"), "--beam_size", "8"])  # fmt: skip
+    assert (tmp_path / "release" / "lm.lexicon.gz").exists()
+    args = [
+        "--data_dir",
+        str(data_dir),
+        "--checkpoint",
+        str(tmp_path / "release" / "model.pt"),
+        "--num_workers",
+        "0",
+    ]
+    for decoder in ("greedy", "beam", "beam_lm"):
+        result = inference.main([*args, "--out", str(tmp_path / decoder), "--decoder", decoder])
+        assert result["predictions"] == 6 and result["wer"] < 0.3, decoder
+        words = {w for p in (tmp_path / decoder).iterdir() for w in p.read_text().split()}
+        assert words <= set(lexicon.load_lexicon(str(tmp_path / "lm.lexicon.gz")).entries), decoder
+    result = inference.transcribe(
+        data_dir, tmp_path / "in_python", tmp_path / "release" / "model.pt", num_workers=2
+    )
+    assert result["wer"] < 0.3 and "bead" not in (tmp_path / "in_python" / "a4.txt").read_text()
+
+
 def test_transcripts_too_long_for_the_stride_are_skipped_in_training(tmp_path, capsys):
     data_dir = write_custom_dir(tmp_path / "d", {"u1": "bad cab dad", "u2": "fade bead", "face": "face"})
     (data_dir / "transcriptions" / "face.txt").write_text("face bead deaf\n")  # 14 tokens, 5 frames
