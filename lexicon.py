@@ -34,6 +34,7 @@ PHONEMES = (
 SPELLABLE = set("abcdefghijklmnopqrstuvwxyz'")  # what cmudict and the G2P model can read
 G2P_BATCH = 4096  # words per numpy pass of the G2P model
 G2P_MAX_PHONEMES = 20  # g2p-en's own limit on a guessed pronunciation
+PHONEME_IDS = {p: i for i, p in enumerate(PHONEMES)}
 PHONEME_CHARS = {p: chr(0xE000 + i) for i, p in enumerate(PHONEMES)}  # one character each, for tries
 
 Pronunciation = tuple[str, ...]
@@ -201,33 +202,44 @@ class Lexicon:
         return self._nearest_cache[pron]
 
     def _nearest(self, pron: Pronunciation) -> str:
-        table, lengths, words = self._pron_table
-        code = {p: i for i, p in enumerate(PHONEMES)}
-        query = [code.get(p, -2) for p in pron]
-        # Levenshtein over all pronunciations at once: one row of the table per query phoneme
-        N, L = table.shape
-        previous = np.broadcast_to(np.arange(L + 1), (N, L + 1))
-        for i, q in enumerate(query, start=1):
-            row = np.empty((N, L + 1), np.int32)
-            row[:, 0] = i
-            substitute = previous[:, :-1] + (table != q)
-            for j in range(1, L + 1):
-                row[:, j] = np.minimum(np.minimum(previous[:, j], row[:, j - 1]) + 1, substitute[:, j - 1])
-            previous = row
-        distance = previous[np.arange(N), lengths]
-        return words[int(np.argmin(distance))]  # the first minimum: the most frequent
+        query = [PHONEME_IDS.get(p, -1) for p in pron]
+        best = (np.inf, np.inf)  # (distance, frequency rank) of the best so far
+        # pronunciations of n phonemes are at least |n - len(query)| away: nearest lengths first
+        for n, (table, ranks) in sorted(self._by_length.items(), key=lambda kv: abs(kv[0] - len(query))):
+            if abs(n - len(query)) > best[0]:
+                break
+            # Levenshtein against all of them at once: row[j] (N,) is the distance of the query's
+            # first i phonemes to their first j
+            row = [np.full(len(ranks), j, np.int16) for j in range(n + 1)]
+            for i, q in enumerate(query, start=1):
+                previous, row = row, [np.full(len(ranks), i, np.int16)]
+                for j in range(1, n + 1):
+                    row.append(
+                        np.minimum(
+                            np.minimum(previous[j], row[j - 1]) + 1, previous[j - 1] + (table[j - 1] != q)
+                        )
+                    )
+            distance = row[n]
+            closest = ranks[distance == distance.min()].min()  # ranks are in frequency order
+            best = min(best, (int(distance.min()), int(closest)))
+        return self._ranked_words[best[1]]
 
     @cached_property
-    def _pron_table(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """(N, L) phoneme ids of every (word, pronunciation) in frequency order, -1 padded; (N,)
-        lengths; (N,) words."""
-        code = {p: i for i, p in enumerate(PHONEMES)}
-        pairs = [(w, p) for w, prons in self.entries.items() for p in prons]
-        L = max((len(p) for _, p in pairs), default=1)
-        table = np.full((len(pairs), L), -1, np.int16)
-        for i, (_, p) in enumerate(pairs):
-            table[i, : len(p)] = [code[x] for x in p]
-        return table, np.array([len(p) for _, p in pairs]), [w for w, _ in pairs]
+    def _by_length(self) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Every (word, pronunciation) by the pronunciation's length n: (n, N) phoneme ids, and
+        (N,) the word's rank in frequency order."""
+        rows: dict[int, list] = {}
+        for rank, prons in enumerate(self.entries.values()):
+            for pron in prons:
+                rows.setdefault(len(pron), []).append([rank] + [PHONEME_IDS[p] for p in pron])
+        return {
+            n: (np.ascontiguousarray(np.array(r)[:, 1:].T, np.int16), np.array(r)[:, 0])
+            for n, r in rows.items()
+        }
+
+    @cached_property
+    def _ranked_words(self) -> list[str]:
+        return list(self.entries)
 
     # ------------------------------------------------------------------------- decoding
 
@@ -293,7 +305,9 @@ class Lexicon:
             with gzip.open(path, "rt", encoding="utf-8") as f:
                 return cls.from_text(f.read())
         except (OSError, EOFError, UnicodeDecodeError, ValueError) as e:
-            raise ValueError(f"{path}: not a pronunciation lexicon ({e}); build one with lexicon.py build") from None
+            raise ValueError(
+                f"{path}: not a pronunciation lexicon ({e}); build one with lexicon.py build"
+            ) from None
 
 
 def lexicon_beside(lm_path: str | Path) -> Path:
