@@ -28,11 +28,11 @@ from tqdm import tqdm
 
 from arpa import check_arpa
 from audio import DataError
-from calc_metrics import EXIT_WARNINGS, corpus_error_rates, format_report
+from calc_metrics import EXIT_WARNINGS, corpus_error_rates, format_report, phoneme_error_rate
 from data import CustomDirDataset, DurationBatchSampler, LibriSpeechDataset, collate, make_output_dir
-from decode import DECODERS, DecodingOptions, decode_batch, decoder_pool
+from decode import DECODERS, DecodingOptions, decode_batch, decoder_pool, greedy_decode
 from download import download, parse_link
-from lexicon import lexicon_beside, load_lexicon
+from lexicon import lexicon_beside, load_lexicon, spoken
 from model import load_checkpoint, load_model, pick_device, utterance_log_probs
 
 DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "model.pt"
@@ -118,6 +118,7 @@ def transcribe(
         {},
         [u.id for u in data.skipped],
     )  # unreadable or empty: an empty prediction keeps ids aligned
+    best_paths = {}  # phoneme models: id -> the best path's phonemes, for the phoneme error rate
     for uid in failed:
         (out / f"{uid}.txt").write_text("\n", encoding="utf-8")
     print(f"transcribing {len(data)} files with {options.decoder} decoding on {device}")
@@ -133,6 +134,8 @@ def transcribe(
                 (out / f"{uid}.txt").write_text("\n", encoding="utf-8")
                 failed.append(uid)
             decoded = decode_batch(log_probs, tokenizer.vocab, options, pool, tokenizer.lexicon)
+            if tokenizer.lexicon is not None:
+                best_paths |= {u: tokenizer.phonemes(greedy_decode(lp)) for u, lp in zip(ids, log_probs)}
             for uid, token_ids in zip(ids, decoded):
                 hyps[uid] = tokenizer.decode(token_ids)
                 (out / f"{uid}.txt").write_text(hyps[uid] + "\n", encoding="utf-8")
@@ -149,6 +152,12 @@ def transcribe(
         metrics = corpus_error_rates([refs[i] for i in ids], [hyps.get(i, "") for i in ids])  # failed: empty
         print(format_report(metrics))
         result.update(metrics)
+        if tokenizer.lexicon is not None:  # the acoustic errors apart from the lexical ones
+            refs_spoken = spoken([refs[i] for i in ids], tokenizer.lexicon)
+            result["per"] = phoneme_error_rate(refs_spoken, [best_paths.get(i, []) for i in ids])
+            print(
+                f"PER {100 * result['per']:.2f}% (the best path's phonemes against the references' pronunciations)"
+            )
     return result
 
 

@@ -347,6 +347,16 @@ def transcript_lexicon(texts) -> Lexicon:
     return build_lexicon([w for w, _ in counts.most_common()])
 
 
+def spoken(texts: list[str], lexicon: Lexicon) -> list[list[str]]:
+    """Normalised texts -> their phonemes, word boundaries left out: each word's first pronunciation
+    in the lexicon, else CMUdict's or the G2P model's; a word none can convert is left out. The
+    references of a phoneme error rate."""
+    missing = sorted({w for text in texts for w in text.split() if w not in lexicon.entries})
+    extra = build_lexicon(missing).entries if missing else {}
+    entries = lambda w: lexicon.entries.get(w) or extra.get(w) or [()]  # noqa: E731
+    return [[p for w in text.split() for p in entries(w)[0]] for text in texts]
+
+
 def describe(lexicon: Lexicon, shown: int = 10) -> str:
     """One line: words, how many by G2P and which could not be converted (a few named)."""
 

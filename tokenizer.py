@@ -148,6 +148,10 @@ class PhoneTokenizer(Tokenizer):
                 current.append(self.vocab[i])
         return words
 
+    def phonemes(self, ids) -> list[str]:
+        """Token ids -> the phonemes alone (no boundaries), as a phoneme error rate compares them."""
+        return [p for pron, _ in self.phoneme_words(ids) for p in pron]
+
     def decode(self, ids) -> str:
         words = [self.lexicon.word(p, k) or self.lexicon.nearest(p) for p, k in self.phoneme_words(ids)]
         return " ".join(words)

@@ -41,7 +41,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from audio import HOP_LENGTH, SAMPLE_RATE, DataError
-from calc_metrics import EXIT_WARNINGS, corpus_error_rates
+from calc_metrics import EXIT_WARNINGS, corpus_error_rates, phoneme_error_rate
 from config import Config, add_config_args, config_from_args, config_from_dict, overrides_from_args
 from data import (
     DurationBatchSampler,
@@ -55,6 +55,7 @@ from data import (
 from decode import DecodingOptions, decode_batch, decoder_pool
 from distributed import gather_ints, sync_batch_norm
 from lexicon import describe as describe_lexicon
+from lexicon import spoken
 from model import (
     QuartzNet,
     export_main,
@@ -154,11 +155,13 @@ def evaluate(model, loader, device, cfg: Config, tokenizer: Tokenizer) -> tuple[
         refs += batch["texts"]
         all_log_probs += utterance_log_probs(model, batch, device)
     model.train()
-    greedy = [
-        tokenizer.decode(t) for t in decode_batch(all_log_probs, tokenizer.vocab, DecodingOptions("greedy"))
-    ]
+    best_paths = decode_batch(all_log_probs, tokenizer.vocab, DecodingOptions("greedy"))
+    greedy = [tokenizer.decode(t) for t in best_paths]
     m = corpus_error_rates(refs, greedy)
     metrics = {"val/wer": m["wer"], "val/cer": m["cer"]}
+    if tokenizer.lexicon is not None:  # phonemes: the acoustic errors apart from the lexical ones
+        phonemes = [tokenizer.phonemes(t) for t in best_paths]
+        metrics["val/per"] = phoneme_error_rate(spoken(refs, tokenizer.lexicon), phonemes)
     if cfg.beam_size > 1:
         with decoder_pool(lexicon=tokenizer.lexicon) as pool:
             options = DecodingOptions("beam", cfg.beam_size)

@@ -267,3 +267,17 @@ def test_training_lexicon_counts_guesses_and_skips(tmp_path):
     tok = train_tokenizer(["the cat", "the dacab", "route 66", "the"], "phone")
     assert list(tok.lexicon.entries) == ["the", "cat", "dacab", "route"]  # most frequent first
     assert tok.lexicon.g2p_words == ["dacab"] and tok.lexicon.failed == ["66"]
+
+
+def test_phoneme_error_rate_of_best_paths_against_reference_pronunciations():
+    from calc_metrics import phoneme_error_rate
+
+    lex = Lexicon({"the": [("DH", "AH"), ("DH", "IY")], "cat": [("K", "AE", "T")]})
+    # words outside the lexicon: CMUdict's first pronunciation, or none for a number
+    refs = lexicon.spoken(["the cat", "the dog 12"], lex)
+    assert refs == [["DH", "AH", "K", "AE", "T"], ["DH", "AH", "D", "AO", "G"]]
+    tok = PhoneTokenizer(lex)
+    hyps = [tok.phonemes(phones("DH | K AH T S")), tok.phonemes(phones("DH AH D AO G") + [len(tok.vocab)])]
+    assert hyps == [["DH", "K", "AH", "T", "S"], ["DH", "AH", "D", "AO", "G"]]
+    # a deletion (AH), a substitution (AE -> AH), an insertion (S) over 10 reference phonemes
+    assert phoneme_error_rate(refs, hyps) == pytest.approx(3 / 10)

@@ -271,7 +271,7 @@ def test_phoneme_model_trains_resumes_exports_and_transcribes(tmp_path, capsys):
         in out
     )
     assert "tokenizer: 41 phonemes; " in out
-    assert result["val/wer"] < 0.2 and result["val/beam_wer"] < 0.2
+    assert result["val/wer"] < 0.2 and result["val/beam_wer"] < 0.2 and result["val/per"] < 0.2
     model, _, tokenizer = load_model(load_checkpoint(run / "last.pt"))
     assert isinstance(tokenizer, PhoneTokenizer) and model.c4.out_channels == len(tokenizer) == 41
     assert tokenizer == train_tokenizer(texts.values(), "phone")  # the lexicon of the training transcripts
@@ -299,7 +299,7 @@ def test_phoneme_model_trains_resumes_exports_and_transcribes(tmp_path, capsys):
     ]
     for decoder in ("greedy", "beam", "beam_lm"):
         result = inference.main([*args, "--out", str(tmp_path / decoder), "--decoder", decoder])
-        assert result["predictions"] == 6 and result["wer"] < 0.3, decoder
+        assert result["predictions"] == 6 and result["wer"] < 0.3 and result["per"] < 0.2, decoder
         words = {w for p in (tmp_path / decoder).iterdir() for w in p.read_text().split()}
         assert words <= set(lexicon.load_lexicon(str(tmp_path / "lm.lexicon.gz")).entries), decoder
     result = inference.transcribe(
