@@ -244,7 +244,8 @@ def parse_args(argv) -> argparse.Namespace:
         "--init_from",
         metavar="CHECKPOINT",
         help="start a new run (new optimiser and schedule) from CHECKPOINT's weights and tokenizer; "
-        "channel flags may widen it (the copies compute the same function)",
+        "channel flags may widen it (the copies compute the same function); another --tokenizer gets "
+        "a new output layer",
     )
     return parser.parse_args(argv)
 
@@ -292,9 +293,14 @@ def main(argv: list[str] | None = None) -> dict:
                 f"--init_from {args.init_from}: its architecture is fixed but for more channels, drop --{clash[0]}"
             )
         tokenizer = Tokenizer.from_state_dict(init["tokenizer"])
-        fixed = {k: init["config"][k] for k in ARCHITECTURE} | wider | {"tokenizer": tokenizer.kind}
-        if tokenizer.kind == "bpe":
-            fixed["vocab_size"] = len(tokenizer)
+        new_output = given.get("tokenizer", tokenizer.kind) != tokenizer.kind
+        fixed = {k: init["config"][k] for k in ARCHITECTURE} | wider
+        if new_output:  # other symbols: learned from the transcripts below, with a new output layer
+            tokenizer = None
+        else:
+            fixed |= {"tokenizer": tokenizer.kind} | (
+                {"vocab_size": len(tokenizer)} if tokenizer.kind == "bpe" else {}
+            )
         cfg = config_from_dict({**asdict(cfg), **fixed})
     out_dir = make_output_dir(cfg.out_dir, "--out_dir")
     device = pick_device(cfg.device)
@@ -369,9 +375,15 @@ def main(argv: list[str] | None = None) -> dict:
     optimizer = make_optimizer(model, cfg)
     step, epoch, epoch_batch, best_wer, metrics, minutes_before = 0, 0, 0, float("inf"), {}, 0.0
     if init is not None:
-        model.load_state_dict(widen(init["model"], model, cfg.seed))
+        weights = dict(init["model"])
+        if new_output:  # the output layer starts afresh (its inputs as many as the checkpoint's c3 has)
+            fresh = model.state_dict()
+            weights["c4.weight"] = fresh["c4.weight"][:, : weights["c3.0.weight"].shape[0]]
+            weights["c4.bias"] = fresh["c4.bias"]
+        model.load_state_dict(widen(weights, model, cfg.seed))
         if master_process:
             grown = f", widened to {num_params(model) / 1e6:.2f} M parameters" if wider else ""
+            grown += f", a new output layer for {cfg.tokenizer}" if new_output else ""
             print(f"weights from {args.init_from} (step {init['step']}){grown}, new optimiser and schedule")
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])

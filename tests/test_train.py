@@ -394,3 +394,23 @@ def test_init_from_fine_tunes_a_checkpoint_with_a_new_schedule(tone_dataset, tin
     assert result["val/cer"] < 0.05  # the widened copy still knows the tones
     widened = torch.load(tmp_path / "wide" / "last.pt", weights_only=True)
     assert widened["config"]["c1_channels"] == source["config"]["c1_channels"] + 16
+
+
+def test_init_from_with_another_tokenizer_keeps_the_encoder_and_starts_a_new_output_layer(
+    tone_dataset, tiny_run, tmp_path, capsys
+):
+    """Phonemes from a character model's encoder: --init_from with --tokenizer phone learns the
+    lexicon from the transcripts; every weight but the output layer's is the checkpoint's."""
+    run, _ = tiny_run
+    source = torch.load(run / "last.pt", weights_only=True)
+    args = tiny_args(
+        tone_dataset, tmp_path / "phone", "--init_from", str(run / "last.pt"), "--tokenizer", "phone"
+    )
+    result = train.main(args + ["--val_data", str(tone_dataset), "--max_steps", "2", "--lr", "0"])
+    assert result["step"] == 2 and "a new output layer for phone" in capsys.readouterr().out
+    tuned = torch.load(tmp_path / "phone" / "last.pt", weights_only=True)
+    assert tuned["tokenizer"]["kind"] == "phone" and tuned["config"]["tokenizer"] == "phone"
+    assert tuned["model"]["c4.weight"].shape[0] == 41 != source["model"]["c4.weight"].shape[0]
+    for name, weight in source["model"].items():
+        if not name.startswith("c4.") and "running" not in name and "num_batches" not in name:
+            assert torch.equal(tuned["model"][name], weight), name
