@@ -158,6 +158,7 @@ class Lexicon:
         self.g2p_words: list[str] = []  # words whose pronunciation was guessed, when built here
         self.failed: list[str] = []  # words that could not be converted, when built here
         self._nearest_cache: dict[Pronunciation, str] = {}
+        self._guessed: dict[str, list[Pronunciation]] = {}  # words outside the lexicon, pronounced
         self._tries: dict[tuple, tuple[NGramLM, WordTrie]] = {}
 
     def __len__(self) -> int:
@@ -178,13 +179,22 @@ class Lexicon:
                 out.setdefault(pron, []).append(word)
         return out
 
+    def pronunciation(self, word: str) -> Pronunciation:
+        """The word's first pronunciation: the lexicon's, else CMUdict's or the G2P model's (a
+        validation word, say); () when it has none (a number)."""
+        prons = self.entries.get(word) or self._guessed.get(word)
+        if prons is None:
+            prons = self._guessed[word] = build_lexicon([word]).entries.get(word, [])
+        return prons[0] if prons else ()
+
     def pronounce(self, text: str) -> list[Pronunciation]:
-        """Normalised text -> each word's first pronunciation. ValueError naming the words that
-        have none."""
-        missing = sorted({w for w in text.split() if w not in self.entries})
+        """Normalised text -> each word's pronunication(). ValueError naming the words that have
+        none."""
+        prons = [self.pronunciation(w) for w in text.split()]
+        missing = sorted({w for w, p in zip(text.split(), prons) if not p})
         if missing:
-            raise ValueError(f"words outside the pronunciation lexicon: {missing}")
-        return [self.entries[w][0] for w in text.split()]
+            raise ValueError(f"words without a pronunciation (CMUdict, G2P of a-z and '): {missing}")
+        return prons
 
     def word(self, pron: Pronunciation, homophone: int = 0) -> str | None:
         """The homophone-th most frequent word pronounced so, or None."""
@@ -351,10 +361,7 @@ def spoken(texts: list[str], lexicon: Lexicon) -> list[list[str]]:
     """Normalised texts -> their phonemes, word boundaries left out: each word's first pronunciation
     in the lexicon, else CMUdict's or the G2P model's; a word none can convert is left out. The
     references of a phoneme error rate."""
-    missing = sorted({w for text in texts for w in text.split() if w not in lexicon.entries})
-    extra = build_lexicon(missing).entries if missing else {}
-    entries = lambda w: lexicon.entries.get(w) or extra.get(w) or [()]  # noqa: E731
-    return [[p for w in text.split() for p in entries(w)[0]] for text in texts]
+    return [[p for w in text.split() for p in lexicon.pronunciation(w)] for text in texts]
 
 
 def describe(lexicon: Lexicon, shown: int = 10) -> str:

@@ -260,12 +260,18 @@ def test_phoneme_model_trains_resumes_exports_and_transcribes(tmp_path, capsys):
     texts = dict(TONE_TEXTS, a5="dacab bad", a6="cab 12")  # "dacab": by G2P; "12": no pronunciation
     data_dir, run = write_custom_dir(tmp_path / "tones", texts), tmp_path / "run"
     phone = ["--tokenizer", "phone", "--max_steps", "150", "--eval_every", "150", "--beam_size", "4"]
-    common = ["--val_data", str(data_dir), "--batch_seconds", "100", "--threads", "1"]
-    with pytest.warns(
-        UserWarning, match=r"skipped 1 utterance\(s\): words outside the pronunciation lexicon: .*a6"
-    ):
+    # validation words need not be in the training lexicon ("bed")
+    val_dir = write_custom_dir(tmp_path / "val", {"v1": "bed cab"})
+    common = ["--val_data", f"{data_dir},{val_dir}", "--batch_seconds", "100", "--threads", "1"]
+    with pytest.warns(UserWarning) as caught:
         result = train.main(tiny_args(data_dir, run, *phone, *common))
+    skipped = [str(w.message) for w in caught if "skipped" in str(w.message)]
+    assert len(skipped) == 2 and all(
+        "skipped 1 utterance(s): words without a pronunciation" in w for w in skipped
+    )
+    assert all("a6.wav" in w for w in skipped)  # in training and validation; never v1
     out = capsys.readouterr().out
+    assert "validation: 7 utterances" in out
     assert (
         "lexicon of the training transcripts: 8 words, 1 pronounced by G2P (dacab); 1 cannot be converted (12)"
         in out
