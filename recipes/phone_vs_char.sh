@@ -37,7 +37,7 @@ log() {  # log COMMAND...: the command, its results and its time into the table'
   echo "\$ $*" >> "$runs/table.log"
   "$@" > "$runs/command.log" 2>&1 || status=$?  # 3: done, with warnings (a file skipped)
   [ $status -eq 0 ] || [ $status -eq 3 ] || { cat "$runs/command.log" >&2; exit $status; }
-  grep -E "^(WER|PER|warning)|best|\|" "$runs/command.log" >> "$runs/table.log" || true
+  grep -E "^(WER|PER|warning|alpha \|)|best|^ *[0-9.]+ \|" "$runs/command.log" >> "$runs/table.log" || true
   echo "($((SECONDS - start)) s)" >> "$runs/table.log"
 }
 
@@ -60,7 +60,7 @@ for design in "${designs[@]}"; do
   # the table: fusion tuned per arm on the LibriSpeech speakers (same grid), then each decoder, timed
   for name in "${names[@]}"; do
     log python inference.py --checkpoint "$runs/$name/last.pt" --data_dir "$val_dirs" --tune --lm "$lm" \
-      --beam_size 50 --alphas 0.4 0.6 0.8 1.0 1.2 1.5 --betas 0 1 2 3 --unk_scores lexicon --out "$runs/$name/tune"
+      --unk_score lexicon --beam_size 50 --alphas 0.4 0.6 0.8 1.0 1.2 1.5 --betas 0 1 2 3 --unk_scores lexicon --out "$runs/$name/tune"
     python train.py export "$runs/$name/last.pt" "$runs/$name/export/model.pt" --decoder beam_lm --lm "$lm" \
       --tuned "$runs/$name/tune/tune.json"
     for decoder in greedy beam beam_lm; do
