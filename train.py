@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> dict:
     master_process = ddp_rank == 0  # prints, logs, validates and writes checkpoints
 
     # -------- config: from the command line, or from the checkpoint being resumed
-    checkpoint = None
+    checkpoint, aux_tokenizer = None, None  # aux: the phonemes of --aux_phone_weight
     if args.resume is not None:
         out_dir = getattr(args, "out_dir", Config.out_dir)
         checkpoint = load_checkpoint(args.resume or Path(out_dir) / "last.pt")
@@ -278,6 +278,14 @@ def main(argv: list[str] | None = None) -> dict:
         tokenizer = Tokenizer.from_state_dict(checkpoint["tokenizer"])
         if cfg.tokenizer != tokenizer.kind:
             raise ValueError(f"--tokenizer {cfg.tokenizer}: the run being resumed uses {tokenizer.kind}")
+        if ("aux_tokenizer" in checkpoint) != (cfg.aux_phone_weight > 0):
+            raise ValueError(
+                f"--aux_phone_weight {cfg.aux_phone_weight}: the run being resumed has "
+                f"{'an' if 'aux_tokenizer' in checkpoint else 'no'} auxiliary phoneme layer; "
+                "change the weight in a new run (--init_from)"
+            )
+        if "aux_tokenizer" in checkpoint:
+            aux_tokenizer = Tokenizer.from_state_dict(checkpoint["aux_tokenizer"])
     else:
         cfg, tokenizer = config_from_args(args), None  # learned from the training transcripts below
     init = None
@@ -330,11 +338,20 @@ def main(argv: list[str] | None = None) -> dict:
         train_utts = [u for u in train_utts if speaker_of(u.id) not in held_out]
     # validation counts each file once: a folder listed twice in train_data weights training only
     val_utts = list({u.path: u for u in val_utts}.values())
-    if tokenizer is None:  # word pieces and lexicons see the training transcripts only, never validation's
-        tokenizer = train_tokenizer((u.text for u in train_utts if u.text), cfg.tokenizer, cfg.vocab_size)
-        if tokenizer.lexicon is not None and master_process:
-            print(f"pronunciation lexicon of the training transcripts: {describe_lexicon(tokenizer.lexicon)}")
-    train_set = SpeechDataset(train_utts, cfg, tokenizer, train=True)
+    # word pieces and lexicons see the training transcripts only, never validation's
+    texts, learned = [u.text for u in train_utts if u.text], []
+    if tokenizer is None:
+        tokenizer = train_tokenizer(texts, cfg.tokenizer, cfg.vocab_size)
+        learned.append(tokenizer)
+    if cfg.aux_phone_weight > 0 and aux_tokenizer is None:
+        if tokenizer.kind == "phone":
+            raise ValueError("--aux_phone_weight: the model's own symbols are phonemes already")
+        aux_tokenizer = train_tokenizer(texts, "phone")
+        learned.append(aux_tokenizer)
+    for t in learned:
+        if t.lexicon is not None and master_process:
+            print(f"pronunciation lexicon of the training transcripts: {describe_lexicon(t.lexicon)}")
+    train_set = SpeechDataset(train_utts, cfg, tokenizer, train=True, aux_tokenizer=aux_tokenizer)
     sampler = DurationBatchSampler(  # the global batch of batch_seconds, this rank's share of it
         [u.duration for u in train_set.utterances],
         cfg.batch_seconds,
@@ -371,7 +388,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(describe_targets(tokenizer, train_set.utterances, cfg))
 
     # -------- model and optimiser
-    model = QuartzNet(cfg, len(tokenizer)).to(device)
+    model = QuartzNet(cfg, len(tokenizer), len(aux_tokenizer) if aux_tokenizer else 0).to(device)
     optimizer = make_optimizer(model, cfg)
     step, epoch, epoch_batch, best_wer, metrics, minutes_before = 0, 0, 0, float("inf"), {}, 0.0
     if init is not None:
@@ -419,6 +436,8 @@ def main(argv: list[str] | None = None) -> dict:
     def save(name: str, **extra):
         state = dict(model=raw_model.state_dict(), optimizer=optimizer.state_dict(), config=cfg.to_dict())
         state.update(tokenizer=tokenizer.state_dict(), step=step, epoch=epoch, epoch_batch=epoch_batch)
+        if aux_tokenizer is not None:
+            state.update(aux_tokenizer=aux_tokenizer.state_dict())
         state.update(minutes=minutes())
         save_checkpoint(out_dir / name, dict(state, best_wer=best_wer, **extra))
 
@@ -495,9 +514,12 @@ def main(argv: list[str] | None = None) -> dict:
                 if frames > features.shape[2]:  # as long as the longest share: batch norm sees padding
                     features = F.pad(features, (0, frames - features.shape[2]))
                 with torch.autocast(device_type="cuda", dtype=amp_dtype, enabled=use_amp):
-                    log_probs, out_lengths = model(
-                        features, batch["feature_lengths"].to(device, non_blocking=True)
+                    outputs = model(
+                        features,
+                        batch["feature_lengths"].to(device, non_blocking=True),
+                        aux=aux_tokenizer is not None,
                     )
+                log_probs, out_lengths = outputs[:2]
                 # divided by the global batch over world_size: DDP's mean of the ranks' gradients is then
                 # the gradient of the mean over the global batch, however unevenly it is shared
                 loss = ctc_loss(
@@ -507,6 +529,14 @@ def main(argv: list[str] | None = None) -> dict:
                     batch["token_lengths"].to(device, non_blocking=True),
                     batch_size / ddp_world_size,
                 )
+                if aux_tokenizer is not None:  # the middle block's phonemes
+                    loss = loss + cfg.aux_phone_weight * ctc_loss(
+                        outputs[2],
+                        out_lengths,
+                        batch["aux_tokens"].to(device, non_blocking=True),
+                        batch["aux_token_lengths"].to(device, non_blocking=True),
+                        batch_size / ddp_world_size,
+                    )
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.unscale_(optimizer)

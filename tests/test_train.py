@@ -420,3 +420,45 @@ def test_init_from_with_another_tokenizer_keeps_the_encoder_and_starts_a_new_out
     for name, weight in source["model"].items():
         if not name.startswith("c4.") and "running" not in name and "num_batches" not in name:
             assert torch.equal(tuned["model"][name], weight), name
+
+
+def test_auxiliary_phoneme_loss_trains_a_phoneme_layer_beside_the_characters(tmp_path, capsys):
+    """--aux_phone_weight: an output layer on the middle block learns the transcripts' phonemes
+    while the model learns (and decodes) characters; the run resumes with its lexicon; inference
+    and export leave the layer out."""
+    from calc_metrics import phoneme_error_rate
+    from config import config_from_dict
+    from data import SpeechDataset, collate, read_data
+    from decode import greedy_decode
+    from lexicon import spoken
+    from model import QuartzNet, load_checkpoint, load_model
+    from tokenizer import Tokenizer, train_tokenizer
+
+    data_dir, run = write_custom_dir(tmp_path / "tones", TONE_TEXTS), tmp_path / "run"
+    aux = ["--aux_phone_weight", "0.5", "--max_steps", "150", "--eval_every", "150", "--beam_size", "1"]
+    common = ["--val_data", str(data_dir), "--batch_seconds", "100", "--threads", "1"]
+    result = train.main(tiny_args(data_dir, run, *aux, *common))
+    assert result["val/cer"] < 0.05  # the characters, as ever
+    assert "pronunciation lexicon of the training transcripts: 7 words" in capsys.readouterr().out
+    state = load_checkpoint(run / "last.pt")
+    phones = Tokenizer.from_state_dict(state["aux_tokenizer"])
+    assert phones == train_tokenizer(TONE_TEXTS.values(), "phone")
+
+    # the phoneme layer reads the tones as phonemes: its best paths against the pronunciations
+    cfg = config_from_dict(state["config"])
+    model = QuartzNet(cfg, len(Tokenizer()), len(phones))
+    model.load_state_dict(state["model"])
+    batch = collate(list(SpeechDataset(read_data(str(data_dir)), cfg)))
+    _, lengths, aux_log_probs = model.eval()(batch["features"], batch["feature_lengths"], aux=True)
+    paths = [phones.phonemes(greedy_decode(lp[:n].detach().numpy())) for lp, n in zip(aux_log_probs, lengths)]
+    assert phoneme_error_rate(spoken(batch["texts"], phones.lexicon), paths) < 0.2
+
+    result = train.main(["--resume", "--out_dir", str(run), "--max_steps", "152"])
+    assert result["step"] == 152 and result["val/cer"] < 0.05
+    with pytest.raises(ValueError, match="has an auxiliary phoneme layer"):
+        train.main(["--resume", "--out_dir", str(run), "--aux_phone_weight", "0"])
+    assert not hasattr(load_model(state)[0], "aux")
+    train.main(["export", str(run / "last.pt"), str(tmp_path / "model.pt")])
+    assert not any(
+        k.startswith("aux.") for k in torch.load(tmp_path / "model.pt", weights_only=True)["model"]
+    )
