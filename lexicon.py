@@ -188,7 +188,7 @@ class Lexicon:
         return prons[0] if prons else ()
 
     def pronounce(self, text: str) -> list[Pronunciation]:
-        """Normalised text -> each word's pronunication(). ValueError naming the words that have
+        """Normalised text -> each word's pronunciation(). ValueError naming the words that have
         none."""
         prons = [self.pronunciation(w) for w in text.split()]
         missing = sorted({w for w, p in zip(text.split(), prons) if not p})

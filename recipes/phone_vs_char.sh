@@ -6,7 +6,9 @@
 # core of a 2-core machine. Two designs:
 #   scratch   QuartzNet small at stride 2 from random weights, characters vs phonemes;
 #   release2  from release 2's weights (checkpoints/model.pt): continued character training vs its
-#             encoder with a new phoneme output layer (--init_from ... --tokenizer phone), lr 2e-3.
+#             encoder with a new phoneme output layer (--init_from ... --tokenizer phone), lr 2e-3;
+#   aux       (not by default) characters with an auxiliary phoneme loss (--aux_phone_weight 0.3),
+#             from scratch and from release 2's weights: a third arm for each design above.
 # Then per arm: LM fusion tuned on the LibriSpeech speakers with the same grid and the book 3-gram
 # (phonemes decode into the words of its lexicon, checkpoints/books3.lexicon.gz), export, and greedy,
 # beam and beam+LM decoding of both validation sets, timed; phoneme arms also print the phoneme
@@ -14,7 +16,7 @@
 #   bash recipes/phone_vs_char.sh DATA_DIR [RUNS_DIR [MINUTES [DESIGN ...]]]
 #   (defaults: runs/phone_vs_char, 120 minutes, both designs: about 4.5 h on 2 CPU cores)
 set -euo pipefail
-data=${1:?usage: phone_vs_char.sh DATA_DIR [RUNS_DIR [MINUTES [scratch|release2 ...]]]}
+data=${1:?usage: phone_vs_char.sh DATA_DIR [RUNS_DIR [MINUTES [scratch|release2|aux ...]]]}
 runs=${2:-runs/phone_vs_char}
 minutes=${3:-120}
 designs=("${@:4}"); [ ${#designs[@]} -gt 0 ] || designs=(scratch release2)
@@ -53,7 +55,12 @@ for design in "${designs[@]}"; do
       arm char_release2 --init_from checkpoints/model.pt --lr 2e-3 & first=$!
       arm phone_release2 --init_from checkpoints/model.pt --tokenizer phone --lr 2e-3 & second=$!
       wait $first; wait $second;;
-    *) echo "unknown design $design: scratch or release2" >&2; exit 2;;
+    aux)
+      names=(char_aux_scratch char_aux_release2)
+      arm char_aux_scratch --tokenizer char --aux_phone_weight 0.3 & first=$!
+      arm char_aux_release2 --init_from checkpoints/model.pt --aux_phone_weight 0.3 --lr 2e-3 & second=$!
+      wait $first; wait $second;;
+    *) echo "unknown design $design: scratch, release2 or aux" >&2; exit 2;;
   esac
   python train.py plot "$runs/${names[0]}" "$runs/${names[1]}" --x minutes --out "docs/phone_vs_char_$design.png"
 
