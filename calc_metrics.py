@@ -105,6 +105,13 @@ def corpus_error_rates(refs: list[str], hyps: list[str]) -> dict:
     return totals
 
 
+def phoneme_error_rate(refs: list[list[str]], hyps: list[list[str]]) -> float:
+    """Paired reference and hypothesis phoneme sequences -> corpus phoneme error rate (edits over
+    reference phonemes), as the WER is over words."""
+    assert len(refs) == len(hyps), "one hypothesis per reference"
+    return _rate(sum(sum(edit_counts(r, h)) for r, h in zip(refs, hyps)), sum(map(len, refs)))
+
+
 def _rate(edits: int, total: int) -> float:
     if total == 0:  # nothing to say: any output is all insertions
         return 0.0 if edits == 0 else float("inf")

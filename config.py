@@ -27,9 +27,13 @@ class Config:
     batch_seconds: float = 240.0
     num_workers: int = 2  # data loading processes per training process (per GPU under torchrun)
 
-    # targets: characters, or word pieces learned from the training transcripts (tokenizer.py)
-    tokenizer: str = "char"  # char | bpe
+    # targets: characters, word pieces learned from the training transcripts, or phonemes through
+    # the transcripts' pronunciation lexicon (tokenizer.py, lexicon.py)
+    tokenizer: str = "char"  # char | bpe | phone
     vocab_size: int = 256  # word pieces, the blank included (bpe only)
+    # > 0: plus this times a phoneme CTC loss on the middle block's output, through the transcripts'
+    # pronunciation lexicon (multi-task: the model's own symbols are still what it decodes)
+    aux_phone_weight: float = 0.0
 
     # model: QuartzNet BxR. Block b is repeated block_repeat times, each of `repeats` sub-blocks.
     c1_channels: int = 256

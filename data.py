@@ -379,14 +379,24 @@ UNKNOWN_CHARACTERS = "characters outside the vocabulary"
 
 
 class SpeechDataset(torch.utils.data.Dataset):
-    """Utterances -> dict(id, features (n_mels, T), tokens (L,), text). With `train`, waveform and
-    spectrogram augmentations from augment.py are applied and over-long utterances skipped. A file
-    that fails to load becomes dict(id, error) instead of stopping the run."""
+    """Utterances -> dict(id, features (n_mels, T), tokens (L,), text), and aux_tokens (L',) by an
+    aux_tokenizer (the phonemes of an auxiliary loss). With `train`, waveform and spectrogram
+    augmentations from augment.py are applied and over-long utterances skipped. A file that fails
+    to load becomes dict(id, error) instead of stopping the run."""
 
-    def __init__(self, utterances: list[Utterance], cfg, tokenizer=None, train=False, need_text=True):
+    def __init__(
+        self,
+        utterances: list[Utterance],
+        cfg,
+        tokenizer=None,
+        train=False,
+        need_text=True,
+        aux_tokenizer=None,
+    ):
         self.cfg, self.train, self.need_text, self.epoch = cfg, train, need_text, 0
         self.tokenizer = tokenizer or Tokenizer()
-        self.utterances = _usable(utterances, cfg, self.tokenizer, need_text, train)
+        self.aux_tokenizer = aux_tokenizer
+        self.utterances = _usable(utterances, cfg, self.tokenizer, need_text, train, aux_tokenizer)
         kept = {u.id for u in self.utterances}
         self.skipped = [u for u in utterances if u.id not in kept]  # with a warning per reason
 
@@ -424,10 +434,13 @@ class SpeechDataset(torch.utils.data.Dataset):
 
             features = augment.augment_spectrogram(features, self.cfg, rng)
         ids = self.tokenizer.encode(utt.text) if self.need_text else []
-        return dict(id=utt.id, features=features, tokens=torch.tensor(ids, dtype=torch.long), text=utt.text)
+        item = dict(id=utt.id, features=features, tokens=torch.tensor(ids, dtype=torch.long), text=utt.text)
+        if self.aux_tokenizer is not None:
+            item["aux_tokens"] = torch.tensor(self.aux_tokenizer.encode(utt.text), dtype=torch.long)
+        return item
 
 
-def _usable(utterances, cfg, tokenizer, need_text: bool, train: bool) -> list[Utterance]:
+def _usable(utterances, cfg, tokenizer, need_text: bool, train: bool, aux_tokenizer=None) -> list[Utterance]:
     """Drop what cannot be used, with one warning per reason that counts and names an example.
 
     In training, utterances over max_duration go too, and the CTC check allows for the fastest speed
@@ -453,15 +466,21 @@ def _usable(utterances, cfg, tokenizer, need_text: bool, train: bool) -> list[Ut
             reason = UNKNOWN_CHARACTERS
             unknown.update(tokenizer.unknown_characters(u.text))
         elif need_text:
-            tokens = tokenizer.encode(u.text)
-            # CTC needs an output frame per label (more between repeats); the model's
-            # 'same'-padded stride gives ceil(frames / stride) output frames
-            frames = math.ceil(num_frames(int(u.duration * SAMPLE_RATE / fastest)) / cfg.stride)
-            if frames < len(tokens) + sum(a == b for a, b in zip(tokens, tokens[1:])):
-                at_speed = f" at speed x{fastest:g}" if fastest > 1 else ""
-                reason = (
-                    f"transcript too long for stride {cfg.stride}{at_speed} (CTC needs a frame per token)"
-                )
+            try:
+                tokens = tokenizer.encode(u.text)
+                if aux_tokenizer is not None:
+                    aux_tokenizer.encode(u.text)
+            except ValueError as e:
+                reason = str(e).split(":")[0]
+            else:
+                # CTC needs an output frame per label (more between repeats); the model's
+                # 'same'-padded stride gives ceil(frames / stride) output frames
+                frames = math.ceil(num_frames(int(u.duration * SAMPLE_RATE / fastest)) / cfg.stride)
+                if frames < len(tokens) + sum(a == b for a, b in zip(tokens, tokens[1:])):
+                    at_speed = f" at speed x{fastest:g}" if fastest > 1 else ""
+                    reason = (
+                        f"transcript too long for stride {cfg.stride}{at_speed} (CTC needs a frame per token)"
+                    )
         if reason:
             dropped.setdefault(reason, []).append(u)
         else:
@@ -568,13 +587,11 @@ def collate(items: list[dict]) -> dict:
     if not items:
         return dict(ids=[], texts=[], errors=errors)
     lengths = torch.tensor([it["features"].shape[1] for it in items])
-    token_lengths = torch.tensor([len(it["tokens"]) for it in items])
     features = torch.zeros(len(items), items[0]["features"].shape[0], int(lengths.max()))  # (B, n_mels, T)
-    tokens = torch.zeros(len(items), max(int(token_lengths.max()), 1), dtype=torch.long)  # (B, L)
     for i, it in enumerate(items):
         features[i, :, : lengths[i]] = it["features"]
-        tokens[i, : token_lengths[i]] = it["tokens"]
-    return dict(
+    tokens, token_lengths = pad_tokens([it["tokens"] for it in items])
+    batch = dict(
         ids=[it["id"] for it in items],
         texts=[it["text"] for it in items],
         features=features,
@@ -583,6 +600,18 @@ def collate(items: list[dict]) -> dict:
         token_lengths=token_lengths,
         errors=errors,
     )
+    if "aux_tokens" in items[0]:
+        batch["aux_tokens"], batch["aux_token_lengths"] = pad_tokens([it["aux_tokens"] for it in items])
+    return batch
+
+
+def pad_tokens(sequences: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token id sequences -> (B, L) zero-padded (L at least 1), and their lengths (B,)."""
+    lengths = torch.tensor([len(t) for t in sequences])
+    tokens = torch.zeros(len(sequences), max(int(lengths.max()), 1), dtype=torch.long)
+    for i, t in enumerate(sequences):
+        tokens[i, : lengths[i]] = t
+    return tokens, lengths
 
 
 # ----------------------------------------------------------------------------- command line

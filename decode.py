@@ -21,6 +21,7 @@ from functools import lru_cache
 import numpy as np
 
 from arpa import BOS, EOS, UNK
+from lexicon import Lexicon
 from lm import NGramLM, WordTrie
 
 NEG_INF = float("-inf")
@@ -32,6 +33,7 @@ class DecodingOptions:
     decoder: str = "greedy"  # greedy | beam | beam_lm
     beam_size: int = 50
     lm: str = ""  # ARPA file (.arpa or .arpa.gz), for beam_lm
+    lexicon: str = ""  # pronunciation lexicon file of phoneme models (lexicon.py); "": the model's own
     alpha: float = 0.5  # LM weight
     beta: float = 1.0  # word insertion bonus
     token_min_logp: float = -10.0  # per-frame pruning: see frame_candidates
@@ -55,8 +57,9 @@ class DecodingOptions:
                 raise ValueError(f"--{name} {getattr(self, name)}: {problem}")
 
     def search_kwargs(self) -> dict:
-        """The keyword arguments of prefix_beam_search_nbest (all but decoder, beam_size and lm)."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("decoder", "beam_size", "lm")}
+        """The keyword arguments of prefix_beam_search_nbest (all but decoder, beam_size, lm, lexicon)."""
+        files = ("decoder", "beam_size", "lm", "lexicon")
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in files}
 
 
 def greedy_decode(log_probs: np.ndarray, blank: int = 0) -> list[int]:
@@ -99,17 +102,20 @@ def word_starts(vocab: list[str]) -> np.ndarray:
 
 
 @lru_cache(maxsize=8)
-def _word_state_tables(trie: WordTrie, alpha: float, unk: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _word_state_tables(trie: WordTrie, alpha: float, unk: int) -> tuple[np.ndarray, ...]:
     """Per word state (see WordTrie): its look-ahead, which a word that left the trie keeps from
-    where it left; whether it ends a vocabulary word (never once it left); and the LM id of that
-    word (unk when none). (2S,) each; computed once per LM and alpha."""
+    where it left (2S,); whether it ends a vocabulary word, never once it left (2S,); and for each
+    of the K words that may end there (homophones), whether it does and its LM id, unk when none
+    (2S, K) each. Computed once per LM and alpha."""
     look = alpha * trie.best  # the look-ahead; none before a word starts
     look[0] = 0.0
     outside = len(look)  # the word states of words that left the trie
+    ends = trie.word_ids >= 0  # (S, K)
     tables = (
         trie.by_word_state(look),
         np.concatenate([trie.is_word, np.zeros(outside, bool)]),
-        np.concatenate([np.where(trie.is_word, trie.word_id, unk), np.full(outside, unk)]),
+        np.concatenate([ends, np.zeros_like(ends)]),
+        np.concatenate([np.where(ends, trie.word_ids, unk), np.full_like(trie.word_ids, unk)]),
     )
     for table in tables:
         table.flags.writeable = False  # shared by every utterance decoded with this LM and alpha
@@ -128,22 +134,38 @@ class _LMScorer:
     look-ahead is replaced by its real score. unk_score = -inf keeps only vocabulary words. A token
     that begins with " " (the space, or a word piece such as " the") ends the partial word before it
     and begins a new one with its own characters, so the LM scores words, never pieces.
+
+    Where a trie state ends K > 1 words (homophones, in a trie of pronunciations), the vocab's k-th
+    " " token ends the partial word as the k-th of them: each is its own hypothesis.
     """
 
     def __init__(
-        self, lm: NGramLM, vocab: list[str], space: int, alpha: float, beta: float, unk_score: float
+        self,
+        lm: NGramLM,
+        vocab: list[str],
+        alpha: float,
+        beta: float,
+        unk_score: float,
+        trie: WordTrie | None = None,
     ):
-        self.lm, self.space, self.alpha, self.beta = lm, space, alpha, beta
+        self.lm, self.alpha, self.beta = lm, alpha, beta
+        self.is_space = np.array([token == " " for token in vocab])  # (V,)
+        self.variant = np.zeros(len(vocab), np.int64)  # (V,) which homophone a token ends a word as
+        self.variant[self.is_space] = np.arange(self.is_space.sum())
         self.unk_score = unk_score
         self.n_history = lm.order - 1
         self.eos = lm.word_id(EOS)
         # word ids throughout: an unknown word is <unk>, which is all the LM can tell of it
         self.history = {1: (lm.word_id(BOS),)}  # node whose token begins a word (or the root) -> history
-        self.history_after: dict[int, tuple] = {}  # node -> history once its partial word has ended
+        # (node, homophone) -> history once the node's partial word has ended as that homophone
+        self.history_after: dict[tuple[int, int], tuple] = {}
+        self.trie = trie if trie is not None else lm.word_trie(vocab)
+        self.look, self.is_word, ends, word_of = _word_state_tables(self.trie, alpha, lm.word_id(UNK))
+        homophones = max(int(self.is_space.sum()), 1)  # the homophones that a space (copy) ends a word as
+        self.ends, self.word_of = ends[:, :homophones], word_of[:, :homophones]  # (2S, K)
         self.word_start = np.ones(1024, np.int64)  # node -> the node whose token began its word
-        self.ended = np.full(1024, np.nan)  # node -> score change of ending its word now (nan: not asked)
-        self.trie = lm.word_trie(vocab)
-        self.look, self.is_word, self.word_of = _word_state_tables(self.trie, alpha, lm.word_id(UNK))
+        # node -> score change of ending its word now as each homophone (nan: not asked)
+        self.ended = np.full((1024, self.ends.shape[1]), np.nan)
         # unk_score per number of characters read outside the trie (0 to the longest token)
         self.unk_cost = np.array(
             [0.0] + [unk_score * n for n in range(1, self.trie.token_chars.shape[1] + 1)]
@@ -161,18 +183,24 @@ class _LMScorer:
         return child, self.look[child] - self.look[start] + self.unk_cost[outside]
 
     def complete(self, nodes: np.ndarray, states: np.ndarray) -> np.ndarray:
-        """(N,) score changes when the nodes' partial words (in word states `states`) end here:
-        alpha * log P(word | history) + beta replaces the look-ahead; an unknown word keeps the
-        unk_score it paid and pays one more. The word state names the word: no need to spell it."""
+        """(N, K) score changes when the nodes' partial words (in word states `states`) end here,
+        as each homophone: alpha * log P(word | history) + beta replaces the look-ahead; a state
+        that ends no word ends an unknown word as homophone 0, which keeps the unk_score it paid
+        and pays one more; the other homophones that do not exist are -inf. The word state names
+        the word: no need to spell it."""
+        ends = self.ends[states]  # (N, K)
+        extra = np.where(ends, 0.0, NEG_INF)
+        extra[:, 0] = np.where(ends[:, 0], 0.0, self.unk_score)
+        scores = (self.beta - self.look[states])[:, None] + extra
         words = self.word_of[states]
-        scores = self.beta - self.look[states] + np.where(self.is_word[states], 0.0, self.unk_score)
-        for j, (node, word, start) in enumerate(
-            zip(nodes.tolist(), words.tolist(), self.word_start[nodes].tolist())
-        ):
-            history = self.history[start]
-            scores[j] += self.alpha * self.lm.log_prob_ids(word, history)
+        for j, k in zip(*np.nonzero(scores > NEG_INF)):
+            node, word = int(nodes[j]), int(words[j, k])
+            history = self.history[int(self.word_start[node])]
+            scores[j, k] += self.alpha * self.lm.log_prob_ids(word, history)
             history += (word,)
-            self.history_after[node] = history[len(history) - self.n_history :] if self.n_history else ()
+            self.history_after[node, int(k)] = (
+                history[len(history) - self.n_history :] if self.n_history else ()
+            )
         self.ended[nodes] = scores
         return scores
 
@@ -183,9 +211,10 @@ class _LMScorer:
         return bound if self.unk_score > NEG_INF else np.where(self.is_word[states], bound, NEG_INF)
 
     def completions(self, ids: np.ndarray, last: np.ndarray, states: np.ndarray) -> np.ndarray:
-        """(B,) score change of ending each beam's word now; 0 for beams with no partial word."""
-        scores = np.where(last == self.space, 0.0, self.ended[ids])
-        new = np.flatnonzero(np.isnan(scores))
+        """(B, K) score change of ending each beam's word now as each homophone (see complete());
+        0 for beams with no partial word."""
+        scores = np.where(self.is_space[last][:, None], 0.0, self.ended[ids])
+        new = np.flatnonzero(np.isnan(scores[:, 0]))
         if len(new):
             scores[new] = self.complete(ids[new], states[new])
         return scores
@@ -197,21 +226,30 @@ class _LMScorer:
         if len(new_ids) and new_ids.max() >= len(self.word_start):
             grow = max(len(self.word_start), int(new_ids.max()) + 1 - len(self.word_start))
             self.word_start = np.concatenate([self.word_start, np.ones(grow, np.int64)])
-            self.ended = np.concatenate([self.ended, np.full(grow, np.nan)])
+            self.ended = np.concatenate([self.ended, np.full((grow, self.ended.shape[1]), np.nan)])
         begins = self.begins_word[toks]
         self.word_start[new_ids] = np.where(begins, new_ids, self.word_start[parents])
-        for n, p, p_last in zip(
-            new_ids[begins].tolist(), parents[begins].tolist(), parent_last[begins].tolist()
+        for n, p, p_last, k in zip(
+            new_ids[begins].tolist(),
+            parents[begins].tolist(),
+            parent_last[begins].tolist(),
+            self.variant[toks[begins]].tolist(),
         ):
-            self.history[n] = self.history[p] if p_last == self.space else self.history_after[p]
+            self.history[n] = self.history[p] if self.is_space[p_last] else self.history_after[p, k]
 
-    def final(self, node: int, last: int, state: int) -> float:
-        """Score change at the end of the utterance: the last partial word, then </s>."""
-        score, history = 0.0, self.history.get(node)
-        if last != self.space and node != 1:
-            score = float(self.completions(np.array([node]), np.array([last]), np.array([state]))[0])
-            history = self.history_after[node]
-        return score + self.alpha * self.lm.log_prob_ids(self.eos, history)
+    def final(self, node: int, last: int, state: int) -> list[tuple[int, float]]:
+        """Score changes at the end of the utterance: the last partial word, then </s>, as
+        (homophone, change) for each homophone it may end as (0 always, -inf when it may not)."""
+        if self.is_space[last] or node == 1:
+            return [(0, self.alpha * self.lm.log_prob_ids(self.eos, self.history[node]))]
+        ended = self.completions(np.array([node]), np.array([last]), np.array([state]))[0].tolist()
+        changes = [(0, NEG_INF)] if ended[0] == NEG_INF else []
+        for k, change in enumerate(ended):
+            if change > NEG_INF:
+                changes.append(
+                    (k, change + self.alpha * self.lm.log_prob_ids(self.eos, self.history_after[node, k]))
+                )
+        return changes
 
 
 def prefix_beam_search_nbest(
@@ -227,6 +265,8 @@ def prefix_beam_search_nbest(
     beam_margin: float = 10.0,
     blank_skip_logp: float = -1e-3,
     unk_score: float = -3.0,
+    trie: WordTrie | None = None,
+    homophones: int = 1,
 ) -> list[tuple[list[int], float]]:
     """CTC prefix beam search; (T, V) log-probs -> beams as (token ids, score), best first.
 
@@ -240,17 +280,33 @@ def prefix_beam_search_nbest(
     than beam_margin below the best. unk_score is added for each character of a word from where it
     stops being the start of any LM word, and once more at its end; -inf keeps only vocabulary words. Pass token_min_logp=-inf, top_k=None, beam_margin=inf, blank_skip_logp=0 for
     an exact search (up to beam_size).
+
+    trie replaces the LM's character trie of its words (a lexicon's pronunciations: see
+    pronunciation_search_nbest). With homophones = K > 1, the space gets K - 1 copies, tokens V to
+    V + K - 2 (same log-probs): the k-th ends the word before it as the k-th word that its trie
+    state ends, so that homophones are hypotheses of their own; a result's last word ends with the
+    copy that chose it (the space itself, for the first, is dropped as ever).
     """
     if beam_size < 1:
         raise ValueError(f"beam_size must be at least 1, got {beam_size}")
     log_probs = np.asarray(log_probs, np.float64)  # (T, V)
     T, V = log_probs.shape
     space = vocab.index(" ") if vocab is not None and " " in vocab else -1
-    begins_word = word_starts(vocab) if vocab is not None else np.zeros(V, bool)
     if lm is not None and space < 0:
         raise ValueError("LM fusion needs a vocab with a space token")
-    scorer = _LMScorer(lm, vocab, space, alpha, beta, unk_score) if lm is not None else None
     cands = frame_candidates(log_probs, blank, token_min_logp, top_k, blank_skip_logp)
+    if homophones > 1:  # the space's copies: candidates where it is one, and pruned as it is
+        copies = np.arange(V, V + homophones - 1)
+        cands = [np.concatenate([c, copies]) if np.any(c == space) else c for c in cands]
+        log_probs = np.concatenate(
+            [log_probs, np.repeat(log_probs[:, [space]], homophones - 1, axis=1)], axis=1
+        )
+        vocab = list(vocab) + [" "] * (homophones - 1)
+        T, V = log_probs.shape
+    begins_word = word_starts(vocab) if vocab is not None else np.zeros(V, bool)
+    is_space = np.zeros(V + 1, bool)  # (V + 1,) the word boundaries; [-1] for last = -1 (no vocab)
+    is_space[:V] = [token == " " for token in vocab] if vocab is not None else False
+    scorer = _LMScorer(lm, vocab, alpha, beta, unk_score, trie) if lm is not None else None
 
     # trie of prefixes: node 1 is the empty prefix, node 0 a sentinel parent no beam ever holds
     capacity = 1024
@@ -269,7 +325,7 @@ def prefix_beam_search_nbest(
     fused = np.array([0.0])  # (B,) LM score of the prefix (see _LMScorer)
     states = np.array([0])  # (B,) word state of its partial word (see _LMScorer.extend; 0: none)
     row_of[1] = 0
-    ends_in_space = last == space if space >= 0 else np.zeros(1, bool)
+    ends_in_space = is_space[last]
 
     for t in range(T):
         lp = log_probs[t]  # (V,)
@@ -289,8 +345,8 @@ def prefix_beam_search_nbest(
         ext = np.where(repeat, p_b[:, None], p_tot[:, None]) + lp[toks][None, :]  # (B, C)
         col_of = np.full(V + 1, -1)  # token -> its column in ext, -1 for none (and for last = -1)
         col_of[toks] = np.arange(C)
-        if space >= 0 and col_of[space] >= 0:
-            ext[ends_in_space, col_of[space]] = NEG_INF  # counted in new_nb above
+        if is_space[toks].any():
+            ext[np.ix_(ends_in_space, is_space[toks])] = NEG_INF  # counted in new_nb above
 
         # an extension that recreates a prefix already in the beam adds to that beam instead
         par_row = row_of[parent[ids]]  # (B,)
@@ -318,9 +374,10 @@ def prefix_beam_search_nbest(
                     floor = max(floor, np.partition(known, len(known) - beam_size)[len(known) - beam_size])
                 best_begin = score_ext[:, begins].max(axis=1)  # (B,)
                 maybe = np.flatnonzero(best_begin + scorer.completion_bound(states) >= floor)
-                ended = np.full(B, NEG_INF)  # (B,) score change of ending the beam's word
+                # (B, K) score change of ending the beam's word (as each homophone)
+                ended = np.full((B, scorer.ended.shape[1]), NEG_INF)
                 ended[maybe] = scorer.completions(ids[maybe], last[maybe], states[maybe])
-                fused_ext[:, begins] += ended[:, None]
+                fused_ext[:, begins] += ended[:, scorer.variant[toks[begins]]]
         score_ext = ext + fused_ext  # (B, C)
 
         # keep the best beam_size within beam_margin of the best
@@ -358,23 +415,55 @@ def prefix_beam_search_nbest(
         fused = np.concatenate([fused[stay], fused_ext[r, c]])
         states = np.concatenate([states[stay], child[r, c] if scorer is not None else np.zeros(len(r), int)])
         row_of[ids] = np.arange(len(ids))
-        ends_in_space = last == space if space >= 0 else np.zeros(len(ids), bool)
+        ends_in_space = is_space[last]
 
     # finish: score the last partial word, merge prefixes that differ only by spaces that change no text
     p_tot = np.logaddexp(p_b, p_nb)
     results: dict[tuple[int, ...], list[float]] = {}  # token ids -> [log P_ctc, LM score]
+    space_of = np.flatnonzero(is_space[:V])  # homophone k -> the space (copy) that ends a word as it
     for node, t, s, ctc, f in zip(
         ids.tolist(), last.tolist(), states.tolist(), p_tot.tolist(), fused.tolist()
     ):
-        if scorer is not None:
-            f += scorer.final(node, t, s)
+        endings = scorer.final(node, t, s) if scorer is not None else [(0, 0.0)]
         backwards = []
         while node > 1:
             backwards.append(int(token[node]))
             node = int(parent[node])
-        entry = results.setdefault(_without_silent_spaces(backwards[::-1], space, begins_word), [NEG_INF, f])
-        entry[0] = float(np.logaddexp(entry[0], ctc))
+        for k, change in endings:  # the last word as each homophone: the copy of the space says which
+            labelling = backwards[::-1] + ([int(space_of[k])] if k else [])
+            entry = results.setdefault(
+                _without_silent_spaces(labelling, space, begins_word), [NEG_INF, f + change]
+            )
+            entry[0] = float(np.logaddexp(entry[0], ctc))
     return sorted(((list(k), ctc + f) for k, (ctc, f) in results.items()), key=lambda x: -x[1])
+
+
+def pronunciation_search_nbest(
+    log_probs: np.ndarray,
+    beam_size: int,
+    vocab: list[str],
+    lexicon: Lexicon,
+    lm: NGramLM | None = None,
+    **search_kwargs,
+) -> list[tuple[list[int], float]]:
+    """Words from phonemes: prefix beam search over phoneme tokens (vocab: blank at 0, " " the word
+    boundary) constrained to the lexicon's pronunciations, which spell no other word. -> beams as
+    prefix_beam_search_nbest's; PhoneTokenizer.decode writes their words.
+
+    With lm, the LM scores each word as it ends, with the unigram look-ahead on partial words, as
+    for characters; a pronunciation of several words (homophones) ends each as a hypothesis of its
+    own, the k-th most frequent by a copy of the boundary token (len(vocab) + k - 1). Without one,
+    the score is the CTC probability of the phonemes alone, and each pronunciation is written as
+    its most frequent word.
+    """
+    search_kwargs["unk_score"] = NEG_INF  # a pronunciation outside the lexicon has no spelling
+    homophones = lexicon.max_homophones if lm is not None else 1
+    if lm is None:
+        lm, search_kwargs["alpha"], search_kwargs["beta"] = lexicon.frequency_lm, 0.0, 0.0
+    trie = lexicon.word_trie(lm, list(vocab) + [" "] * (homophones - 1))
+    return prefix_beam_search_nbest(
+        log_probs, beam_size, vocab=vocab, lm=lm, trie=trie, homophones=homophones, **search_kwargs
+    )
 
 
 def _without_silent_spaces(ids: list[int], space: int, begins_word: np.ndarray) -> tuple[int, ...]:
@@ -397,14 +486,24 @@ def prefix_beam_search(
 
 
 def decode(
-    log_probs: np.ndarray, vocab: list[str], options: DecodingOptions, lm: NGramLM | None = None
+    log_probs: np.ndarray,
+    vocab: list[str],
+    options: DecodingOptions,
+    lm: NGramLM | None = None,
+    lexicon: Lexicon | None = None,
 ) -> list[int]:
-    """(T, V) log-probs -> token ids, by options.decoder; lm is used by beam_lm only."""
+    """(T, V) log-probs -> token ids, by options.decoder; lm is used by beam_lm only. With a
+    lexicon, the tokens are phonemes and the beam searches keep to its words."""
     if options.decoder == "greedy":
         return greedy_decode(log_probs)
     if options.decoder not in DECODERS:
         raise ValueError(f"unknown decoder {options.decoder!r}; choose {', '.join(DECODERS)}")
     lm = lm if options.decoder == "beam_lm" else None
+    if lexicon is not None:
+        beams = pronunciation_search_nbest(
+            log_probs, options.beam_size, vocab, lexicon, lm, **options.search_kwargs()
+        )
+        return beams[0][0]
     return prefix_beam_search(log_probs, options.beam_size, vocab=vocab, lm=lm, **options.search_kwargs())
 
 
@@ -433,8 +532,13 @@ def follow_parent(*_) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def _init_worker(lm_path: str) -> None:
+_pool_lexicon: Lexicon | None = None  # a worker's copy of its pool's lexicon
+
+
+def _init_worker(lm_path: str, lexicon: Lexicon | None) -> None:
+    global _pool_lexicon
     follow_parent()
+    _pool_lexicon = lexicon
     try:
         if lm_path:
             load_lm(lm_path)
@@ -444,17 +548,20 @@ def _init_worker(lm_path: str) -> None:
 
 def _decode_task(job: tuple) -> list[list[int]]:
     """One utterance decoded with each of a list of options: its log-probs are sent only once."""
-    log_probs, vocab, options_list = job
+    log_probs, vocab, options_list, lexicon = job
+    lexicon = lexicon if lexicon is not None else _pool_lexicon
     return [
-        decode(log_probs, vocab, o, load_lm(o.lm) if o.decoder == "beam_lm" else None) for o in options_list
+        decode(log_probs, vocab, o, load_lm(o.lm) if o.decoder == "beam_lm" else None, lexicon)
+        for o in options_list
     ]
 
 
-def decoder_pool(lm_path: str = "", num_workers: int = 2):
-    """A process pool for decode_batch whose workers read the LM at lm_path once, when they start.
-    Use it as a context manager; it serves any number of decode_batch calls with that LM."""
+def decoder_pool(lm_path: str = "", num_workers: int = 2, lexicon: Lexicon | None = None):
+    """A process pool for decode_batch whose workers read the LM at lm_path once, when they start,
+    and get the lexicon of a phoneme model once. Use it as a context manager; it serves any number
+    of decode_batch calls with that LM and lexicon."""
     # spawn, not fork: the caller may hold torch threads or CUDA state that a forked child must not touch
-    return multiprocessing.get_context("spawn").Pool(num_workers, _init_worker, (lm_path,))
+    return multiprocessing.get_context("spawn").Pool(num_workers, _init_worker, (lm_path, lexicon))
 
 
 def decode_batch(
@@ -462,17 +569,21 @@ def decode_batch(
     vocab: list[str],
     options: DecodingOptions | list[DecodingOptions],
     pool=None,
+    lexicon: Lexicon | None = None,
 ) -> list:
     """Decode utterances ((T_i, V) log-probs each) to token ids, in input order: a list of ids per
     utterance, or with a list of options, a list (one per option) per utterance. Beam search runs in
-    `pool` (see decoder_pool) when given, else here; greedy decoding always runs here."""
+    `pool` (see decoder_pool, which must then hold the same lexicon) when given, else here; greedy
+    decoding always runs here. lexicon: a phoneme model's (PhoneTokenizer.lexicon)."""
     options_list = options if isinstance(options, list) else [options]
     for o in options_list:
         if o.decoder == "beam_lm" and not o.lm:
             raise ValueError("decoder beam_lm needs an LM (options.lm, an ARPA path)")
-    jobs = [(lp, vocab, options_list) for lp in log_probs_list]
-    if pool is None or len(jobs) <= 1 or all(o.decoder == "greedy" for o in options_list):
-        results = [_decode_task(job) for job in jobs]
-    else:
-        results = pool.map(_decode_task, jobs, chunksize=1)
+    here = pool is None or len(log_probs_list) <= 1 or all(o.decoder == "greedy" for o in options_list)
+    if here:
+        results = [_decode_task((lp, vocab, options_list, lexicon)) for lp in log_probs_list]
+    else:  # the workers have the lexicon already
+        results = pool.map(
+            _decode_task, [(lp, vocab, options_list, None) for lp in log_probs_list], chunksize=1
+        )
     return results if isinstance(options, list) else [r[0] for r in results]

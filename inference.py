@@ -16,6 +16,9 @@ When transcriptions exist, the corpus WER/CER of every file is printed at the en
 about as calc_metrics.py does for the same folders. Exit codes as calc_metrics.py's: 0 every file
 used; 3 done, but some file was skipped, missing, extra or empty (a "warning:" line names each); 1
 nothing done (one "error:" line); 2 bad command line; 130 interrupted.
+
+A phoneme model (`--tokenizer phone`) writes words through a pronunciation lexicon: --lexicon, else
+the one beside its LM (lm.arpa.gz -> lm.lexicon.gz, see lexicon.py), else its training lexicon.
 """
 
 import argparse
@@ -38,17 +41,28 @@ from calc_metrics import (
     format_report,
     left_out,
     pair,
+    phoneme_error_rate,
     print_warnings,
     read_texts,
 )
 from config import UsageError
 from data import CustomDirDataset, DurationBatchSampler, LibriSpeechDataset, collate, make_output_dir
-from decode import DECODERS, DecodingOptions, decode_batch, decoder_pool, follow_parent, load_lm
+from decode import (
+    DECODERS,
+    DecodingOptions,
+    decode_batch,
+    decoder_pool,
+    follow_parent,
+    greedy_decode,
+    load_lm,
+)
 from download import download, parse_link
+from lexicon import lexicon_beside, load_lexicon, spoken
 from model import load_checkpoint, load_model, pick_device, utterance_log_probs
+from tokenizer import normalize_text
 
 DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "model.pt"
-DECODING_FLAGS = ("decoder", "beam_size", "lm", "alpha", "beta", "unk_score")
+DECODING_FLAGS = ("decoder", "beam_size", "lm", "alpha", "beta", "unk_score", "lexicon")
 EXIT_USAGE = 2  # argparse's code for a bad command line
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
 UNFINISHED_FILE = ".unfinished.json"  # in --out while a run writes there: what its predictions are made with
@@ -68,6 +82,10 @@ def decoding_options(checkpoint: dict, checkpoint_path: Path, **chosen) -> Decod
     options = DecodingOptions(**{**checkpoint.get("decoding", {}), **chosen})
     if options.lm and not Path(options.lm).exists() and (checkpoint_path.parent / options.lm).exists():
         options.lm = str(checkpoint_path.parent / options.lm)
+    if options.lexicon and not Path(options.lexicon).exists():
+        options.lexicon = str(checkpoint_path.parent / options.lexicon)
+    if not options.lexicon and options.lm and lexicon_beside(options.lm).exists():
+        options.lexicon = str(lexicon_beside(options.lm))  # the LM's own, for any decoder
     if options.decoder == "beam_lm" and not (options.lm and Path(options.lm).exists()):
         if "decoder" in chosen:
             raise ValueError(f"beam_lm decoding needs --lm PATH to an ARPA file (got {options.lm!r})")
@@ -92,6 +110,8 @@ def _load(data_dir, checkpoint=DEFAULT_CHECKPOINT, sha256=None, dataset="custom"
     options = decoding_options(state, path, **decoding)
     device = pick_device(device)
     model, cfg, tokenizer = load_model(state, device)
+    if tokenizer.lexicon is not None and options.lexicon:
+        tokenizer = tokenizer.with_lexicon(load_lexicon(options.lexicon))
     with warnings.catch_warnings(record=True) as caught:  # collect 'skipped' warnings to report once
         warnings.simplefilter("always")
         if dataset == "librispeech":
@@ -178,6 +198,7 @@ def transcribe(
     out = make_output_dir(out, "--out")
     audio = data.utterances + data.skipped
     failed = [u.id for u in data.skipped]  # unreadable or empty: an empty prediction keeps ids aligned
+    best_paths = {}  # phoneme models: id -> the best path's phonemes, for the phoneme error rate
     for uid in failed:
         write_prediction(out, uid, "")
     since = begin_run(out, model, options, overwrite)
@@ -192,14 +213,17 @@ def transcribe(
         print(f"LM {options.lm}, alpha {options.alpha}, beta {options.beta}, beam {options.beam_size}")
     written = len(kept) + len(failed)
     use_pool = options.decoder != "greedy" and num_workers > 1 and len(data) > 1
-    pool = decoder_pool(options.lm, num_workers) if use_pool else None
+    pool = decoder_pool(options.lm, num_workers, tokenizer.lexicon) if use_pool else None
     try:
         for ids, errors, log_probs in _log_probs(model, data, batch_seconds, device, num_workers):
             for uid, error in errors:
                 print(f"warning: {error}; writing an empty prediction")
                 write_prediction(out, uid, "")
                 failed.append(uid)
-            for uid, token_ids in zip(ids, decode_batch(log_probs, tokenizer.vocab, options, pool)):
+            decoded = decode_batch(log_probs, tokenizer.vocab, options, pool, tokenizer.lexicon)
+            if tokenizer.lexicon is not None:
+                best_paths |= {u: tokenizer.phonemes(greedy_decode(lp)) for u, lp in zip(ids, log_probs)}
+            for uid, token_ids in zip(ids, decoded):
                 write_prediction(out, uid, tokenizer.decode(token_ids))
             written += len(ids) + len(errors)
     except KeyboardInterrupt:
@@ -213,13 +237,16 @@ def transcribe(
     notes = [f"{len(failed)} failed"] * bool(failed) + [f"{len(kept)} kept from before"] * bool(kept)
     print(f"wrote {written - len(kept)} predictions to {out}" + (f" ({', '.join(notes)})" if notes else ""))
     result = dict(predictions=written - len(failed), failed=len(failed), warnings=data.warnings)
-    result.update(_score(data_dir, kwargs.get("dataset", "custom"), audio, out, result))
+    result.update(
+        _score(data_dir, kwargs.get("dataset", "custom"), audio, out, result, tokenizer, best_paths)
+    )
     return result
 
 
-def _score(data_dir, dataset: str, audio: list, out: Path, result: dict) -> dict:
+def _score(data_dir, dataset: str, audio: list, out: Path, result: dict, tokenizer, best_paths: dict) -> dict:
     """WER/CER of the predictions in OUT for this run's audio against every transcription given,
-    paired by calc_metrics.py's rules and with its warnings (each one counted in result)."""
+    paired by calc_metrics.py's rules and with its warnings (each one counted in result); for a
+    phoneme model also the PER of the best paths decoded in this run (best_paths: id -> phonemes)."""
     refs = {u.id: u.text for u in audio if u.text is not None}  # LibriSpeech transcripts
     unreadable = []
     for folder in str(data_dir).split(",") if dataset == "custom" else []:
@@ -236,6 +263,12 @@ def _score(data_dir, dataset: str, audio: list, out: Path, result: dict) -> dict
     result["warnings"] += len(warnings)
     metrics = corpus_error_rates([refs[i] for i in ids], [hyps.get(i, "") for i in ids])
     print(format_report(metrics))
+    if scored := [i for i in ids if i in best_paths]:  # the acoustic errors apart from the lexical ones
+        refs_spoken = spoken([normalize_text(refs[i]) for i in scored], tokenizer.lexicon)
+        metrics["per"] = phoneme_error_rate(refs_spoken, [best_paths[i] for i in scored])
+        print(
+            f"PER {100 * metrics['per']:.2f}% (the best path's phonemes against the references' pronunciations)"
+        )
     return metrics
 
 
@@ -246,7 +279,9 @@ def grid_search_lm(log_probs_list, references, tokenizer, options, grid: list[di
     """WER/CER of LM-fused beam search at each point of grid (dicts of DecodingOptions fields, e.g.
     alpha, beta, unk_score): the point's rows with wer and cer added."""
     points = [dataclasses.replace(options, decoder="beam_lm", **point) for point in grid]
-    per_utterance = decode_batch(log_probs_list, tokenizer.vocab, points, pool)  # (N, grid) token ids
+    per_utterance = decode_batch(
+        log_probs_list, tokenizer.vocab, points, pool, tokenizer.lexicon
+    )  # (N, grid)
     rows = []
     for g, point in enumerate(grid):
         rates = corpus_error_rates(references, [tokenizer.decode(ids[g]) for ids in per_utterance])
@@ -296,7 +331,7 @@ def tune(data_dir, out, axes: dict[str, list], *, batch_seconds=200.0, num_worke
         raise DataError("--tune needs transcriptions")
     print(f"tuning {', '.join(axes)} on {len(kept)} utterances (beam {options.beam_size})")
     log_probs, references = [lp for _, lp in kept], [refs[u] for u, _ in kept]
-    with decoder_pool(options.lm, max(num_workers, 1)) as pool:
+    with decoder_pool(options.lm, max(num_workers, 1), tokenizer.lexicon) as pool:
         best, rows = line_search(
             lambda grid: grid_search_lm(log_probs, references, tokenizer, options, grid, pool),
             axes,
@@ -330,6 +365,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--decoder", choices=DECODERS, default=None, help="default: the checkpoint's")
     parser.add_argument("--beam_size", type=int, default=None)
     parser.add_argument("--lm", default=None, help="ARPA language model for beam_lm")
+    parser.add_argument(
+        "--lexicon", default=None, help="pronunciation lexicon of a phoneme model (default: beside the LM)"
+    )
     parser.add_argument("--alpha", type=float, default=None, help="LM weight")
     parser.add_argument("--beta", type=float, default=None, help="word insertion bonus")
     parser.add_argument(

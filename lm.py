@@ -184,7 +184,8 @@ class NGramLM:
         key = tuple(alphabet)
         if key not in self._tries:
             unigram = np.nan_to_num(self.unigram_logp, nan=self.unk_logp)
-            self._tries[key] = WordTrie(self.words, unigram, alphabet)
+            ids = [i for i, w in enumerate(self.words) if w not in (BOS, EOS, UNK)]
+            self._tries[key] = WordTrie([self.words[i] for i in ids], ids, unigram[ids], alphabet)
         return self._tries[key]
 
     def save_binary(self, path: str, source: str = "") -> None:
@@ -291,12 +292,18 @@ class WordTrie:
     the trie after state s: it starts no vocabulary word, and walks no further. walk() follows
     tokens (one or more characters each); a token's leading " " (a word piece that begins a word)
     is not read: the decoder starts that word from state 0. word_id[s] is the LM id of the word
-    that ends at s (-1: none, is_word False). best[s] is the highest unigram log-prob of a word that
+    that ends at s (-1: none). Words spelled alike (homophones, when the spellings are
+    pronunciations) end at one state: word_ids[s, k] is the k-th of them in the order given, -1
+    past the last and for a placeholder (id -1) that keeps a word's place without being one;
+    is_word[s] says that some word ends at s. best[s] is the highest unigram log-prob of a word that
     the partial word can still become: an optimistic estimate of its LM score before it ends (LM
     look-ahead), so that prefixes with and without an unfinished word compare fairly.
     """
 
-    def __init__(self, words: list[str], unigram_logp: np.ndarray, alphabet: list[str]):
+    def __init__(self, spellings: list[str], word_ids: list[int], unigram_logp, alphabet: list[str]):
+        """spellings[i] (in the alphabet's characters) spells the LM's word word_ids[i], whose
+        unigram log-prob is unigram_logp[i]; a spelling with a character outside the alphabet is
+        left out."""
         chars = sorted({ch for token in alphabet for ch in token if ch != " "})
         self.n_chars = len(chars)
         char_id = {ch: i for i, ch in enumerate(chars)}
@@ -309,23 +316,28 @@ class WordTrie:
                 self.token_chars[t, : len(spelled)] = [char_id[ch] for ch in spelled]
         self.token_length = (self.token_chars < self.n_chars).sum(axis=1)  # (V,) characters read
         children: dict[int, int] = {}  # state * (n_chars + 1) + char -> state
-        parents, best, word_id = [-1], [-np.inf], [-1]
-        for w, (word, logp) in enumerate(zip(words, unigram_logp.tolist())):
-            if word in (BOS, EOS, UNK) or any(ch not in char_id for ch in word):
+        parents, best, ends = [-1], [-np.inf], {}  # ends: state -> the ids of the words ending there
+        for spelling, w, logp in zip(spellings, word_ids, np.asarray(unigram_logp, np.float64).tolist()):
+            if any(ch not in char_id for ch in spelling):
                 continue
             state = 0
-            for ch in word:
+            for ch in spelling:
                 key = state * (self.n_chars + 1) + char_id[ch]
                 nxt = children.get(key)
                 if nxt is None:
                     nxt = children[key] = len(parents)
                     parents.append(state)
                     best.append(-np.inf)
-                    word_id.append(-1)
                 state = nxt
-            best[state], word_id[state] = logp, w
-        self.word_id = np.array(word_id)  # (S,) the LM's id of the word that ends at each state, or -1
-        self.is_word = self.word_id >= 0  # (S,)
+            ends.setdefault(state, []).append(w)
+            if w >= 0:
+                best[state] = max(best[state], logp)
+        homophones = max(map(len, ends.values()), default=1)
+        self.word_ids = np.full((len(parents), homophones), -1)  # (S, K)
+        for state, ids in ends.items():
+            self.word_ids[state, : len(ids)] = ids
+        self.word_id = self.word_ids[:, 0]  # (S,) the LM's id of the (first) word ending at each state
+        self.is_word = (self.word_ids >= 0).any(axis=1)  # (S,)
         best = np.array(best)
         depth = np.zeros(len(parents), np.int64)
         for state in range(1, len(parents)):  # children come after their parents

@@ -25,6 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from config import Config, UsageError, config_from_dict
+from lexicon import lexicon_beside
 from tokenizer import Tokenizer
 
 CHUNK_FRAMES = 30000  # 5 minutes of 10 ms feature frames per pass over a long recording, plus context
@@ -183,7 +184,9 @@ class Block(nn.Module):
 
 
 class QuartzNet(nn.Module):
-    def __init__(self, cfg, vocab_size: int):
+    def __init__(self, cfg, vocab_size: int, aux_vocab_size: int = 0):
+        """aux_vocab_size > 0 adds a 1x1 conv output layer on the middle block's output, for an
+        auxiliary CTC loss over other symbols (phonemes: --aux_phone_weight); training only."""
         super().__init__()
         self.stride = cfg.stride
         d = cfg.dropout
@@ -199,6 +202,9 @@ class QuartzNet(nn.Module):
             nn.Conv1d(cfg.c2_channels, cfg.c3_channels, 1, bias=False), nn.BatchNorm1d(cfg.c3_channels)
         )
         self.c4 = nn.Conv1d(cfg.c3_channels, vocab_size, 1)
+        self.aux_block = len(blocks) // 2  # the auxiliary output reads this block's output
+        if aux_vocab_size:
+            self.aux = nn.Conv1d(blocks[self.aux_block].residual[0].out_channels, aux_vocab_size, 1)
         self.dropout = Dropout(d)
         kernels = [cfg.c1_kernel] + [
             k for k in cfg.block_kernels for _ in range(cfg.block_repeat * cfg.repeats)
@@ -211,17 +217,26 @@ class QuartzNet(nn.Module):
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         return (lengths + self.stride - 1) // self.stride  # 'same' padding: ceil(T / stride)
 
-    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """features (B, n_mels, T), lengths (B,) -> log_probs (B, T', V), out_lengths (B,)."""
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor, aux: bool = False) -> tuple:
+        """features (B, n_mels, T), lengths (B,) -> log_probs (B, T', V), out_lengths (B,), and with
+        aux the auxiliary output layer's log-probs (B, T', V_aux)."""
         out_lengths = self.output_lengths(lengths)
         mask = frame_mask(out_lengths, (features.shape[2] + self.stride - 1) // self.stride)  # (B, T', 1)
         x = features.transpose(1, 2).contiguous()  # (B, T, n_mels): time-major from here on
         x = self.dropout(F.relu(self.c1(x, frame_mask(lengths, features.shape[2]))))  # (B, T', C1)
-        for block in self.blocks:
+        for i, block in enumerate(self.blocks):
             x = block(x, mask)
+            if aux and i == self.aux_block:
+                aux_logits = F.linear(x, self.aux.weight.squeeze(2), self.aux.bias)  # (B, T', V_aux)
         x = self.dropout(F.relu(self.c2(x, mask)))
         x = self.dropout(F.relu(pointwise(x, *self.c3)))
         logits = F.linear(x, self.c4.weight.squeeze(2), self.c4.bias)  # (B, T', V)
+        if aux:
+            return (
+                F.log_softmax(logits.float(), dim=-1),
+                out_lengths,
+                F.log_softmax(aux_logits.float(), dim=-1),
+            )
         return F.log_softmax(logits.float(), dim=-1), out_lengths
 
 
@@ -243,7 +258,12 @@ def widen(state: dict, model: QuartzNet, seed: int = 0) -> dict:
         for j in range(len(block.convs)):
             written = f"b{i}" if j == len(block.convs) - 1 else f"b{i}.{j}"
             layers[f"blocks.{i}.convs.{j}"], read = (written, read), written
-    layers |= {"c2": ("c2", read), "c3": ("c3", "c2"), "c4": ("vocab", "c3")}
+    layers |= {
+        "c2": ("c2", read),
+        "c3": ("c3", "c2"),
+        "c4": ("vocab", "c3"),
+        "aux": ("aux", f"b{model.aux_block}"),
+    }
     copies = {}  # channels -> (index of the old channel each new one copies, copies of each old one)
 
     def channels(name: str, old: int, new: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -258,6 +278,9 @@ def widen(state: dict, model: QuartzNet, seed: int = 0) -> dict:
 
     out = {}
     for key, new in target.items():
+        if key.startswith("aux.") and key not in state:  # an auxiliary output layer the checkpoint lacks
+            out[key] = new
+            continue
         old = state[key]
         prefix, part = next((p, key[len(p) + 1 :]) for p in layers if key.startswith(p + "."))
         written, read = layers[prefix]
@@ -363,13 +386,14 @@ def load_model(checkpoint: dict, device="cpu") -> tuple[QuartzNet, Config, Token
             f"tokenizer's {len(tokenizer)} symbols; use a checkpoint made by this version"
         )
     model = QuartzNet(cfg, len(tokenizer))
-    model.load_state_dict({k: v.float() for k, v in checkpoint["model"].items()})
+    model.load_state_dict({k: v.float() for k, v in checkpoint["model"].items() if not k.startswith("aux.")})
     return fold_batch_norm(model).to(device), cfg, tokenizer
 
 
 def export_main(argv: list[str]) -> Path:
     """`python train.py export RUN/best.pt checkpoints/model.pt [--lm LM --tuned RUN/tune/tune.json]`: a small
-    half-precision checkpoint for inference (no optimizer), with its decoding settings and LM beside it."""
+    half-precision checkpoint for inference (no optimizer), with its decoding settings and LM beside it
+    (and the LM's pronunciation lexicon, lexicon.lexicon_beside, where it has one)."""
     parser = argparse.ArgumentParser(prog="train.py export", description=export_main.__doc__)
     parser.add_argument("source")
     parser.add_argument("dest")
@@ -389,10 +413,16 @@ def export_main(argv: list[str]) -> Path:
         decoding.update(json.loads(Path(args.tuned).read_text())["best"])
     if args.lm:
         decoding["lm"] = Path(args.lm).name  # relative to the checkpoint's folder
-        if Path(args.lm).resolve() != (dest.parent / decoding["lm"]).resolve():
-            shutil.copyfile(args.lm, dest.parent / decoding["lm"])
+        # the LM's pronunciation lexicon (for phoneme models) goes with it
+        for src in [Path(args.lm)] + [lexicon_beside(args.lm)] * lexicon_beside(args.lm).exists():
+            if src.resolve() != (dest.parent / src.name).resolve():
+                shutil.copyfile(src, dest.parent / src.name)
     state = dict(
-        model={k: v.half() if v.is_floating_point() else v for k, v in checkpoint["model"].items()},
+        model={  # inference needs no auxiliary output layer
+            k: v.half() if v.is_floating_point() else v
+            for k, v in checkpoint["model"].items()
+            if not k.startswith("aux.")
+        },
         **{k: checkpoint[k] for k in ("config", "tokenizer", "step", "epoch", "epoch_batch")},
         val=checkpoint.get("val", {}),
         decoding=decoding,

@@ -1,21 +1,25 @@
 """Text: the one normaliser (used for training targets, the language model and the metrics alike),
 and the tokenizers that map normalised text to CTC token ids and back.
 
-Two kinds share one interface: characters (blank = 0, then space, apostrophe and a-z), and word
+Three kinds share one interface: characters (blank = 0, then space, apostrophe and a-z); word
 pieces (`--tokenizer bpe`): a byte-pair encoding that sentencepiece learns from the training
-transcripts, so that frequent words and endings are one token each. The tokenizer's state is saved
-in every checkpoint (`state_dict`; for word pieces, sentencepiece's model itself), so a checkpoint
-says which symbols its outputs are and inference needs no other file.
+transcripts, so that frequent words and endings are one token each; and phonemes (`--tokenizer
+phone`): 39 ARPAbet phonemes and the word boundary, through a pronunciation lexicon (lexicon.py).
+The tokenizer's state is saved in every checkpoint (`state_dict`; for word pieces, sentencepiece's
+model itself; for phonemes, the training transcripts' lexicon), so a checkpoint says which symbols
+its outputs are and inference needs no other file.
 """
 
 import io
 import re
 import unicodedata
 
+from lexicon import PHONEMES, SPELLABLE, Lexicon, transcript_lexicon
+
 BLANK = 0
 WORD_BOUNDARY = " "
 CHARACTERS = [WORD_BOUNDARY, "'"] + [chr(c) for c in range(ord("a"), ord("z") + 1)]
-KINDS = ("char", "bpe")
+KINDS = ("char", "bpe", "phone")
 SENTENCEPIECE_SPACE = "\u2581"  # "▁", sentencepiece's mark of a word start
 
 
@@ -152,6 +156,7 @@ class Tokenizer:
     kind = "char"
     blank = BLANK
     word_boundary = WORD_BOUNDARY
+    lexicon: Lexicon | None = None  # phonemes' pronunciation lexicon (PhoneTokenizer); none for spelling
 
     def __init__(self, vocab: list[str] | None = None):
         self.vocab = list(vocab) if vocab is not None else ["", *CHARACTERS]
@@ -192,6 +197,8 @@ class Tokenizer:
         """Either kind; a state without "kind" (every character checkpoint) is characters."""
         if state.get("kind", "char") == "bpe":
             return BPETokenizer(state["model"])
+        if state.get("kind") == "phone":
+            return PhoneTokenizer(Lexicon.from_text(state["lexicon"]))
         return Tokenizer(state["vocab"])
 
 
@@ -220,8 +227,67 @@ class BPETokenizer(Tokenizer):
         return {"kind": "bpe", "model": self.model}
 
 
+class PhoneTokenizer(Tokenizer):
+    """Phonemes: token i > 1 is an ARPAbet phoneme without stress, " " the word boundary. Text is
+    spoken through the lexicon (each word's first pronunciation; a word it lacks, as validation's,
+    through CMUdict or the G2P model); a word with no pronunciation (a number) is a ValueError, so
+    training skips (and names) its utterances.
+
+    Decoded phonemes become words through the lexicon: the most frequent word of a word's exact
+    pronunciation, else of the pronunciation nearest by edit distance (a word is never dropped: an
+    unknown one is at least written as something close). The beam search with an LM may end a
+    word with a token past the vocabulary, len(vocab) + k - 1: the boundary that chose its k-th
+    most frequent homophone (see decode.prefix_beam_search_nbest)."""
+
+    kind = "phone"
+
+    def __init__(self, lexicon: Lexicon):
+        super().__init__(["", WORD_BOUNDARY, *PHONEMES])
+        self.lexicon = lexicon
+
+    def unknown_characters(self, text: str) -> list[str]:
+        """The characters of text that no pronunciation can read (CMUdict and G2P read a-z and ')."""
+        return sorted({c for c in text if c != " " and c not in SPELLABLE})
+
+    def encode(self, text: str) -> list[int]:
+        ids = []
+        for pron in self.lexicon.pronounce(text):
+            ids += [self._ids[WORD_BOUNDARY]] * bool(ids) + [self._ids[p] for p in pron]
+        return ids
+
+    def phoneme_words(self, ids) -> list[tuple[tuple[str, ...], int]]:
+        """Token ids -> (pronunciation, homophone) per word; blanks dropped."""
+        words, current = [], []
+        for i in list(ids) + [self._ids[WORD_BOUNDARY]]:
+            if i == BLANK:
+                continue
+            if i == self._ids[WORD_BOUNDARY] or i >= len(self.vocab):
+                if current:
+                    words.append((tuple(current), max(0, i - len(self.vocab) + 1)))
+                current = []
+            else:
+                current.append(self.vocab[i])
+        return words
+
+    def phonemes(self, ids) -> list[str]:
+        """Token ids -> the phonemes alone (no boundaries), as a phoneme error rate compares them."""
+        return [p for pron, _ in self.phoneme_words(ids) for p in pron]
+
+    def decode(self, ids) -> str:
+        words = [self.lexicon.word(p, k) or self.lexicon.nearest(p) for p, k in self.phoneme_words(ids)]
+        return " ".join(words)
+
+    def with_lexicon(self, lexicon: Lexicon) -> "PhoneTokenizer":
+        """The same phonemes, written as words through another lexicon (an LM's, say)."""
+        return PhoneTokenizer(lexicon)
+
+    def state_dict(self) -> dict:
+        return {"kind": "phone", "lexicon": self.lexicon.to_text()}
+
+
 def train_tokenizer(texts, kind: str = "char", vocab_size: int = 256) -> Tokenizer:
-    """A tokenizer for normalised transcripts. Characters need no training; word pieces are learned
+    """A tokenizer for normalised transcripts. Characters need no training; phonemes need the
+    transcripts' lexicon (its `g2p_words` and `failed` say which words it guessed and lacks); word pieces are learned
     from texts (an iterable of normalised strings; those with characters outside a-z, space and
     apostrophe are left out, as training leaves them out), at most vocab_size tokens with the blank:
     fewer when the texts have nothing more to merge. Deterministic, in memory and quiet."""
@@ -229,6 +295,8 @@ def train_tokenizer(texts, kind: str = "char", vocab_size: int = 256) -> Tokeniz
         raise ValueError(f"--tokenizer {kind!r}: choose one of {', '.join(KINDS)}")
     if kind == "char":
         return Tokenizer()
+    if kind == "phone":  # the transcripts' words, converted once
+        return PhoneTokenizer(transcript_lexicon(texts))
     if vocab_size < len(CHARACTERS) + 1:
         raise ValueError(
             f"--vocab_size {vocab_size}: word pieces need at least {len(CHARACTERS) + 1} tokens "

@@ -48,7 +48,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from audio import HOP_LENGTH, SAMPLE_RATE, DataError, warning_line
-from calc_metrics import EXIT_WARNINGS, corpus_error_rates
+from calc_metrics import EXIT_WARNINGS, corpus_error_rates, phoneme_error_rate
 from config import (
     Config,
     UsageError,
@@ -70,6 +70,8 @@ from data import (
 )
 from decode import DecodingOptions, decode_batch, decoder_pool
 from distributed import gather_ints, sync_batch_norm
+from lexicon import describe as describe_lexicon
+from lexicon import spoken
 from model import (
     QuartzNet,
     export_main,
@@ -194,14 +196,17 @@ def evaluate(model, loader, device, cfg: Config, tokenizer: Tokenizer) -> tuple[
         refs += batch["texts"]
         all_log_probs += utterance_log_probs(model, batch, device)
     model.train()
-    greedy = [
-        tokenizer.decode(t) for t in decode_batch(all_log_probs, tokenizer.vocab, DecodingOptions("greedy"))
-    ]
+    best_paths = decode_batch(all_log_probs, tokenizer.vocab, DecodingOptions("greedy"))
+    greedy = [tokenizer.decode(t) for t in best_paths]
     m = corpus_error_rates(refs, greedy)
     metrics = {"val/wer": m["wer"], "val/cer": m["cer"]}
+    if tokenizer.lexicon is not None:  # phonemes: the acoustic errors apart from the lexical ones
+        phonemes = [tokenizer.phonemes(t) for t in best_paths]
+        metrics["val/per"] = phoneme_error_rate(spoken(refs, tokenizer.lexicon), phonemes)
     if cfg.beam_size > 1:
-        with decoder_pool() as pool:
-            beam = decode_batch(all_log_probs, tokenizer.vocab, DecodingOptions("beam", cfg.beam_size), pool)
+        with decoder_pool(lexicon=tokenizer.lexicon) as pool:
+            options = DecodingOptions("beam", cfg.beam_size)
+            beam = decode_batch(all_log_probs, tokenizer.vocab, options, pool, tokenizer.lexicon)
         b = corpus_error_rates(refs, [tokenizer.decode(t) for t in beam])
         metrics.update({"val/beam_wer": b["wer"], "val/beam_cer": b["cer"]})
     examples = []
@@ -217,7 +222,7 @@ def describe_targets(tokenizer: Tokenizer, utterances, cfg: Config) -> str:
     tokens = sum(len(tokenizer.encode(u.text)) for u in utterances)
     words = sum(len(u.text.split()) for u in utterances)
     seconds = sum(u.duration for u in utterances)
-    name = "characters" if tokenizer.kind == "char" else "word pieces (bpe)"
+    name = {"char": "characters", "bpe": "word pieces (bpe)", "phone": "phonemes"}[tokenizer.kind]
     return (
         f"tokenizer: {len(tokenizer)} {name}; {tokens / max(words, 1):.2f} tokens per word, "
         f"{tokens / max(seconds, 1e-9):.1f} per second of audio "
@@ -311,7 +316,8 @@ def parse_args(argv) -> argparse.Namespace:
         "--init_from",
         metavar="CHECKPOINT",
         help="start a new run (new optimiser and schedule) from CHECKPOINT's weights and tokenizer; "
-        "channel flags may widen it (the copies compute the same function)",
+        "channel flags may widen it (the copies compute the same function); another --tokenizer gets "
+        "a new output layer",
     )
     return parser.parse_args(argv)
 
@@ -336,7 +342,7 @@ def main(argv: list[str] | None = None) -> dict:
     master_process = ddp_rank == 0  # prints, logs, validates and writes checkpoints
 
     # -------- config: from the command line, or from the checkpoint being resumed
-    checkpoint = None
+    checkpoint, aux_tokenizer = None, None  # aux: the phonemes of --aux_phone_weight
     if args.resume is not None:
         out_dir = getattr(args, "out_dir", Config.out_dir)
         checkpoint = load_checkpoint(args.resume or Path(out_dir) / "last.pt")
@@ -344,6 +350,14 @@ def main(argv: list[str] | None = None) -> dict:
         tokenizer = Tokenizer.from_state_dict(checkpoint["tokenizer"])
         if cfg.tokenizer != tokenizer.kind:
             raise ValueError(f"--tokenizer {cfg.tokenizer}: the run being resumed uses {tokenizer.kind}")
+        if ("aux_tokenizer" in checkpoint) != (cfg.aux_phone_weight > 0):
+            raise ValueError(
+                f"--aux_phone_weight {cfg.aux_phone_weight}: the run being resumed has "
+                f"{'an' if 'aux_tokenizer' in checkpoint else 'no'} auxiliary phoneme layer; "
+                "change the weight in a new run (--init_from)"
+            )
+        if "aux_tokenizer" in checkpoint:
+            aux_tokenizer = Tokenizer.from_state_dict(checkpoint["aux_tokenizer"])
     else:
         cfg, tokenizer = config_from_args(args), None  # learned from the training transcripts below
     init = None
@@ -359,9 +373,14 @@ def main(argv: list[str] | None = None) -> dict:
                 f"--init_from {args.init_from}: its architecture is fixed but for more channels, drop --{clash[0]}"
             )
         tokenizer = Tokenizer.from_state_dict(init["tokenizer"])
-        fixed = {k: init["config"][k] for k in ARCHITECTURE} | wider | {"tokenizer": tokenizer.kind}
-        if tokenizer.kind == "bpe":
-            fixed["vocab_size"] = len(tokenizer)
+        new_output = given.get("tokenizer", tokenizer.kind) != tokenizer.kind
+        fixed = {k: init["config"][k] for k in ARCHITECTURE} | wider
+        if new_output:  # other symbols: learned from the transcripts below, with a new output layer
+            tokenizer = None
+        else:
+            fixed |= {"tokenizer": tokenizer.kind} | (
+                {"vocab_size": len(tokenizer)} if tokenizer.kind == "bpe" else {}
+            )
         cfg = config_from_dict({**asdict(cfg), **fixed})
     # bad flags end the run here, before any data is read or anything is written
     check_config(cfg)
@@ -409,9 +428,20 @@ def main(argv: list[str] | None = None) -> dict:
         train_utts = [u for u in train_utts if speaker_of(u.id) not in held_out]
     # validation counts each file once: a folder listed twice in train_data weights training only
     val_utts = list({u.path: u for u in val_utts}.values())
-    if tokenizer is None:  # word pieces see the training transcripts only, never validation's
-        tokenizer = train_tokenizer((u.text for u in train_utts if u.text), cfg.tokenizer, cfg.vocab_size)
-    train_set = SpeechDataset(train_utts, cfg, tokenizer, train=True)
+    # word pieces and lexicons see the training transcripts only, never validation's
+    texts, learned = [u.text for u in train_utts if u.text], []
+    if tokenizer is None:
+        tokenizer = train_tokenizer(texts, cfg.tokenizer, cfg.vocab_size)
+        learned.append(tokenizer)
+    if cfg.aux_phone_weight > 0 and aux_tokenizer is None:
+        if tokenizer.kind == "phone":
+            raise ValueError("--aux_phone_weight: the model's own symbols are phonemes already")
+        aux_tokenizer = train_tokenizer(texts, "phone")
+        learned.append(aux_tokenizer)
+    for t in learned:
+        if t.lexicon is not None and master_process:
+            print(f"pronunciation lexicon of the training transcripts: {describe_lexicon(t.lexicon)}")
+    train_set = SpeechDataset(train_utts, cfg, tokenizer, train=True, aux_tokenizer=aux_tokenizer)
     sampler = DurationBatchSampler(  # the global batch of batch_seconds, this rank's share of it
         [u.duration for u in train_set.utterances],
         cfg.batch_seconds,
@@ -452,14 +482,20 @@ def main(argv: list[str] | None = None) -> dict:
         print(describe_targets(tokenizer, train_set.utterances, cfg))
 
     # -------- model and optimiser
-    model = QuartzNet(cfg, len(tokenizer)).to(device)
+    model = QuartzNet(cfg, len(tokenizer), len(aux_tokenizer) if aux_tokenizer else 0).to(device)
     optimizer = make_optimizer(model, cfg)
     step, epoch, epoch_batch, best_wer, metrics, minutes_before = 0, 0, 0, float("inf"), {}, 0.0
     schedule_start = dict(step=0, minutes=0.0, lr=None)  # get_lr's step 0 (continue_schedule)
     if init is not None:
-        model.load_state_dict(widen(init["model"], model, cfg.seed))
+        weights = dict(init["model"])
+        if new_output:  # the output layer starts afresh (its inputs as many as the checkpoint's c3 has)
+            fresh = model.state_dict()
+            weights["c4.weight"] = fresh["c4.weight"][:, : weights["c3.0.weight"].shape[0]]
+            weights["c4.bias"] = fresh["c4.bias"]
+        model.load_state_dict(widen(weights, model, cfg.seed))
         if master_process:
             grown = f", widened to {num_params(model) / 1e6:.2f} M parameters" if wider else ""
+            grown += f", a new output layer for {cfg.tokenizer}" if new_output else ""
             print(f"weights from {args.init_from} (step {init['step']}){grown}, new optimiser and schedule")
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
@@ -499,6 +535,8 @@ def main(argv: list[str] | None = None) -> dict:
     def save(name: str, **extra):
         state = dict(model=raw_model.state_dict(), optimizer=optimizer.state_dict(), config=cfg.to_dict())
         state.update(tokenizer=tokenizer.state_dict(), step=step, epoch=epoch, epoch_batch=epoch_batch)
+        if aux_tokenizer is not None:
+            state.update(aux_tokenizer=aux_tokenizer.state_dict())
         state.update(minutes=minutes(), schedule=schedule_start)
         save_checkpoint(out_dir / name, dict(state, best_wer=best_wer, **extra))
 
@@ -575,9 +613,12 @@ def main(argv: list[str] | None = None) -> dict:
                 if frames > features.shape[2]:  # as long as the longest share: batch norm sees padding
                     features = F.pad(features, (0, frames - features.shape[2]))
                 with torch.autocast(device_type="cuda", dtype=amp_dtype, enabled=use_amp):
-                    log_probs, out_lengths = model(
-                        features, batch["feature_lengths"].to(device, non_blocking=True)
+                    outputs = model(
+                        features,
+                        batch["feature_lengths"].to(device, non_blocking=True),
+                        aux=aux_tokenizer is not None,
                     )
+                log_probs, out_lengths = outputs[:2]
                 # divided by the global batch over world_size: DDP's mean of the ranks' gradients is then
                 # the gradient of the mean over the global batch, however unevenly it is shared
                 loss = ctc_loss(
@@ -587,6 +628,14 @@ def main(argv: list[str] | None = None) -> dict:
                     batch["token_lengths"].to(device, non_blocking=True),
                     batch_size / ddp_world_size,
                 )
+                if aux_tokenizer is not None:  # the middle block's phonemes
+                    loss = loss + cfg.aux_phone_weight * ctc_loss(
+                        outputs[2],
+                        out_lengths,
+                        batch["aux_tokens"].to(device, non_blocking=True),
+                        batch["aux_token_lengths"].to(device, non_blocking=True),
+                        batch_size / ddp_world_size,
+                    )
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.unscale_(optimizer)

@@ -248,6 +248,73 @@ def test_word_piece_model_trains_exports_and_transcribes(tmp_path, capsys):
     assert result["cer"] < 0.05
 
 
+def test_phoneme_model_trains_resumes_exports_and_transcribes(tmp_path, capsys):
+    """--tokenizer phone end to end: the training transcripts' lexicon (a G2P word, an utterance
+    that cannot be converted) saved in the checkpoint; an LM's lexicon shipped beside it; greedy,
+    beam and LM-fused decoding all write words."""
+    import lexicon
+    from arpa import write_arpa
+    from kneser_ney import build_kneser_ney
+    from model import load_checkpoint, load_model
+    from tokenizer import PhoneTokenizer, train_tokenizer
+
+    texts = dict(TONE_TEXTS, a5="dacab bad", a6="cab ω")  # "dacab": by G2P; "ω": no pronunciation
+    data_dir, run = write_custom_dir(tmp_path / "tones", texts), tmp_path / "run"
+    phone = ["--tokenizer", "phone", "--max_steps", "150", "--eval_every", "150", "--beam_size", "4"]
+    # validation words need not be in the training lexicon ("bed")
+    val_dir = write_custom_dir(tmp_path / "val", {"v1": "bed cab"})
+    common = ["--val_data", f"{data_dir},{val_dir}", "--batch_seconds", "100", "--threads", "1"]
+    with pytest.warns(UserWarning) as caught:
+        result = train.main(tiny_args(data_dir, run, *phone, *common))
+    skipped = [str(w.message) for w in caught if "skipped" in str(w.message)]
+    assert len(skipped) == 2 and all(
+        "skipped 1 utterance(s): characters outside the vocabulary (ω)" in w for w in skipped
+    )
+    assert all("a6.wav" in w for w in skipped)  # in training and validation; never v1
+    out = capsys.readouterr().out
+    assert "validation: 7 utterances" in out
+    assert (
+        "lexicon of the training transcripts: 8 words, 1 pronounced by G2P (dacab); 1 cannot be converted (ω)"
+        in out
+    )
+    assert "tokenizer: 41 phonemes; " in out
+    assert result["val/wer"] < 0.2 and result["val/beam_wer"] < 0.2 and result["val/per"] < 0.2
+    model, _, tokenizer = load_model(load_checkpoint(run / "last.pt"))
+    assert isinstance(tokenizer, PhoneTokenizer) and model.c4.out_channels == len(tokenizer) == 41
+    assert tokenizer == train_tokenizer(texts.values(), "phone")  # the lexicon of the training transcripts
+
+    result = train.main(["--resume", "--out_dir", str(run), "--max_steps", "152"])  # the saved lexicon
+    assert result["step"] == 152 and result["val/wer"] < 0.2
+    assert "lexicon of the training" not in capsys.readouterr().out  # converted once, in the first run
+
+    # an LM and its lexicon (which lacks "bead"), shipped beside the exported model
+    write_arpa(
+        build_kneser_ney(["bad cab", "face", "dad fade", "bed deaf", "dacab bad"] * 3, 2),
+        tmp_path / "lm.arpa",
+    )
+    lexicon.main(["build", "--lm", str(tmp_path / "lm.arpa"), "--out", str(tmp_path / "lm.lexicon.gz")])
+    train.main(["export", str(run / "last.pt"), str(tmp_path / "release" / "model.pt"), "--decoder", "beam_lm",
+                "--lm", str(tmp_path / "lm.arpa"), "--beam_size", "8"])  # fmt: skip
+    assert (tmp_path / "release" / "lm.lexicon.gz").exists()
+    args = [
+        "--data_dir",
+        str(data_dir),
+        "--checkpoint",
+        str(tmp_path / "release" / "model.pt"),
+        "--num_workers",
+        "0",
+    ]
+    for decoder in ("greedy", "beam", "beam_lm"):
+        result = inference.main([*args, "--out", str(tmp_path / decoder), "--decoder", decoder])
+        assert result["predictions"] == 6 and result["wer"] < 0.3 and result["per"] < 0.2, decoder
+        words = {w for p in (tmp_path / decoder).iterdir() for w in p.read_text().split()}
+        assert words <= set(lexicon.load_lexicon(str(tmp_path / "lm.lexicon.gz")).entries), decoder
+    result = inference.transcribe(
+        data_dir, tmp_path / "in_python", tmp_path / "release" / "model.pt", num_workers=2
+    )
+    assert result["wer"] < 0.3 and "bead" not in (tmp_path / "in_python" / "a4.txt").read_text()
+
+
 def test_transcripts_too_long_for_the_stride_are_skipped_in_training(tmp_path, capsys):
     data_dir = write_custom_dir(tmp_path / "d", {"u1": "bad cab dad", "u2": "fade bead", "face": "face"})
     (data_dir / "transcriptions" / "face.txt").write_text("face bead deaf\n")  # 14 tokens, 5 frames
@@ -463,3 +530,65 @@ def test_own_folder_without_val_data_validates_on_held_out_speakers_offline(tmp_
 
     with pytest.raises(data.DataError, match="^--val_data auto: could not download dev-clean"):
         train.main(tiny_args("test-clean", tmp_path / "ls", "--max_steps", "1"))
+
+
+def test_init_from_with_another_tokenizer_keeps_the_encoder_and_starts_a_new_output_layer(
+    tone_dataset, tiny_run, tmp_path, capsys
+):
+    """Phonemes from a character model's encoder: --init_from with --tokenizer phone learns the
+    lexicon from the transcripts; every weight but the output layer's is the checkpoint's."""
+    run, _ = tiny_run
+    source = torch.load(run / "last.pt", weights_only=True)
+    args = tiny_args(
+        tone_dataset, tmp_path / "phone", "--init_from", str(run / "last.pt"), "--tokenizer", "phone"
+    )
+    result = train.main(args + ["--val_data", str(tone_dataset), "--max_steps", "2", "--lr", "0"])
+    assert result["step"] == 2 and "a new output layer for phone" in capsys.readouterr().out
+    tuned = torch.load(tmp_path / "phone" / "last.pt", weights_only=True)
+    assert tuned["tokenizer"]["kind"] == "phone" and tuned["config"]["tokenizer"] == "phone"
+    assert tuned["model"]["c4.weight"].shape[0] == 41 != source["model"]["c4.weight"].shape[0]
+    for name, weight in source["model"].items():
+        if not name.startswith("c4.") and "running" not in name and "num_batches" not in name:
+            assert torch.equal(tuned["model"][name], weight), name
+
+
+def test_auxiliary_phoneme_loss_trains_a_phoneme_layer_beside_the_characters(tmp_path, capsys):
+    """--aux_phone_weight: an output layer on the middle block learns the transcripts' phonemes
+    while the model learns (and decodes) characters; the run resumes with its lexicon; inference
+    and export leave the layer out."""
+    from calc_metrics import phoneme_error_rate
+    from config import config_from_dict
+    from data import SpeechDataset, collate, read_data
+    from decode import greedy_decode
+    from lexicon import spoken
+    from model import QuartzNet, load_checkpoint, load_model
+    from tokenizer import Tokenizer, train_tokenizer
+
+    data_dir, run = write_custom_dir(tmp_path / "tones", TONE_TEXTS), tmp_path / "run"
+    aux = ["--aux_phone_weight", "0.5", "--max_steps", "150", "--eval_every", "150", "--beam_size", "1"]
+    common = ["--val_data", str(data_dir), "--batch_seconds", "100", "--threads", "1"]
+    result = train.main(tiny_args(data_dir, run, *aux, *common))
+    assert result["val/cer"] < 0.05  # the characters, as ever
+    assert "pronunciation lexicon of the training transcripts: 7 words" in capsys.readouterr().out
+    state = load_checkpoint(run / "last.pt")
+    phones = Tokenizer.from_state_dict(state["aux_tokenizer"])
+    assert phones == train_tokenizer(TONE_TEXTS.values(), "phone")
+
+    # the phoneme layer reads the tones as phonemes: its best paths against the pronunciations
+    cfg = config_from_dict(state["config"])
+    model = QuartzNet(cfg, len(Tokenizer()), len(phones))
+    model.load_state_dict(state["model"])
+    batch = collate(list(SpeechDataset(read_data(str(data_dir)), cfg)))
+    _, lengths, aux_log_probs = model.eval()(batch["features"], batch["feature_lengths"], aux=True)
+    paths = [phones.phonemes(greedy_decode(lp[:n].detach().numpy())) for lp, n in zip(aux_log_probs, lengths)]
+    assert phoneme_error_rate(spoken(batch["texts"], phones.lexicon), paths) < 0.2
+
+    result = train.main(["--resume", "--out_dir", str(run), "--max_steps", "152"])
+    assert result["step"] == 152 and result["val/cer"] < 0.05
+    with pytest.raises(ValueError, match="has an auxiliary phoneme layer"):
+        train.main(["--resume", "--out_dir", str(run), "--aux_phone_weight", "0"])
+    assert not hasattr(load_model(state)[0], "aux")
+    train.main(["export", str(run / "last.pt"), str(tmp_path / "model.pt")])
+    assert not any(
+        k.startswith("aux.") for k in torch.load(tmp_path / "model.pt", weights_only=True)["model"]
+    )
