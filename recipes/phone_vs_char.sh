@@ -20,14 +20,13 @@ data=${1:?usage: phone_vs_char.sh DATA_DIR [RUNS_DIR [MINUTES [scratch|release2|
 runs=${2:-runs/phone_vs_char}
 minutes=${3:-120}
 designs=("${@:4}"); [ ${#designs[@]} -gt 0 ] || designs=(scratch release2)
-ls5=$data/voice-age-mini-librispeech/LibriSpeech/train-clean-5
-val_speakers="19 3664 1970 6848"
-val_dirs=$(printf "$ls5/%s," $val_speakers); val_dirs=${val_dirs%,}
+source "$(dirname "$0")/common.sh"
+need "$ls5" mini
 lm=checkpoints/books3.arpa.gz
 mkdir -p "$runs"
-[ -d "$data/cv/train" ] || python recipes/split_by_text.py "$data/commonvoice1-valid-dev" "$data/cv"
+[ -d "$cv/train" ] || { need "$cv_dev" COMMON_VOICE_RELEASE; python recipes/split_by_text.py "$cv_dev" "$cv"; }
 [ -f checkpoints/books3.lexicon.gz ] || python lexicon.py build --lm "$lm" --out checkpoints/books3.lexicon.gz
-common=(--preset small --train_data "$ls5,$data/cv/train" --val_data "$data/cv/val" --val_speakers $val_speakers
+common=(--preset small --train_data "$ls5,$cv/train" --val_data "$cv/val" --val_speakers $val_speakers
         --max_minutes "$minutes" --max_steps 100000 --eval_every 500 --save_every 100 --num_workers 1
         --beam_size 1 --threads 1)
 
@@ -73,7 +72,7 @@ for design in "${designs[@]}"; do
     for decoder in greedy beam beam_lm; do
       log python inference.py --checkpoint "$runs/$name/export/model.pt" --data_dir "$val_dirs" \
         --out "$runs/$name/preds/ls_$decoder" --decoder "$decoder"
-      log python inference.py --checkpoint "$runs/$name/export/model.pt" --data_dir "$data/cv/val" \
+      log python inference.py --checkpoint "$runs/$name/export/model.pt" --data_dir "$cv/val" \
         --out "$runs/$name/preds/cv_$decoder" --decoder "$decoder"
     done
   done
