@@ -162,6 +162,9 @@ class _LMScorer:
         self.trie = trie if trie is not None else lm.word_trie(vocab)
         self.look, self.is_word, ends, word_of = _word_state_tables(self.trie, alpha, lm.word_id(UNK))
         homophones = max(int(self.is_space.sum()), 1)  # the homophones that a space (copy) ends a word as
+        if ends.shape[1] < homophones:  # the LM lacks every word of the largest sets: those copies end none
+            pad = ((0, 0), (0, homophones - ends.shape[1]))
+            ends, word_of = np.pad(ends, pad), np.pad(word_of, pad, constant_values=lm.word_id(UNK))
         self.ends, self.word_of = ends[:, :homophones], word_of[:, :homophones]  # (2S, K)
         self.word_start = np.ones(1024, np.int64)  # node -> the node whose token began its word
         # node -> score change of ending its word now as each homophone (nan: not asked)

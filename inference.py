@@ -207,7 +207,8 @@ def transcribe(
         print(
             f"resuming the unfinished run into {out}: keeping its {len(kept)} predictions (--overwrite to redo)"
         )
-        data.utterances = [u for u in data.utterances if u not in kept]
+        kept_ids = {u.id for u in kept}
+        data.utterances = [u for u in data.utterances if u.id not in kept_ids]
     print(f"transcribing {len(data)} files with {options.decoder} decoding on {device}")
     if options.decoder == "beam_lm":
         print(f"LM {options.lm}, alpha {options.alpha}, beta {options.beta}, beam {options.beam_size}")
@@ -266,8 +267,11 @@ def _score(data_dir, dataset: str, audio: list, out: Path, result: dict, tokeniz
     if scored := [i for i in ids if i in best_paths]:  # the acoustic errors apart from the lexical ones
         refs_spoken = spoken([normalize_text(refs[i]) for i in scored], tokenizer.lexicon)
         metrics["per"] = phoneme_error_rate(refs_spoken, [best_paths[i] for i in scored])
+        part = f" of {len(scored)} of the {len(ids)} files (the others kept or unreadable)" * (
+            len(scored) < len(ids)
+        )
         print(
-            f"PER {100 * metrics['per']:.2f}% (the best path's phonemes against the references' pronunciations)"
+            f"PER {100 * metrics['per']:.2f}%{part} (the best path's phonemes against the references' pronunciations)"
         )
     return metrics
 

@@ -181,7 +181,7 @@ class Lexicon:
 
     def pronunciation(self, word: str) -> Pronunciation:
         """The word's first pronunciation: the lexicon's, else CMUdict's or the G2P model's (a
-        validation word, say); () when it has none (a number)."""
+        validation word, say); () when it has none (a letter of another script)."""
         prons = self.entries.get(word) or self._guessed.get(word)
         if prons is None:
             prons = self._guessed[word] = build_lexicon([word]).entries.get(word, [])

@@ -230,7 +230,7 @@ class BPETokenizer(Tokenizer):
 class PhoneTokenizer(Tokenizer):
     """Phonemes: token i > 1 is an ARPAbet phoneme without stress, " " the word boundary. Text is
     spoken through the lexicon (each word's first pronunciation; a word it lacks, as validation's,
-    through CMUdict or the G2P model); a word with no pronunciation (a number) is a ValueError, so
+    through CMUdict or the G2P model); a word with no pronunciation (a letter of another script) is a ValueError, so
     training skips (and names) its utterances.
 
     Decoded phonemes become words through the lexicon: the most frequent word of a word's exact

@@ -31,6 +31,7 @@ import threading
 import time
 import warnings
 import zlib
+from collections import Counter
 from dataclasses import asdict, replace
 from datetime import timedelta
 from pathlib import Path
@@ -276,14 +277,17 @@ VAL_HOLD_OUT = 0.05  # at least this much of the training data, in whole speaker
 def hold_out(utterances: list, fraction: float = VAL_HOLD_OUT) -> tuple[list, list]:
     """(train, validation): whole speakers (speaker_of; in the custom layout an id without a
     speaker is one of its own), in an order fixed by a hash of their names, until `fraction` of
-    the utterances; never every speaker. The same data holds out the same ones on --resume."""
+    the utterances, skipping any that would hold out more than twice that; never every speaker. The
+    same data holds out the same ones on --resume."""
     speakers = sorted({speaker_of(u.id) for u in utterances}, key=lambda s: (zlib.crc32(s.encode()), s))
+    size = Counter(speaker_of(u.id) for u in utterances)
     held, count = set(), 0
     for speaker in speakers[:-1]:
         if count >= fraction * len(utterances):
             break
-        held.add(speaker)
-        count += sum(speaker_of(u.id) == speaker for u in utterances)
+        if count + size[speaker] <= 2 * fraction * len(utterances):  # never most of the data (one "speaker"
+            held.add(speaker)  # may be a whole corpus whose ids name none, as Common Voice's sample-NNNNNN)
+            count += size[speaker]
     train = [u for u in utterances if speaker_of(u.id) not in held]
     return train, [u for u in utterances if speaker_of(u.id) in held]
 
@@ -410,17 +414,26 @@ def main(argv: list[str] | None = None) -> dict:
     train_utts = read_flag_data("--train_data", cfg.train_data, cfg.data_root)
     val_data, held_out_slice = cfg.val_data, False
     if val_data == "auto":  # no download for a first run on one's own folder
-        splits = any(s.strip() in LIBRISPEECH_SPLITS for s in cfg.train_data.split(","))
-        val_data, held_out_slice = ("dev-clean" if splits else ""), not splits and not cfg.val_speakers
+        names = [s.strip() for s in cfg.train_data.split(",")]
+        splits = any(name in LIBRISPEECH_SPLITS for name in names)
+        mini = "train-clean-5" in names  # mini LibriSpeech validates on its own 2-hour dev set
+        val_data = ("dev-clean-2" if mini else "dev-clean") if splits else ""
+        held_out_slice = not splits and not cfg.val_speakers
     val_utts = read_flag_data(f"--val_data {cfg.val_data}", val_data, cfg.data_root) if val_data else []
     if ddp and master_process:
         dist.barrier()
     if held_out_slice:
         train_utts, val_utts = hold_out(train_utts)
-        if master_process:
+        if master_process and val_utts:
             print(
                 f"validation: {len(val_utts)} utterances of {len({speaker_of(u.id) for u in val_utts})} "
                 f"speaker(s) held out of --train_data (--val_data auto; --val_data DIR or '' to choose)"
+            )
+        elif master_process:
+            warnings.warn(
+                "--val_data auto: no whole speaker could be held out of --train_data (its ids name too few "
+                "speakers), so this run has no validation; pass --val_data DIR",
+                stacklevel=2,
             )
     if cfg.val_speakers:
         held_out = set(cfg.val_speakers)

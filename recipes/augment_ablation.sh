@@ -10,7 +10,7 @@ common=(--preset small --train_data "$ls5" --val_data "" --val_speakers $val_spe
         --max_steps 450 --warmup_steps 100 --eval_every 450 --save_every 100 --num_workers 0
         --threads 1 --beam_size 1 --wandb_mode disabled)
 off=(--speed_prob 0 --gain_prob 0 --noise_prob 0 --reverb_prob 0 --bandlimit_prob 0 --freq_masks 0 --time_masks 0)
-python train.py "${common[@]}" --out_dir runs/aug_on > runs/aug_on.log 2>&1 &
-python train.py "${common[@]}" "${off[@]}" --out_dir runs/aug_off > runs/aug_off.log 2>&1
+train_run runs/aug_on "${common[@]}" >> runs/aug_on.log 2>&1 &
+train_run runs/aug_off "${common[@]}" "${off[@]}" >> runs/aug_off.log 2>&1
 wait
 grep -h "^step 450" runs/aug_on.log runs/aug_off.log

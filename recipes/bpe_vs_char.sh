@@ -21,7 +21,7 @@ name() {  # name char|VOCAB_SIZE: the run's folder under RUNS_DIR
 arm() {  # arm char|VOCAB_SIZE: one run, its log beside its folder
   local flags=(--stride 4 --tokenizer bpe --vocab_size "$1" --eval_every 400)
   [ "$1" != char ] || flags=(--eval_every 200)
-  python train.py "${common[@]}" "${flags[@]}" --out_dir "$runs/$(name "$1")" > "$runs/$(name "$1").log" 2>&1
+  train_run "$runs/$(name "$1")" "${common[@]}" "${flags[@]}" >> "$runs/$(name "$1").log" 2>&1
 }
 arms=(char "${vocabs[@]}")
 for ((i = 0; i < ${#arms[@]}; i += 2)); do

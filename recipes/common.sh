@@ -11,3 +11,12 @@ val_dirs=${val_dirs%,}
 need() {  # need PATH WHAT: stop in one line when PATH is missing, naming what get_data.sh fetches for it
   [ -e "$1" ] || { echo "error: $1 not found; get it with: bash recipes/get_data.sh $data $2" >&2; exit 1; }
 }
+
+train_run() {  # train_run OUT_DIR FLAGS...: a new run into OUT_DIR, or the run it holds resumed
+  if [ -f "$1/last.pt" ]; then  # a finished run returns at once
+    python train.py --resume --out_dir "$1"
+  else
+    rm -f "$1/metrics.jsonl" "$1/examples.jsonl"  # stopped before its first checkpoint: nothing to resume
+    python train.py "${@:2}" --out_dir "$1"
+  fi
+}

@@ -20,13 +20,9 @@ mkdir -p "$runs"
 
 for arm in ls_cv ls_only; do
   train_data=$ls5; [ "$arm" = ls_cv ] && train_data="$ls5,$cv/train"
-  if [ -f "$runs/$arm/last.pt" ]; then  # continues a stopped run; a finished one returns at once
-    python train.py --resume --out_dir "$runs/$arm"
-  else
-    python train.py --preset small --init_from "$release1" --lr 0.01 --max_minutes "$minutes" \
-      --max_steps 100000 --train_data "$train_data" --val_data "$cv/val" --val_speakers $val_speakers \
-      --eval_every 500 --save_every 100 --num_workers 1 --beam_size 1 --out_dir "$runs/$arm"
-  fi
+  train_run "$runs/$arm" --preset small --init_from "$release1" --lr 0.01 --max_minutes "$minutes" \
+    --max_steps 100000 --train_data "$train_data" --val_data "$cv/val" --val_speakers $val_speakers \
+    --eval_every 500 --save_every 100 --num_workers 1 --beam_size 1
   python inference.py --checkpoint "$runs/$arm/last.pt" --data_dir "$val_dirs" --tune --lm checkpoints/books3.arpa.gz \
     --beam_size 50 --alphas 0.6 0.8 1.0 1.2 --betas 0 1 2 --unk_scores lexicon --out "$runs/$arm/tune"
   python train.py export "$runs/$arm/last.pt" "$runs/$arm/export/model.pt" --decoder beam_lm \

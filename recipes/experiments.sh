@@ -14,10 +14,9 @@ extra=$ls5,$data/an4/train,$data/ljspeech-coqui-tts-tests,$data/dc_tts-selfrecor
 common=(--preset small --val_data "" --val_speakers $val_speakers --eval_every 500 --save_every 100
         --num_workers 1 --beam_size 1 --threads 1 --wandb_mode disabled)
 mkdir -p runs
-python train.py "${common[@]}" --train_data "$extra" --max_steps 3000 --out_dir runs/exp_extra \
-  > runs/exp_extra.log 2>&1 &
-python train.py "${common[@]}" --train_data "$ls5" --max_steps 2200 --out_dir runs/exp_wide \
+train_run runs/exp_extra "${common[@]}" --train_data "$extra" --max_steps 3000 >> runs/exp_extra.log 2>&1 &
+train_run runs/exp_wide "${common[@]}" --train_data "$ls5" --max_steps 2200 \
   --c1_channels 176 --block_channels 176 224 256 304 352 --c2_channels 448 --c3_channels 640 \
-  > runs/exp_wide.log 2>&1
+  >> runs/exp_wide.log 2>&1
 wait
 python train.py plot runs/release/release1 runs/exp_extra runs/exp_wide --out docs/experiments.png

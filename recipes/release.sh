@@ -46,6 +46,7 @@ while IFS=$'\t' read -r stage from lr minutes max_steps made train_data val_data
   if [ -f "$run/$stage/last.pt" ]; then
     step python train.py --resume --out_dir "$run/$stage"
   else
+    [ -e "$run/$stage/metrics.jsonl" ] && step rm -f "$run/$stage/metrics.jsonl" "$run/$stage/examples.jsonl"  # stopped before its first checkpoint
     cmd=(python train.py --preset small)
     [ "$from" = - ] || cmd+=(--init_from "$run/$from")
     [ "$lr" = - ] || cmd+=(--lr "$lr")

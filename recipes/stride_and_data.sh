@@ -16,11 +16,11 @@ need "$cv/train" COMMON_VOICE_RELEASE
 common=(--preset small --val_data "" --val_speakers $val_speakers --save_every 100 --num_workers 1
         --beam_size 1 --threads 1 --wandb_mode disabled --max_minutes "$minutes")
 mkdir -p "$runs"
-python train.py "${common[@]}" --train_data "$ls5" --max_steps 100000 --eval_every 150 \
-  --out_dir "$runs/char_s2" > "$runs/char_s2.log" 2>&1 &
-python train.py "${common[@]}" --train_data "$ls5" --stride 4 --max_steps 100000 --eval_every 300 \
-  --out_dir "$runs/char_s4" > "$runs/char_s4.log" 2>&1 &
-python train.py "${common[@]}" --train_data "$ls5,$cv/train" --stride 4 --max_steps 100000 --eval_every 300 \
-  --out_dir "$runs/char_s4_cv" > "$runs/char_s4_cv.log" 2>&1 &
+train_run "$runs/char_s2" "${common[@]}" --train_data "$ls5" --max_steps 100000 --eval_every 150 \
+  >> "$runs/char_s2.log" 2>&1 &
+train_run "$runs/char_s4" "${common[@]}" --train_data "$ls5" --stride 4 --max_steps 100000 --eval_every 300 \
+  >> "$runs/char_s4.log" 2>&1 &
+train_run "$runs/char_s4_cv" "${common[@]}" --train_data "$ls5,$cv/train" --stride 4 --max_steps 100000 \
+  --eval_every 300 >> "$runs/char_s4_cv.log" 2>&1 &
 wait
 python train.py plot "$runs/char_s2" "$runs/char_s4" "$runs/char_s4_cv" --x minutes --out docs/stride_and_data.png

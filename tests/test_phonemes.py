@@ -243,6 +243,20 @@ def test_homophones_follow_the_lm(tmp_path):
     assert result_words(ids) == ("ba", "a")  # without an LM: the most frequent homophone
 
 
+def test_an_lm_without_any_of_the_largest_homophone_set_decodes():
+    """The search has a boundary copy per homophone of the lexicon's largest set (3: ba, bah, baa);
+    an LM that knows none of them leaves the trie narrower: the extra copies end no word."""
+    lm = NGramLM.from_ngrams(build_kneser_ney(["a ab", "ab b a", "b a"], order=2))
+    frames = [{2: 1.0}, {1: 1.0}, {2: 1.0}, {3: 1.0}]  # AA | AA B
+    probs = np.full((len(frames), len(TINY)), 1e-6)
+    for t, frame in enumerate(frames):
+        for k, p in frame.items():
+            probs[t, k] = p
+    log_probs = np.log(probs / probs.sum(axis=1, keepdims=True))
+    (ids, _), *_ = pronunciation_search_nbest(log_probs, 8, TINY, TINY_LEXICON, lm, alpha=1.0, beta=0.0)
+    assert result_words(ids) == ("a", "ab")
+
+
 # ----------------------------------------------------------------------------- files and commands
 
 

@@ -98,3 +98,28 @@ def test_release_names_the_missing_data_and_how_to_get_it(tmp_path):
     assert done.stderr == (
         f"error: {tmp_path}/LibriSpeech/train-clean-5 not found; get it with: bash recipes/get_data.sh {tmp_path} mini\n"
     )
+
+
+def test_a_recipe_run_resumes_its_folder_or_starts_it_anew(tmp_path):
+    """common.sh's train_run: a folder with last.pt is resumed (so a recipe stopped midway reruns);
+    one stopped before its first checkpoint starts again instead of being refused by train.py."""
+    shim = tmp_path / "bin" / "python"  # records the command line instead of training
+    shim.parent.mkdir()
+    shim.write_text('#!/bin/sh\necho "$@" >> "$LOG"\n')
+    shim.chmod(0o755)
+    log, run = tmp_path / "log", tmp_path / "run"
+
+    def train_run() -> str:
+        script = f"data={tmp_path}; source recipes/common.sh; train_run {run} --preset small --lr 0.01"
+        env = {"PATH": f"{shim.parent}:/usr/bin:/bin", "LOG": str(log)}
+        subprocess.run(["bash", "-c", script], cwd=ROOT, env=env, check=True)
+        return log.read_text().splitlines()[-1]
+
+    run.mkdir()
+    (run / "metrics.jsonl").write_text('{"step": 1}\n')  # killed before its first save
+    assert train_run() == f"train.py --preset small --lr 0.01 --out_dir {run}"
+    assert not (run / "metrics.jsonl").exists()
+    (run / "last.pt").write_bytes(b"")
+    (run / "metrics.jsonl").write_text('{"step": 100}\n')
+    assert train_run() == f"train.py --resume --out_dir {run}"
+    assert (run / "metrics.jsonl").exists()

@@ -527,6 +527,11 @@ def test_own_folder_without_val_data_validates_on_held_out_speakers_offline(tmp_
     assert len(held) == 6 and {u.id[0] for u in held}.isdisjoint({u.id[0] for u in kept})  # 3 whole speakers
     assert train.hold_out(utterances[::-1], 0.25)[1] == held[::-1]  # the same speakers, whatever the order
     assert train.hold_out(utterances[:2], 0.5) == (utterances[:2], [])  # one speaker: none held out
+    # ids that name no speaker (Common Voice's sample-NNNNNN) make one huge "speaker": never held out
+    corpus = [data.Utterance(f"sample-{i:06d}", "", 1.0, "a") for i in range(18)]
+    corpus += [data.Utterance(f"{s}-1", "", 1.0, "a") for s in "xy"]
+    held = train.hold_out(corpus, 0.1)[1]
+    assert held and not any(u.id.startswith("sample") for u in held)
 
     with pytest.raises(data.DataError, match="^--val_data auto: could not download dev-clean"):
         train.main(tiny_args("test-clean", tmp_path / "ls", "--max_steps", "1"))
