@@ -30,8 +30,8 @@ common=(--preset small --train_data "$ls5,$cv/train" --val_data "$cv/val" --val_
         --max_minutes "$minutes" --max_steps 100000 --eval_every 500 --save_every 100 --num_workers 1
         --beam_size 1 --threads 1)
 
-arm() {  # arm NAME [FLAGS...]: one run in RUNS_DIR/NAME, its log beside it
-  python train.py "${common[@]}" "${@:2}" --out_dir "$runs/$1" > "$runs/$1.log" 2>&1
+arm() {  # arm NAME [FLAGS...]: one run in RUNS_DIR/NAME (resumed when it holds one), its log beside it
+  train_run "$runs/$1" "${common[@]}" "${@:2}" >> "$runs/$1.log" 2>&1
 }
 log() {  # log COMMAND...: the command, its results and its time into the table's log
   local start=$SECONDS status=0

@@ -158,7 +158,8 @@ def test_checkpoints_carry_their_tokenizer_and_the_old_format_loads(tiny_run, tm
     assert tokenizer == Tokenizer() and cfg.n_mels == 32
     shipped = REPO / "checkpoints" / "model.pt"
     if shipped.exists():
-        assert len(load_model(load_checkpoint(shipped))[2]) == 29
+        model, _, tokenizer = load_model(load_checkpoint(shipped))  # release 3: phonemes and a lexicon
+        assert model.c4.out_channels == len(tokenizer) == 41 and tokenizer.lexicon is not None
 
 
 def test_missing_data_folder_is_a_clear_error(tmp_path):
