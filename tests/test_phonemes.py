@@ -228,15 +228,19 @@ def test_pronunciation_search_with_lm_is_exact_by_brute_force(seed):
     assert result_words(beams[0][0]) == max(fused, key=fused.get)
 
 
-def test_homophones_follow_the_lm(tmp_path):
-    """Clear acoustics for B AA | AA: the LM picks which "ba" it is from the word after."""
-    lm = NGramLM.from_ngrams(build_kneser_ney(["baa a", "baa a", "bah b"], order=2))
-    frames = [{3: 1.0}, {2: 1.0}, {1: 1.0}, {2: 1.0}]  # B AA | AA
+def clear_log_probs(frames: list[dict[int, float]]) -> np.ndarray:
+    """Per frame {token: probability} -> (T, V) log-probs over TINY, every other token nearly 0."""
     probs = np.full((len(frames), len(TINY)), 1e-6)
     for t, frame in enumerate(frames):
         for k, p in frame.items():
             probs[t, k] = p
-    log_probs = np.log(probs / probs.sum(axis=1, keepdims=True))
+    return np.log(probs / probs.sum(axis=1, keepdims=True))
+
+
+def test_homophones_follow_the_lm(tmp_path):
+    """Clear acoustics for B AA | AA: the LM picks which "ba" it is from the word after."""
+    lm = NGramLM.from_ngrams(build_kneser_ney(["baa a", "baa a", "bah b"], order=2))
+    log_probs = clear_log_probs([{3: 1.0}, {2: 1.0}, {1: 1.0}, {2: 1.0}])  # B AA | AA
     (ids, _), *_ = pronunciation_search_nbest(log_probs, 8, TINY, TINY_LEXICON, lm, alpha=1.0, beta=0.0)
     assert result_words(ids) == ("baa", "a")
     (ids, _), *_ = pronunciation_search_nbest(log_probs, 8, TINY, TINY_LEXICON)
@@ -247,12 +251,7 @@ def test_an_lm_without_any_of_the_largest_homophone_set_decodes():
     """The search has a boundary copy per homophone of the lexicon's largest set (3: ba, bah, baa);
     an LM that knows none of them leaves the trie narrower: the extra copies end no word."""
     lm = NGramLM.from_ngrams(build_kneser_ney(["a ab", "ab b a", "b a"], order=2))
-    frames = [{2: 1.0}, {1: 1.0}, {2: 1.0}, {3: 1.0}]  # AA | AA B
-    probs = np.full((len(frames), len(TINY)), 1e-6)
-    for t, frame in enumerate(frames):
-        for k, p in frame.items():
-            probs[t, k] = p
-    log_probs = np.log(probs / probs.sum(axis=1, keepdims=True))
+    log_probs = clear_log_probs([{2: 1.0}, {1: 1.0}, {2: 1.0}, {3: 1.0}])  # AA | AA B
     (ids, _), *_ = pronunciation_search_nbest(log_probs, 8, TINY, TINY_LEXICON, lm, alpha=1.0, beta=0.0)
     assert result_words(ids) == ("a", "ab")
 
