@@ -467,16 +467,16 @@ def _usable(utterances, cfg, tokenizer, need_text: bool, train: bool, aux_tokeni
             unknown.update(tokenizer.unknown_characters(u.text))
         elif need_text:
             try:
-                tokens = tokenizer.encode(u.text)
-                if aux_tokenizer is not None:
-                    aux_tokenizer.encode(u.text)
+                targets = [tokenizer.encode(u.text)]
+                if aux_tokenizer is not None:  # the auxiliary loss aligns its own labels to the same frames
+                    targets.append(aux_tokenizer.encode(u.text))
             except ValueError as e:
                 reason = str(e).split(":")[0]
             else:
                 # CTC needs an output frame per label (more between repeats); the model's
                 # 'same'-padded stride gives ceil(frames / stride) output frames
                 frames = math.ceil(num_frames(int(u.duration * SAMPLE_RATE / fastest)) / cfg.stride)
-                if frames < len(tokens) + sum(a == b for a, b in zip(tokens, tokens[1:])):
+                if frames < max(len(t) + sum(a == b for a, b in zip(t, t[1:])) for t in targets):
                     at_speed = f" at speed x{fastest:g}" if fastest > 1 else ""
                     reason = (
                         f"transcript too long for stride {cfg.stride}{at_speed} (CTC needs a frame per token)"

@@ -598,3 +598,26 @@ def test_auxiliary_phoneme_loss_trains_a_phoneme_layer_beside_the_characters(tmp
     assert not any(
         k.startswith("aux.") for k in torch.load(tmp_path / "model.pt", weights_only=True)["model"]
     )
+
+
+def test_an_auxiliary_phoneme_target_too_long_for_the_stride_is_skipped():
+    """With --aux_phone_weight both targets need a CTC alignment: "x" is one character but three
+    phonemes (EH K S), so "x x x x" fits 10 output frames as characters and not as phonemes."""
+    import warnings
+
+    from config import get_config
+    from data import SpeechDataset, Utterance
+    from tokenizer import Tokenizer, train_tokenizer
+
+    cfg = get_config("tiny", stride=8, speed_prob=0.0)
+    seconds = 10 * 8 * 160 / 16000  # 10 output frames at stride 8
+    utterances = [
+        Utterance("u1", "/nowhere.wav", seconds, "x x x x"),
+        Utterance("u2", "/no.wav", seconds, "x"),
+    ]
+    phones = train_tokenizer(["x x x x"], "phone")
+    assert len(Tokenizer().encode("x x x x")) <= 10 < len(phones.encode("x x x x"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        kept = SpeechDataset(utterances, cfg, Tokenizer(), aux_tokenizer=phones).utterances
+    assert [u.id for u in kept] == ["u2"] and "transcript too long for stride 8" in str(caught[0].message)
