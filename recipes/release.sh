@@ -58,7 +58,7 @@ while IFS=$'\t' read -r stage from lr minutes max_steps made train_data val_data
   fi
   last=$stage
 done < "$(dirname "$0")/release_stages.tsv"
-step python train.py plot "$run"/stage{1,2,3,4,5,6,7} --x minutes --out "$run/release_curves.png"
+step python train.py plot "$run"/stage{1,2,3,4,5,6,7,8} --x minutes --out "$run/release_curves.png"
 
 # fusion with the shipped book 3-gram, tuned on the LibriSpeech speakers only; the model beside its LM
 step python inference.py --checkpoint "$run/$last/last.pt" --data_dir "$val_dirs" --tune --lm "$lm" \
