@@ -142,13 +142,18 @@ def prediction_path(out: Path, uid: str) -> Path:
     return out / f"{uid}.txt"  # an id "sub/x" (audio/sub/x.wav) -> OUT/sub/x.txt
 
 
+def write_whole(path: Path, text: str) -> None:
+    """A text file written whole or not at all: a run killed mid-write leaves the old one or none."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def write_prediction(out: Path, uid: str, text: str) -> None:
     """OUT/<id>.txt, whole or not at all: a run killed mid-write leaves no half prediction."""
     path = prediction_path(out, uid)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_whole(path, text + "\n")
 
 
 def is_done(out: Path, utterance, since: float) -> bool:
@@ -177,9 +182,7 @@ def begin_run(out: Path, model, options: DecodingOptions, overwrite: bool) -> fl
             return path.stat().st_mtime
     except OSError:
         pass
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(settings, encoding="utf-8")
-    os.replace(tmp, path)
+    write_whole(path, settings)
     return None
 
 
