@@ -62,6 +62,9 @@ class Config:
     save_every: int = 200  # steps between checkpoint writes
     seed: int = 1337
     device: str = "auto"  # auto | cpu | cuda
+    # arithmetic on a GPU: auto = bf16 from Ampere (A100, RTX 30xx) on, else fp16 with a loss scaler
+    # (T4, V100); fp32 = none mixed. A CPU always trains in fp32.
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16
     threads: int = 0  # torch CPU threads; 0 = torch's default
 
     # augmentation (training only; see augment.py). prob = chance per utterance.
@@ -156,7 +159,11 @@ NON_NEGATIVE = ("lr", "min_lr", "weight_decay", "warmup_steps", "max_steps", "ma
 POSITIVE = ("batch_seconds", "max_duration", "n_mels", "stride", "grad_clip", "eval_every", "save_every",
             "log_every", "beam_size", "vocab_size", "repeats", "block_repeat")  # fmt: skip
 PROBABILITIES = ("speed_prob", "gain_prob", "noise_prob", "reverb_prob", "bandlimit_prob", "time_mask_ratio")
-CHOICES = {"optimizer": ("novograd", "adamw"), "tokenizer": KINDS}
+CHOICES = {
+    "optimizer": ("novograd", "adamw"),
+    "tokenizer": KINDS,
+    "precision": ("auto", "fp32", "bf16", "fp16"),
+}
 
 
 def check_config(cfg: Config) -> None:

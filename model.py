@@ -40,7 +40,22 @@ def depthwise_conv(x: torch.Tensor, weight: torch.Tensor, stride: int = 1, dilat
     """x (B, T, C), weight (C, 1, K) -> (B, ceil(T / stride), C): 'same'-padded depthwise conv over time.
 
     On CPU, oneDNN's depthwise kernel is fast only for channels-last input, no dilation, and in the
-    forward direction; this function keeps to that path (bench/train_speed.py measures the gain)."""
+    forward direction; this function keeps to that path (bench/train_speed.py measures the gain).
+    On a GPU it runs on (B, C, T) in contiguous memory, for which torch picks its own depthwise kernel:
+    for channels-last input it picks cuDNN, whose v8 API builds an execution plan for every new input
+    shape, and batches of utterances are nearly all new shapes (on an H200, train.py's loop ran at 22
+    audio-seconds per second there, where a step of one repeated shape did 7,800: bench/gpu.py)."""
+    if x.is_cuda:
+        y = F.conv1d(
+            x.transpose(1, 2).contiguous(),
+            weight,
+            None,
+            stride,
+            dilation * (weight.shape[2] // 2),
+            dilation,
+            x.shape[2],
+        )
+        return y.transpose(1, 2)
     if dilation > 1:  # a dilated conv is a plain one over each of the `dilation` interleaved phases
         assert stride == 1, "strided dilated convs are not used"
         (B, T, C), d = x.shape, dilation
@@ -48,7 +63,7 @@ def depthwise_conv(x: torch.Tensor, weight: torch.Tensor, stride: int = 1, dilat
         phases = x.view(B, -1, d, C).transpose(1, 2).reshape(B * d, -1, C)  # (B * d, T / d, C)
         y = depthwise_conv(phases, weight)
         return y.view(B, d, -1, C).transpose(1, 2).reshape(B, -1, C)[:, :T]
-    if x.is_cuda or not torch.is_grad_enabled():
+    if not torch.is_grad_enabled():
         return _depthwise(x, weight, stride)
     return _DepthwiseWeightGrad.apply(x, weight, stride)
 
@@ -134,7 +149,10 @@ class SeparableConv(nn.Module):
         self.norm = nn.BatchNorm1d(c_out)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x = depthwise_conv(x * mask, self.depthwise.weight, self.stride, self.dilation)  # (B, T', C_in)
+        # the mask in x's dtype: under autocast, bf16 times a float32 mask would be float32, twice the bytes
+        x = depthwise_conv(
+            x * mask.to(x.dtype), self.depthwise.weight, self.stride, self.dilation
+        )  # (B, T', C_in)
         return pointwise(x, self.pointwise, self.norm)  # (B, T / stride, C_out)
 
 

@@ -165,6 +165,39 @@ def schedule_config(cfg: Config, start: dict) -> Config:
     )
 
 
+class WaitClock:
+    """Iterates a data loader, adding up the seconds the training loop waits for its batches: a GPU
+    starved by the CPU workers' loading and augmentation shows here as a share of the wall time."""
+
+    def __init__(self, loader):
+        self.loader, self.waited = loader, 0.0
+
+    def __iter__(self):
+        batches = iter(self.loader)
+        while True:
+            start = time.perf_counter()
+            batch = next(batches, None)
+            self.waited += time.perf_counter() - start
+            if batch is None:
+                return
+            yield batch
+
+
+def autocast_dtype(precision: str, device: str) -> torch.dtype | None:
+    """--precision on this device -> the dtype the model computes in under autocast; None for fp32."""
+    if torch.device(device).type != "cuda":
+        if precision in ("bf16", "fp16"):
+            raise UsageError(
+                f"--precision {precision}: mixed precision needs a CUDA device; use fp32 or auto"
+            )
+        return None
+    if (
+        precision == "auto"
+    ):  # not torch.cuda.is_bf16_supported(): yes on a T4 too, where bf16 is emulated, slow
+        precision = "bf16" if torch.cuda.get_device_capability(device)[0] >= 8 else "fp16"
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
 def ctc_loss(log_probs, out_lengths, tokens, token_lengths, batch_size: float | None = None) -> torch.Tensor:
     """The per-utterance CTC loss divided by its transcript length, summed over the batch and divided
     by batch_size: by default the batch's size, the mean (F.ctc_loss's reduction="mean")."""
@@ -389,6 +422,7 @@ def main(argv: list[str] | None = None) -> dict:
     # bad flags end the run here, before any data is read or anything is written
     check_config(cfg)
     device = pick_device(cfg.device)
+    amp_dtype = autocast_dtype(cfg.precision, device)
     if checkpoint is None and existing_run(cfg.out_dir):
         raise UsageError(
             f"--out_dir {cfg.out_dir} already holds a run ({', '.join(existing_run(cfg.out_dir))}): continue it "
@@ -534,12 +568,8 @@ def main(argv: list[str] | None = None) -> dict:
         model = sync_batch_norm(model, device_type)
         model = DDP(model, device_ids=[ddp_local_rank] if device_type == "cuda" else None)
     raw_model = model.module if ddp else model  # what is saved and validated
-    use_amp = device_type == "cuda"
-    # bf16 from Ampere on; older GPUs (T4, V100) run fp16 with a loss scaler. Not
-    # torch.cuda.is_bf16_supported(): it says yes on a T4 too, where bf16 is emulated and slow.
-    bf16 = use_amp and torch.cuda.get_device_capability(device)[0] >= 8
-    amp_dtype = torch.bfloat16 if bf16 else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and not bf16)
+    # fp16's small range needs the loss scaled up (and the step skipped when a gradient overflows)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
 
     from logger import RunLogger
 
@@ -595,8 +625,10 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         done = step >= cfg.max_steps or 0 < cfg.max_minutes <= minutes_before
         # one set of workers for the whole run: a new one each epoch took seconds to start (spawn)
-        loader = torch.utils.data.DataLoader(
-            train_set, batch_sampler=sampler, persistent_workers=cfg.num_workers > 0, **loader_args
+        loader = WaitClock(
+            torch.utils.data.DataLoader(
+                train_set, batch_sampler=sampler, persistent_workers=cfg.num_workers > 0, **loader_args
+            )
         )
         while not done:
             train_set.set_epoch(epoch)  # for first_waveform; the workers get the epoch from the sampler
@@ -625,7 +657,7 @@ def main(argv: list[str] | None = None) -> dict:
                 features = batch["features"].to(device, non_blocking=True)
                 if frames > features.shape[2]:  # as long as the longest share: batch norm sees padding
                     features = F.pad(features, (0, frames - features.shape[2]))
-                with torch.autocast(device_type="cuda", dtype=amp_dtype, enabled=use_amp):
+                with torch.autocast(device_type="cuda", dtype=amp_dtype, enabled=amp_dtype is not None):
                     outputs = model(
                         features,
                         batch["feature_lengths"].to(device, non_blocking=True),
@@ -664,6 +696,7 @@ def main(argv: list[str] | None = None) -> dict:
                 if step % cfg.log_every == 0:
                     elapsed, t0 = time.time() - t0, time.time()
                     speed, audio_seconds = audio_seconds / max(elapsed, 1e-9), 0.0
+                    data_wait, loader.waited = loader.waited / max(elapsed, 1e-9), 0.0
                     train_loss = loss.detach().clone()
                     if ddp:  # the mean over the global batch
                         dist.all_reduce(train_loss)
@@ -676,11 +709,15 @@ def main(argv: list[str] | None = None) -> dict:
                                 "train/lr": lr,
                                 "train/grad_norm": grad_norm.item(),
                                 "train/audio_sec_per_sec": speed,
+                                "train/data_wait": data_wait,  # share of the time spent waiting for data
                                 "train/epoch": epoch,
                             },
                         )
                         bar.set_postfix(
-                            loss=f"{train_loss.item():.3f}", lr=f"{lr:.2e}", audio_x=f"{speed:.0f}"
+                            loss=f"{train_loss.item():.3f}",
+                            lr=f"{lr:.2e}",
+                            audio_x=f"{speed:.0f}",
+                            wait=f"{data_wait:.0%}",
                         )
                 bar.update(1)
                 if step % cfg.save_every == 0 and master_process:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("WANDB_MODE", "disabled")
@@ -57,6 +58,24 @@ def random_texts(n: int, seed: int = 0, words: int = 3) -> dict[str, str]:
 
 
 TONE_TEXTS = {"a1": "bad cab", "a2": "face", "a3": "dad fade", "a4": "bead deaf"}
+
+
+# fp32 is fp32 in the tests: no TF32 convolutions (torch's default on a GPU from Ampere on), which keep
+# 10 bits of mantissa and could not be held to a CPU reference's tolerance
+torch.backends.cudnn.allow_tf32 = False
+torch.backends.cuda.matmul.allow_tf32 = False
+
+# Tests that take a `device` run on the CPU everywhere and on CUDA where there is a GPU (bench/gpu.py
+# runs them there); CUDA marks the cases that only mean something on a GPU.
+CUDA = pytest.param(
+    "cuda",
+    marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: runs on a GPU only"),
+)
+
+
+@pytest.fixture(params=["cpu", CUDA])
+def device(request) -> str:
+    return request.param
 
 
 @pytest.fixture

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-from conftest import TONE_TEXTS, tone_speech, write_custom_dir
+from conftest import CUDA, TONE_TEXTS, tone_speech, write_custom_dir
 
 import calc_metrics
 import inference
+import model
 from decode import decoder_pool
 
 REPO = Path(__file__).resolve().parents[1]
@@ -170,3 +171,22 @@ time.sleep(120)
     while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(alive(pid) for pid in workers)
+
+
+@pytest.mark.parametrize("chunk_frames", [None, 50])
+@pytest.mark.parametrize("device", [CUDA])
+def test_the_gpu_transcribes_like_the_cpu(tiny_run, tmp_path, monkeypatch, device, chunk_frames):
+    """The GPU's log-probs through greedy and beam search, from one pass or chunk by chunk (as a long
+    recording runs): the CPU's words."""
+    data = write_custom_dir(tmp_path / "tones", TONE_TEXTS)
+    if chunk_frames:
+        monkeypatch.setattr(model, "CHUNK_FRAMES", chunk_frames)
+    texts = {}
+    for on in ("cpu", device):
+        for decoder in ("greedy", "beam"):
+            out = tmp_path / f"{on}-{decoder}"
+            inference.main(["--data_dir", str(data), "--out", str(out), "--checkpoint", str(tiny_run[0] / "last.pt"),
+                            "--device", on, "--decoder", decoder, "--num_workers", "0"])  # fmt: skip
+            texts[on, decoder] = {p.name: p.read_text() for p in out.glob("*.txt")}
+    assert len(texts["cpu", "greedy"]) == len(TONE_TEXTS)
+    assert texts["cpu", "greedy"] == texts[device, "greedy"] and texts["cpu", "beam"] == texts[device, "beam"]

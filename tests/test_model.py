@@ -1,10 +1,14 @@
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import CUDA
 
 from config import get_config
 from model import Dropout, QuartzNet, chunked_log_probs, depthwise_conv, fold_batch_norm, num_params, widen
 from tokenizer import Tokenizer
+from train import ctc_loss
 
 VOCAB = Tokenizer().vocab
 
@@ -19,41 +23,41 @@ def test_small_fits_its_budget():
     assert 1e6 <= num_params(QuartzNet(get_config("small"), len(VOCAB))) <= 3e6
 
 
-def test_shapes_and_lengths():
+def test_shapes_and_lengths(device):
     cfg = get_config("tiny")
-    model = QuartzNet(cfg, len(VOCAB)).eval()
-    features = torch.randn(3, cfg.n_mels, 101)
-    log_probs, out_lengths = model(features, torch.tensor([101, 60, 7]))
-    assert log_probs.shape == (3, 51, len(VOCAB))
+    model = QuartzNet(cfg, len(VOCAB)).to(device).eval()
+    features = torch.randn(3, cfg.n_mels, 101, device=device)
+    log_probs, out_lengths = model(features, torch.tensor([101, 60, 7], device=device))
+    assert log_probs.shape == (3, 51, len(VOCAB)) and log_probs.device.type == device
     assert out_lengths.tolist() == [51, 30, 4]
-    assert torch.allclose(log_probs.exp().sum(-1), torch.ones(3, 51), atol=1e-5)
+    assert torch.allclose(log_probs.exp().sum(-1), torch.ones(3, 51, device=device), atol=1e-5)
 
 
-def test_padding_does_not_change_the_output():
+def test_padding_does_not_change_the_output(device):
     """An utterance gives the same log-probs alone and padded inside a longer batch."""
     cfg = get_config("tiny")
     torch.manual_seed(0)
-    model = QuartzNet(cfg, len(VOCAB)).eval()
-    short = torch.randn(1, cfg.n_mels, 40)
-    alone, n = model(short, torch.tensor([40]))
-    batch = torch.zeros(2, cfg.n_mels, 90)
+    model = QuartzNet(cfg, len(VOCAB)).to(device).eval()
+    short = torch.randn(1, cfg.n_mels, 40, device=device)
+    alone, n = model(short, torch.tensor([40], device=device))
+    batch = torch.zeros(2, cfg.n_mels, 90, device=device)
     batch[0, :, :40] = short[0]
     batch[1] = torch.randn(cfg.n_mels, 90)
-    together, lengths = model(batch, torch.tensor([40, 90]))
+    together, lengths = model(batch, torch.tensor([40, 90], device=device))
     assert lengths[0] == n[0]
     assert torch.allclose(alone[0], together[0, : n[0]], atol=1e-5)
 
 
 @pytest.mark.parametrize("frames, chunk", [(403, 31), (64, 6000)])
-def test_chunked_pass_equals_a_whole_file_pass(frames, chunk):
+def test_chunked_pass_equals_a_whole_file_pass(frames, chunk, device):
     cfg = get_config("tiny")
     torch.manual_seed(0)
     model = QuartzNet(cfg, len(VOCAB))
     random_batch_norm_statistics(model)  # not the identity
-    model.eval()
-    features = torch.randn(cfg.n_mels, frames)
+    model.to(device).eval()
+    features = torch.randn(cfg.n_mels, frames, device=device)
     with torch.no_grad():
-        whole, _ = model(features[None], torch.tensor([frames]))
+        whole, _ = model(features[None], torch.tensor([frames], device=device))
     chunked = chunked_log_probs(model, features, chunk)
     assert chunked.shape == whole[0].shape
     assert torch.allclose(chunked, whole[0], atol=1e-4)
@@ -72,13 +76,13 @@ def random_batch_norm_statistics(model):
 @pytest.mark.parametrize(
     "stride, dilation, kernel, frames", [(1, 1, 5, 37), (2, 1, 11, 101), (4, 1, 7, 50), (1, 2, 9, 41)]
 )
-def test_depthwise_conv_and_its_gradients_equal_conv1d(stride, dilation, kernel, frames):
-    """The time-major conv on oneDNN's fast path, with its hand-written weight gradient, against
-    torch's Conv1d on (B, C, T) with autograd, in float64 and float32."""
+def test_depthwise_conv_and_its_gradients_equal_conv1d(stride, dilation, kernel, frames, device):
+    """The time-major conv (on a CPU: oneDNN's fast path, with its hand-written weight gradient)
+    against torch's Conv1d on (B, C, T) with autograd, in float64 and float32."""
     for dtype, tol in [(torch.float64, 1e-10), (torch.float32, 1e-4)]:
         torch.manual_seed(0)
-        x = torch.randn(3, frames, 6, dtype=dtype, requires_grad=True)  # (B, T, C)
-        w = torch.randn(6, 1, kernel, dtype=dtype, requires_grad=True)
+        x = torch.randn(3, frames, 6, dtype=dtype, device=device, requires_grad=True)  # (B, T, C)
+        w = torch.randn(6, 1, kernel, dtype=dtype, device=device, requires_grad=True)
         y = depthwise_conv(x, w, stride, dilation)
         ref = F.conv1d(x.transpose(1, 2), w, None, stride, dilation * (kernel - 1) // 2, dilation, 6)
         ref = ref.transpose(1, 2)
@@ -130,12 +134,38 @@ def test_a_widened_model_computes_the_same_function():
         widen(wide.state_dict(), QuartzNet(cfg, len(VOCAB)))
 
 
-def test_dropout_drops_at_its_rate_and_keeps_the_mean():
+def test_dropout_drops_at_its_rate_and_keeps_the_mean(device):
     drop = Dropout(0.1).train()
-    x = torch.ones(200_000)
+    x = torch.ones(200_000, device=device)
     y = drop(x)
     assert abs((y == 0).float().mean().item() - 0.1) < 0.005
     assert abs(y.mean().item() - 1.0) < 0.01
     assert torch.unique(y).tolist() == [0.0, pytest.approx(1 / 0.9)]
     assert not torch.equal(drop(x), y)  # a new mask each call
     assert torch.equal(drop.eval()(x), x)
+
+
+@pytest.mark.parametrize("device", [CUDA])
+def test_training_step_on_the_device_equals_the_cpu_reference(device):
+    """The same fp32 forward pass, CTC loss and gradients on the GPU as on the CPU (whose depthwise
+    convs and dropout take the hand-written paths, which step aside on CUDA)."""
+    cfg = get_config("tiny", dropout=0.0)
+    torch.manual_seed(0)
+    model = QuartzNet(cfg, len(VOCAB))
+    random_batch_norm_statistics(model)
+    features, lengths = torch.randn(3, cfg.n_mels, 120), torch.tensor([120, 97, 64])
+    tokens, token_lengths = torch.randint(1, len(VOCAB), (3, 20)), torch.tensor([20, 15, 9])
+    results = []
+    for on in ("cpu", device):
+        net = copy.deepcopy(model).to(on).train()
+        log_probs, out_lengths = net(features.to(on), lengths.to(on))
+        loss = ctc_loss(log_probs, out_lengths, tokens.to(on), token_lengths.to(on))
+        loss.backward()
+        grads = {name: p.grad.cpu() for name, p in net.named_parameters()}
+        results.append((log_probs.detach().cpu(), loss.item(), grads, net.c1.norm.running_var.cpu()))
+    (lp, loss, grads, var), (lp_d, loss_d, grads_d, var_d) = results
+    assert torch.allclose(lp, lp_d, atol=1e-4), (lp - lp_d).abs().max()
+    assert loss == pytest.approx(loss_d, rel=1e-5)
+    assert torch.allclose(var, var_d, rtol=1e-5)  # batch norm's running statistics alike
+    for name, g in grads.items():
+        assert torch.allclose(g, grads_d[name], rtol=1e-3, atol=1e-5 * g.abs().max()), name

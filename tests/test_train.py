@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import TONE_TEXTS, random_texts, tone_speech, write_custom_dir
+from conftest import CUDA, TONE_TEXTS, random_texts, tone_speech, write_custom_dir
 
 import inference
 import train
@@ -32,6 +32,21 @@ def test_overfit_one_batch(tiny_run):
     assert result["step"] == 150
     assert result["val/cer"] < 0.05
     assert (run / "best.pt").exists() and (run / "last.pt").exists()
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+@pytest.mark.parametrize("device", [CUDA])
+def test_overfit_one_batch_on_a_gpu_in_each_precision(tone_dataset, tmp_path, device, precision):
+    """train.py's CUDA path (pinned batches, autocast, fp16's loss scaler) learns the tone batch too."""
+    result = train.main(
+        tiny_args(tone_dataset, tmp_path / "run", "--val_data", str(tone_dataset), "--max_steps", "150",
+                  "--eval_every", "150", "--batch_seconds", "100", "--beam_size", "1", "--device", device,
+                  "--precision", precision)
+    )  # fmt: skip
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["train/loss"] for r in lines if "train/loss" in r]
+    assert all(math.isfinite(x) for x in losses) and losses[-1] < losses[0] / 10
+    assert result["val/cer"] < 0.05
 
 
 def _params(path):
@@ -425,7 +440,8 @@ def test_a_new_run_into_a_folder_that_holds_one_is_refused(tmp_path, capsys):
 @pytest.mark.parametrize(
     "flags, named",
     [(["--device", "mps"], "--device mps"), (["--lr", "-1"], "--lr -1"), (["--batch_seconds", "0"], "--batch_seconds 0"),
-     (["--speed_prob", "2"], "--speed_prob 2"), (["--optimizer", "sgd"], "--optimizer sgd")],
+     (["--speed_prob", "2"], "--speed_prob 2"), (["--optimizer", "sgd"], "--optimizer sgd"),
+     (["--device", "cpu", "--precision", "fp16"], "--precision fp16")],
 )  # fmt: skip
 def test_a_bad_flag_is_one_line_naming_it_before_any_work(tmp_path, capsys, monkeypatch, flags, named):
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
