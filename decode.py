@@ -15,7 +15,7 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -28,29 +28,37 @@ NEG_INF = float("-inf")
 DECODERS = ("greedy", "beam", "beam_lm")
 
 
-@dataclass
+@dataclass(frozen=True)
 class DecodingOptions:
-    decoder: str = "greedy"  # greedy | beam | beam_lm
-    beam_size: int = 50
-    lm: str = ""  # ARPA file (.arpa or .arpa.gz), for beam_lm
-    lexicon: str = ""  # pronunciation lexicon file of phoneme models (lexicon.py); "": the model's own
-    alpha: float = 0.5  # LM weight
-    beta: float = 1.0  # word insertion bonus
-    token_min_logp: float = -10.0  # per-frame pruning: see frame_candidates
-    top_k: int | None = 16
-    beam_margin: float = 10.0
-    blank_skip_logp: float = -1e-3
-    unk_score: float = -3.0  # per character of a word outside the LM vocabulary; -inf: only its words
+    """How log-probs become words: one object, validated when made, passed whole. inference.py's and
+    `train.py export`'s flags are its fields (add_decoding_args); a checkpoint keeps it as a dict."""
+
+    decoder: str = field(default="beam", metadata=dict(help="greedy | beam | beam_lm (with the LM's words)"))
+    beam_size: int = field(default=50, metadata=dict(help="hypotheses kept per frame"))
+    lm: str = field(default="", metadata=dict(help="ARPA language model (.arpa, .arpa.gz) for beam_lm"))
+    lexicon: str = field(
+        default="", metadata=dict(help="a phoneme model's pronunciation lexicon (lexicon.py)")
+    )
+    alpha: float = field(default=0.5, metadata=dict(help="LM weight"))
+    beta: float = field(default=1.0, metadata=dict(help="word insertion bonus"))
+    unk_score: float = field(
+        default=-3.0, metadata=dict(help="per character of a word outside the LM vocabulary; 'lexicon': none")
+    )
+    # per-frame pruning (frame_candidates) and beam pruning: exact search with -inf, all, inf, 0
+    token_min_logp: float = field(default=-10.0, metadata=dict(help="tokens below this log-prob are skipped"))
+    top_k: int | None = field(default=16, metadata=dict(help="at most this many tokens per frame ('all')"))
+    beam_margin: float = field(default=10.0, metadata=dict(help="beams this far below the best are dropped"))
+    blank_skip_logp: float = field(default=-1e-3, metadata=dict(help="a blank this sure is a frame skipped"))
 
     def __post_init__(self):
         """ValueError naming the setting (as its command-line flag) that no search can use."""
         problems = {
             "decoder": self.decoder not in DECODERS and f"choose one of {', '.join(DECODERS)}",
             "beam_size": not self.beam_size >= 1 and "must be at least 1",
-            "top_k": self.top_k is not None and not self.top_k >= 1 and "must be at least 1, or None for all",
+            "top_k": self.top_k is not None and not self.top_k >= 1 and "must be at least 1, or all",
             "alpha": not math.isfinite(self.alpha) and "must be a finite number",
             "beta": not math.isfinite(self.beta) and "must be a finite number",
-            "unk_score": not self.unk_score < math.inf and "must be a number, or -inf",
+            "unk_score": not self.unk_score < math.inf and "must be a number, or lexicon (-inf)",
         }
         for name, problem in problems.items():
             if problem:
@@ -60,6 +68,28 @@ class DecodingOptions:
         """The keyword arguments of prefix_beam_search_nbest (all but decoder, beam_size, lm, lexicon)."""
         files = ("decoder", "beam_size", "lm", "lexicon")
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in files}
+
+
+def unk_score(text: str) -> float:
+    """A number, or "lexicon" for -inf: only words of the LM vocabulary (argparse reads "-inf" as a flag)."""
+    return float("-inf") if text == "lexicon" else float(text)
+
+
+def top_k(text: str) -> int | None:
+    return None if text == "all" else int(text)
+
+
+def add_decoding_args(parser, defaults: bool = True) -> None:
+    """One flag per DecodingOptions field, with its default (or None with defaults=False: the caller
+    fills in its own, such as a checkpoint's)."""
+    for f in dataclasses.fields(DecodingOptions):
+        parser.add_argument(
+            f"--{f.name}",
+            type=dict(unk_score=unk_score, top_k=top_k).get(f.name, f.type),
+            choices=DECODERS if f.name == "decoder" else None,
+            default=f.default if defaults else None,
+            help=f.metadata["help"] + (f" (default {f.default})" if defaults else ""),
+        )
 
 
 def greedy_decode(log_probs: np.ndarray, blank: int = 0) -> list[int]:

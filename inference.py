@@ -48,13 +48,14 @@ from calc_metrics import (
 from config import UsageError
 from data import CustomDirDataset, DurationBatchSampler, LibriSpeechDataset, collate, make_output_dir
 from decode import (
-    DECODERS,
     DecodingOptions,
+    add_decoding_args,
     decode_batch,
     decoder_pool,
     follow_parent,
     greedy_decode,
     load_lm,
+    unk_score,
 )
 from download import download, parse_link
 from lexicon import lexicon_beside, load_lexicon, spoken
@@ -62,7 +63,7 @@ from model import load_checkpoint, load_model, pick_device, utterance_log_probs
 from tokenizer import normalize_text
 
 DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "model.pt"
-DECODING_FLAGS = ("decoder", "beam_size", "lm", "alpha", "beta", "unk_score", "lexicon")
+DECODING_FLAGS = tuple(f.name for f in dataclasses.fields(DecodingOptions))
 EXIT_USAGE = 2  # argparse's code for a bad command line
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
 UNFINISHED_FILE = ".unfinished.json"  # in --out while a run writes there: what its predictions are made with
@@ -79,22 +80,23 @@ def decoding_options(checkpoint: dict, checkpoint_path: Path, **chosen) -> Decod
     """Settings chosen here (those not None) over the checkpoint's tuned ones over the defaults. A
     checkpoint names its LM relative to its own folder, so the shipped model finds the shipped LM."""
     chosen = {k: v for k, v in chosen.items() if v is not None}
-    options = DecodingOptions(**{**checkpoint.get("decoding", {}), **chosen})
-    if options.lm and not Path(options.lm).exists() and (checkpoint_path.parent / options.lm).exists():
-        options.lm = str(checkpoint_path.parent / options.lm)
-    if options.lexicon and not Path(options.lexicon).exists():
-        options.lexicon = str(checkpoint_path.parent / options.lexicon)
-    if not options.lexicon and options.lm and lexicon_beside(options.lm).exists():
-        options.lexicon = str(lexicon_beside(options.lm))  # the LM's own, for any decoder
+    settings = {**checkpoint.get("decoding", {}), **chosen}
+    lm, lexicon = settings.get("lm", ""), settings.get("lexicon", "")
+    if lm and not Path(lm).exists() and (checkpoint_path.parent / lm).exists():
+        lm = str(checkpoint_path.parent / lm)
+    if lexicon and not Path(lexicon).exists():
+        lexicon = str(checkpoint_path.parent / lexicon)
+    if not lexicon and lm and lexicon_beside(lm).exists():
+        lexicon = str(lexicon_beside(lm))  # the LM's own, for any decoder
+    options = DecodingOptions(**dict(settings, lm=lm, lexicon=lexicon))
     if options.decoder == "beam_lm" and not (options.lm and Path(options.lm).exists()):
         if "decoder" in chosen:
             raise ValueError(f"beam_lm decoding needs --lm PATH to an ARPA file (got {options.lm!r})")
         print(f"warning: the checkpoint's LM {options.lm!r} is missing; decoding with beam search and no LM")
-        options.decoder = "beam"
+        options = dataclasses.replace(options, decoder="beam")
     if options.decoder != "beam_lm":
-        options.lm = ""
-    else:
-        load_lm(options.lm)  # here, once: a damaged file stops the run before any audio is read
+        return dataclasses.replace(options, lm="")
+    load_lm(options.lm)  # here, once: a damaged file stops the run before any audio is read
     return options
 
 
@@ -350,11 +352,6 @@ def tune(data_dir, out, axes: dict[str, list], *, batch_seconds=200.0, num_worke
     return best
 
 
-def unk_score(text: str) -> float:
-    """A number, or "lexicon" for -inf: only words of the LM vocabulary (argparse reads "-inf" as a flag)."""
-    return float("-inf") if text == "lexicon" else float(text)
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description="Transcribe audio files with a trained QuartzNet model.")
     parser.add_argument(
@@ -369,17 +366,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--sha256", default=None, help="expected sha256 of a downloaded checkpoint")
     parser.add_argument("--dataset", choices=["custom", "librispeech"], default="custom")
     parser.add_argument("--split", default="test-clean", help="LibriSpeech split with --dataset librispeech")
-    parser.add_argument("--decoder", choices=DECODERS, default=None, help="default: the checkpoint's")
-    parser.add_argument("--beam_size", type=int, default=None)
-    parser.add_argument("--lm", default=None, help="ARPA language model for beam_lm")
-    parser.add_argument(
-        "--lexicon", default=None, help="pronunciation lexicon of a phoneme model (default: beside the LM)"
-    )
-    parser.add_argument("--alpha", type=float, default=None, help="LM weight")
-    parser.add_argument("--beta", type=float, default=None, help="word insertion bonus")
-    parser.add_argument(
-        "--unk_score", type=unk_score, default=None, help="per character of a word outside the LM vocabulary"
-    )
+    add_decoding_args(parser, defaults=False)  # None: the checkpoint's setting, else the default
     parser.add_argument(
         "--tune", action="store_true", help="tune alpha, beta, unk_score on this (validation!) data"
     )

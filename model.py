@@ -14,6 +14,7 @@ decoding settings. `python train.py export SRC DEST ...` writes the small infere
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -25,6 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from config import Config, UsageError, config_from_dict
+from decode import DecodingOptions, add_decoding_args
 from lexicon import lexicon_beside
 from tokenizer import Tokenizer
 
@@ -415,24 +417,19 @@ def export_main(argv: list[str]) -> Path:
     parser = argparse.ArgumentParser(prog="train.py export", description=export_main.__doc__)
     parser.add_argument("source")
     parser.add_argument("dest")
-    parser.add_argument("--decoder", choices=["greedy", "beam", "beam_lm"], default="beam")
-    parser.add_argument("--beam_size", type=int, default=50)
-    parser.add_argument("--lm", default="", help="ARPA file; copied beside dest")
-    parser.add_argument("--alpha", type=float, default=0.5)
-    parser.add_argument("--beta", type=float, default=1.0)
-    parser.add_argument("--unk_score", type=float, default=-3.0)
+    add_decoding_args(parser)  # the LM is copied beside dest
     parser.add_argument("--tuned", default="", help="tune.json of `inference.py --tune`: its best settings")
-    args = parser.parse_args(argv)
-    checkpoint, dest = load_checkpoint(args.source), Path(args.dest)
+    args = vars(parser.parse_args(argv))
+    checkpoint, dest = load_checkpoint(args["source"]), Path(args["dest"])
     dest.parent.mkdir(parents=True, exist_ok=True)
-    decoding = dict(decoder=args.decoder, beam_size=args.beam_size, lm="")
-    decoding.update(alpha=args.alpha, beta=args.beta, unk_score=args.unk_score)
-    if args.tuned:
-        decoding.update(json.loads(Path(args.tuned).read_text())["best"])
-    if args.lm:
-        decoding["lm"] = Path(args.lm).name  # relative to the checkpoint's folder
+    options = DecodingOptions(**{f.name: args[f.name] for f in dataclasses.fields(DecodingOptions)})
+    if args["tuned"]:
+        options = dataclasses.replace(options, **json.loads(Path(args["tuned"]).read_text())["best"])
+    lm = options.lm
+    if lm:
+        options = dataclasses.replace(options, lm=Path(lm).name)  # relative to the checkpoint's folder
         # the LM's pronunciation lexicon (for phoneme models) goes with it
-        for src in [Path(args.lm)] + [lexicon_beside(args.lm)] * lexicon_beside(args.lm).exists():
+        for src in [Path(lm)] + [lexicon_beside(lm)] * lexicon_beside(lm).exists():
             if src.resolve() != (dest.parent / src.name).resolve():
                 shutil.copyfile(src, dest.parent / src.name)
     state = dict(
@@ -443,10 +440,10 @@ def export_main(argv: list[str]) -> Path:
         },
         **{k: checkpoint[k] for k in ("config", "tokenizer", "step", "epoch", "epoch_batch")},
         val=checkpoint.get("val", {}),
-        decoding=decoding,
+        decoding=dataclasses.asdict(options),
     )
     save_checkpoint(dest, state)
-    print(f"{dest}: {dest.stat().st_size / 2**20:.1f} MiB, decoding {decoding}")
+    print(f"{dest}: {dest.stat().st_size / 2**20:.1f} MiB, decoding {state['decoding']}")
     return dest
 
 

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import math
 import shutil
@@ -15,6 +16,7 @@ from conftest import CUDA, TONE_TEXTS, random_texts, tone_speech, write_custom_d
 
 import inference
 import train
+from decode import DecodingOptions
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -221,8 +223,8 @@ def test_checkpoint_decoding_settings_lm_fallback_and_tuning(tone_dataset, tiny_
     assert min((r["wer"], r["cer"]) for r in rows) == (best_row["wer"], best_row["cer"])
     train.main(["export", str(run / "last.pt"), str(run / "tuned.pt"), "--decoder", "beam_lm",
                 "--lm", str(tmp_path / "lm.arpa"), "--tuned", str(tmp_path / "tune" / "tune.json")])  # fmt: skip
-    assert torch.load(run / "tuned.pt", weights_only=True)["decoding"] == dict(
-        best, decoder="beam_lm", beam_size=50, lm="lm.arpa"
+    assert torch.load(run / "tuned.pt", weights_only=True)["decoding"] == dataclasses.asdict(
+        DecodingOptions(**best, decoder="beam_lm", beam_size=50, lm="lm.arpa")
     )
 
 
