@@ -191,9 +191,8 @@ def autocast_dtype(precision: str, device: str) -> torch.dtype | None:
                 f"--precision {precision}: mixed precision needs a CUDA device; use fp32 or auto"
             )
         return None
-    if (
-        precision == "auto"
-    ):  # not torch.cuda.is_bf16_supported(): yes on a T4 too, where bf16 is emulated, slow
+    # not torch.cuda.is_bf16_supported(): it says yes on a T4 too, where bf16 is emulated and slow
+    if precision == "auto":
         precision = "bf16" if torch.cuda.get_device_capability(device)[0] >= 8 else "fp16"
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
