@@ -9,7 +9,6 @@ import argparse
 import contextlib
 import csv
 import io
-import math
 import os
 import posixpath
 import random
@@ -37,6 +36,7 @@ from audio import (
 )
 from calc_metrics import align_ids, left_out, read_texts
 from download import download, extract, file_digest
+from model import output_frames
 from tokenizer import Tokenizer, normalize_text
 
 OPENSLR_URL = "https://www.openslr.org/resources"
@@ -473,9 +473,8 @@ def _usable(utterances, cfg, tokenizer, need_text: bool, train: bool, aux_tokeni
             except ValueError as e:
                 reason = str(e).split(":")[0]
             else:
-                # CTC needs an output frame per label (more between repeats); the model's
-                # 'same'-padded stride gives ceil(frames / stride) output frames
-                frames = math.ceil(num_frames(int(u.duration * SAMPLE_RATE / fastest)) / cfg.stride)
+                # CTC needs an output frame per label (more between repeats)
+                frames = output_frames(num_frames(int(u.duration * SAMPLE_RATE / fastest)), cfg.stride)
                 if frames < max(len(t) + sum(a == b for a, b in zip(t, t[1:])) for t in targets):
                     at_speed = f" at speed x{fastest:g}" if fastest > 1 else ""
                     reason = (

@@ -31,6 +31,12 @@ from tokenizer import Tokenizer
 CHUNK_FRAMES = 30000  # 5 minutes of 10 ms feature frames per pass over a long recording, plus context
 
 
+def output_frames(frames, stride: int):
+    """Input frames (an int or a tensor of lengths) -> the model's output frames: its 'same'-padded
+    stride keeps ceil(frames / stride). The one place this rule is written."""
+    return (frames + stride - 1) // stride
+
+
 def frame_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     """(B,) lengths -> (B, max_len, 1) float mask, 1 for real frames and 0 for padding."""
     return (torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]).unsqueeze(2).float()
@@ -233,13 +239,13 @@ class QuartzNet(nn.Module):
         )
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
-        return (lengths + self.stride - 1) // self.stride  # 'same' padding: ceil(T / stride)
+        return output_frames(lengths, self.stride)
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor, aux: bool = False) -> tuple:
         """features (B, n_mels, T), lengths (B,) -> log_probs (B, T', V), out_lengths (B,), and with
         aux the auxiliary output layer's log-probs (B, T', V_aux)."""
         out_lengths = self.output_lengths(lengths)
-        mask = frame_mask(out_lengths, (features.shape[2] + self.stride - 1) // self.stride)  # (B, T', 1)
+        mask = frame_mask(out_lengths, output_frames(features.shape[2], self.stride))  # (B, T', 1)
         x = features.transpose(1, 2).contiguous()  # (B, T, n_mels): time-major from here on
         x = self.dropout(F.relu(self.c1(x, frame_mask(lengths, features.shape[2]))))  # (B, T', C1)
         for i, block in enumerate(self.blocks):
@@ -461,7 +467,7 @@ def chunked_log_probs(
     sees all the input it depends on, so the result is a whole-file pass's (in eval mode, where batch
     norm is per frame), for a recording of any length."""
     s = model.stride
-    context = -(-(model.receptive_field // 2) // s) * s  # whole output frames, so chunks stay aligned
+    context = output_frames(model.receptive_field // 2, s) * s  # whole output frames: chunks stay aligned
     step = max(chunk_frames // s, 1) * s
     total = features.shape[1]
     pieces = []
@@ -469,5 +475,5 @@ def chunked_log_probs(
         lo, hi = max(start - context, 0), min(start + step + context, total)
         log_probs, _ = model(features[None, :, lo:hi], torch.tensor([hi - lo], device=features.device))
         first = (start - lo) // s
-        pieces.append(log_probs[0, first : first + -(-min(step, total - start) // s)])
+        pieces.append(log_probs[0, first : first + output_frames(min(step, total - start), s)])
     return torch.cat(pieces)
