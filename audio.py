@@ -19,7 +19,9 @@ N_FFT = 512
 WIN_LENGTH = 400  # 25 ms
 HOP_LENGTH = 160  # 10 ms: one feature frame
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".sph", ".m4a", ".aac", ".webm", ".opus")
-MEL_CHUNK_FRAMES = 30000  # a long recording's features are computed 5 minutes at a time
+# a long recording's features are computed 5 minutes at a time, to bound the STFT's memory; the
+# model's own pass is chunked separately (model.CHUNK_FRAMES): each is exact at any size
+MEL_CHUNK_FRAMES = 30000
 
 
 class DataError(Exception):

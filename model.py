@@ -28,7 +28,10 @@ from config import Config, UsageError, config_from_dict
 from lexicon import lexicon_beside
 from tokenizer import Tokenizer
 
-CHUNK_FRAMES = 30000  # 5 minutes of 10 ms feature frames per pass over a long recording, plus context
+# 5 minutes of 10 ms feature frames per pass over a long recording, plus context. It bounds the
+# model's activations; audio.MEL_CHUNK_FRAMES bounds the STFT's memory. Both give a whole-file pass's
+# result at any size, so neither depends on the other (tests set them apart).
+CHUNK_FRAMES = 30000
 
 
 def output_frames(frames, stride: int):
