@@ -28,13 +28,13 @@ from tqdm import tqdm
 from audio import (
     AUDIO_EXTENSIONS,
     SAMPLE_RATE,
-    DataError,
     audio_seconds,
     load_audio,
     log_mel_spectrogram,
     num_frames,
 )
 from calc_metrics import align_ids, left_out, read_texts
+from cli import DataError
 from download import download, extract, file_digest
 from model import output_frames
 from tokenizer import Tokenizer, normalize_text

@@ -33,9 +33,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from audio import DataError
 from calc_metrics import (
-    EXIT_WARNINGS,
     align_ids,
     corpus_error_rates,
     format_report,
@@ -45,7 +43,7 @@ from calc_metrics import (
     print_warnings,
     read_texts,
 )
-from config import UsageError
+from cli import EXIT_INTERRUPTED, EXIT_USAGE, EXIT_WARNINGS, DataError, UsageError
 from data import CustomDirDataset, DurationBatchSampler, LibriSpeechDataset, collate, make_output_dir
 from decode import (
     DECODERS,
@@ -63,8 +61,6 @@ from tokenizer import normalize_text
 
 DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "model.pt"
 DECODING_FLAGS = ("decoder", "beam_size", "lm", "alpha", "beta", "unk_score", "lexicon")
-EXIT_USAGE = 2  # argparse's code for a bad command line
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
 UNFINISHED_FILE = ".unfinished.json"  # in --out while a run writes there: what its predictions are made with
 
 

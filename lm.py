@@ -421,7 +421,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     if args.command == "download":
-        from audio import DataError
+        from cli import DataError
 
         try:
             print(download_lm(args.name, args.dest))

@@ -24,7 +24,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from config import Config, UsageError, config_from_dict
+from cli import UsageError
+from config import Config, config_from_dict
 from lexicon import lexicon_beside
 from tokenizer import Tokenizer
 

@@ -18,7 +18,7 @@ import download
 import inference
 import model
 import train
-from audio import DataError
+from cli import DataError
 from config import get_config
 from data import CustomDirDataset
 
