@@ -34,7 +34,7 @@ from audio import (
     num_frames,
 )
 from calc_metrics import align_ids, left_out, read_texts
-from cli import DataError
+from cli import DataError, atomic_path
 from download import download, extract, file_digest
 from model import output_frames
 from tokenizer import Tokenizer, normalize_text
@@ -110,11 +110,9 @@ def read_librispeech_dir(root: str | Path) -> list[Utterance]:
 
 
 def _write_manifest(path: Path, utterances: list[Utterance]) -> None:
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for u in utterances:
             f.write(f"{u.id}\t{u.path}\t{u.duration:.4f}\t{u.text or ''}\n")
-    os.replace(tmp, path)
 
 
 def _read_manifest(path: Path) -> list[Utterance]:

@@ -25,7 +25,6 @@ import argparse
 import dataclasses
 import hashlib
 import json
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -43,7 +42,7 @@ from calc_metrics import (
     print_warnings,
     read_texts,
 )
-from cli import EXIT_INTERRUPTED, EXIT_USAGE, EXIT_WARNINGS, DataError, UsageError
+from cli import EXIT_INTERRUPTED, EXIT_USAGE, EXIT_WARNINGS, DataError, UsageError, atomic_path
 from data import CustomDirDataset, DurationBatchSampler, LibriSpeechDataset, collate, make_output_dir
 from decode import (
     DECODERS,
@@ -140,9 +139,8 @@ def prediction_path(out: Path, uid: str) -> Path:
 
 def write_whole(path: Path, text: str) -> None:
     """A text file written whole or not at all: a run killed mid-write leaves the old one or none."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def write_prediction(out: Path, uid: str, text: str) -> None:

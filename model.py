@@ -15,7 +15,6 @@ decoding settings. `python train.py export SRC DEST ...` writes the small infere
 
 import argparse
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from cli import UsageError
+from cli import UsageError, atomic_path
 from config import Config, config_from_dict
 from lexicon import lexicon_beside
 from tokenizer import Tokenizer
@@ -367,18 +366,12 @@ def utterance_log_probs(model: QuartzNet, batch: dict, device) -> list[np.ndarra
 def save_checkpoint(path: str | Path, state: dict) -> None:
     """torch.save to a temporary file, then rename: readers never see a half-written checkpoint, and a
     failed write (a full disk) leaves the previous one in place and no temporary file behind."""
-    tmp = Path(path).with_suffix(".tmp")
     try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException as e:
-        tmp.unlink(missing_ok=True)
-        if isinstance(e, (OSError, RuntimeError)):  # torch's zip writer reports a full disk as RuntimeError
-            reason = getattr(e, "strerror", None) or str(e).splitlines()[0]
-            raise OSError(
-                f"{path}: not saved ({reason}); free some disk space. The previous one is kept"
-            ) from e
-        raise
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
+    except (OSError, RuntimeError) as e:  # torch's zip writer reports a full disk as RuntimeError
+        reason = getattr(e, "strerror", None) or str(e).splitlines()[0]
+        raise OSError(f"{path}: not saved ({reason}); free some disk space. The previous one is kept") from e
 
 
 def load_checkpoint(path: str | Path, device="cpu") -> dict:
