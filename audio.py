@@ -14,22 +14,16 @@ import soundfile as sf
 import torch
 import torchaudio
 
+from cli import DataError
+
 SAMPLE_RATE = 16000
 N_FFT = 512
 WIN_LENGTH = 400  # 25 ms
 HOP_LENGTH = 160  # 10 ms: one feature frame
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".sph", ".m4a", ".aac", ".webm", ".opus")
-MEL_CHUNK_FRAMES = 30000  # a long recording's features are computed 5 minutes at a time
-
-
-class DataError(Exception):
-    """Bad input data: the message names the file and what to do."""
-
-
-def warning_line(message, category, filename, lineno, line=None) -> str:
-    """warnings.formatwarning in the project's style: "warning: <message>", one line, without the
-    source file, line and code that Python shows (the message names the data file to look at)."""
-    return f"warning: {message}\n"
+# a long recording's features are computed 5 minutes at a time, to bound the STFT's memory; the
+# model's own pass is chunked separately (model.CHUNK_FRAMES): each is exact at any size
+MEL_CHUNK_FRAMES = 30000
 
 
 def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:

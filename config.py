@@ -7,6 +7,7 @@ import argparse
 import dataclasses
 import typing
 
+from cli import UsageError
 from tokenizer import KINDS
 
 
@@ -146,10 +147,6 @@ PRESETS: dict[str, dict] = {
 
 
 DEFAULT_PRESET = "small"
-
-
-class UsageError(ValueError):
-    """A bad command line: the message names the flag; the commands exit with 2."""
 
 
 # flags whose values must be >= 0, > 0, or probabilities; checked before any work (check_config)

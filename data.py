@@ -9,7 +9,6 @@ import argparse
 import contextlib
 import csv
 import io
-import math
 import os
 import posixpath
 import random
@@ -29,14 +28,15 @@ from tqdm import tqdm
 from audio import (
     AUDIO_EXTENSIONS,
     SAMPLE_RATE,
-    DataError,
     audio_seconds,
     load_audio,
     log_mel_spectrogram,
     num_frames,
 )
 from calc_metrics import align_ids, left_out, read_texts
+from cli import DataError, atomic_path
 from download import download, extract, file_digest
+from model import output_frames
 from tokenizer import Tokenizer, normalize_text
 
 OPENSLR_URL = "https://www.openslr.org/resources"
@@ -110,11 +110,9 @@ def read_librispeech_dir(root: str | Path) -> list[Utterance]:
 
 
 def _write_manifest(path: Path, utterances: list[Utterance]) -> None:
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for u in utterances:
             f.write(f"{u.id}\t{u.path}\t{u.duration:.4f}\t{u.text or ''}\n")
-    os.replace(tmp, path)
 
 
 def _read_manifest(path: Path) -> list[Utterance]:
@@ -473,9 +471,8 @@ def _usable(utterances, cfg, tokenizer, need_text: bool, train: bool, aux_tokeni
             except ValueError as e:
                 reason = str(e).split(":")[0]
             else:
-                # CTC needs an output frame per label (more between repeats); the model's
-                # 'same'-padded stride gives ceil(frames / stride) output frames
-                frames = math.ceil(num_frames(int(u.duration * SAMPLE_RATE / fastest)) / cfg.stride)
+                # CTC needs an output frame per label (more between repeats)
+                frames = output_frames(num_frames(int(u.duration * SAMPLE_RATE / fastest)), cfg.stride)
                 if frames < max(len(t) + sum(a == b for a, b in zip(t, t[1:])) for t in targets):
                     at_speed = f" at speed x{fastest:g}" if fastest > 1 else ""
                     reason = (

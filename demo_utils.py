@@ -10,7 +10,8 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
-from audio import AUDIO_EXTENSIONS, DataError
+from audio import AUDIO_EXTENSIONS
+from cli import DataError
 from download import download, download_drive_folder, extract, is_archive, parse_link
 
 WORK_DIR = Path("data") / "demo"  # downloads and extracted archives (git-ignored)

@@ -91,7 +91,8 @@ def download(
 def _fetch_checked(
     link: str, kind: str, value: str, folder: Path, checksum: str | None, expect: str | None
 ) -> Path:
-    """download()'s fetch into FOLDER, through a temporary file that only a checked download leaves."""
+    """download()'s fetch into FOLDER, through a temporary file that only a checked download leaves.
+    A temporary folder rather than cli.atomic_path: gdown names the file only as it fetches it."""
     with tempfile.TemporaryDirectory(dir=folder, prefix=".part-") as tmp:
         if kind == "url":
             import torch

@@ -25,7 +25,6 @@ import argparse
 import dataclasses
 import hashlib
 import json
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -33,9 +32,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from audio import DataError
 from calc_metrics import (
-    EXIT_WARNINGS,
     align_ids,
     corpus_error_rates,
     format_report,
@@ -45,7 +42,7 @@ from calc_metrics import (
     print_warnings,
     read_texts,
 )
-from config import UsageError
+from cli import EXIT_INTERRUPTED, EXIT_USAGE, EXIT_WARNINGS, DataError, UsageError, atomic_path
 from data import CustomDirDataset, DurationBatchSampler, LibriSpeechDataset, collate, make_output_dir
 from decode import (
     DecodingOptions,
@@ -64,8 +61,6 @@ from tokenizer import normalize_text
 
 DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "model.pt"
 DECODING_FLAGS = tuple(f.name for f in dataclasses.fields(DecodingOptions))
-EXIT_USAGE = 2  # argparse's code for a bad command line
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
 UNFINISHED_FILE = ".unfinished.json"  # in --out while a run writes there: what its predictions are made with
 
 
@@ -146,9 +141,8 @@ def prediction_path(out: Path, uid: str) -> Path:
 
 def write_whole(path: Path, text: str) -> None:
     """A text file written whole or not at all: a run killed mid-write leaves the old one or none."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def write_prediction(out: Path, uid: str, text: str) -> None:

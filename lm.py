@@ -22,6 +22,7 @@ import numpy as np
 
 import kneser_ney
 from arpa import BOS, EOS, UNK, open_text, read_arpa, tables_of, write_arpa_tables
+from cli import atomic_path
 
 # LibriSpeech's official models (OpenSLR 11), fetched by data.download_openslr: addresses and md5s in data.py
 LM_NAMES = ("3-gram.pruned.3e-7", "3-gram.pruned.1e-7", "4-gram")
@@ -206,13 +207,11 @@ class NGramLM:
             header["arrays"][name] = [a.dtype.str, list(a.shape), offset]
             offset += -(-a.nbytes // BINARY_ALIGN) * BINARY_ALIGN
         blob = json.dumps(header).encode()
-        partial = f"{path}.part{os.getpid()}"  # readers never see a half-written file
-        with open(partial, "wb") as f:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:  # readers never see a half-written file
             f.write(BINARY_MAGIC + len(blob).to_bytes(8, "little") + blob)
             for name, a in arrays.items():
                 f.seek(_binary_data_start(len(blob)) + header["arrays"][name][2])
                 f.write(np.ascontiguousarray(a).data)  # no copy of big arrays
-        os.replace(partial, path)
 
     @staticmethod
     def binary_header(path: str) -> tuple[dict, int]:
@@ -421,7 +420,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     if args.command == "download":
-        from audio import DataError
+        from cli import DataError
 
         try:
             print(download_lm(args.name, args.dest))

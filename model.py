@@ -16,7 +16,6 @@ decoding settings. `python train.py export SRC DEST ...` writes the small infere
 import argparse
 import dataclasses
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -25,12 +24,22 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from config import Config, UsageError, config_from_dict
+from cli import UsageError, atomic_path
+from config import Config, config_from_dict
 from decode import DecodingOptions, add_decoding_args
 from lexicon import lexicon_beside
 from tokenizer import Tokenizer
 
-CHUNK_FRAMES = 30000  # 5 minutes of 10 ms feature frames per pass over a long recording, plus context
+# 5 minutes of 10 ms feature frames per pass over a long recording, plus context. It bounds the
+# model's activations; audio.MEL_CHUNK_FRAMES bounds the STFT's memory. Both give a whole-file pass's
+# result at any size, so neither depends on the other (tests set them apart).
+CHUNK_FRAMES = 30000
+
+
+def output_frames(frames, stride: int):
+    """Input frames (an int or a tensor of lengths) -> the model's output frames: its 'same'-padded
+    stride keeps ceil(frames / stride). The one place this rule is written."""
+    return (frames + stride - 1) // stride
 
 
 def frame_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
@@ -235,13 +244,13 @@ class QuartzNet(nn.Module):
         )
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
-        return (lengths + self.stride - 1) // self.stride  # 'same' padding: ceil(T / stride)
+        return output_frames(lengths, self.stride)
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor, aux: bool = False) -> tuple:
         """features (B, n_mels, T), lengths (B,) -> log_probs (B, T', V), out_lengths (B,), and with
         aux the auxiliary output layer's log-probs (B, T', V_aux)."""
         out_lengths = self.output_lengths(lengths)
-        mask = frame_mask(out_lengths, (features.shape[2] + self.stride - 1) // self.stride)  # (B, T', 1)
+        mask = frame_mask(out_lengths, output_frames(features.shape[2], self.stride))  # (B, T', 1)
         x = features.transpose(1, 2).contiguous()  # (B, T, n_mels): time-major from here on
         x = self.dropout(F.relu(self.c1(x, frame_mask(lengths, features.shape[2]))))  # (B, T', C1)
         for i, block in enumerate(self.blocks):
@@ -359,18 +368,12 @@ def utterance_log_probs(model: QuartzNet, batch: dict, device) -> list[np.ndarra
 def save_checkpoint(path: str | Path, state: dict) -> None:
     """torch.save to a temporary file, then rename: readers never see a half-written checkpoint, and a
     failed write (a full disk) leaves the previous one in place and no temporary file behind."""
-    tmp = Path(path).with_suffix(".tmp")
     try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException as e:
-        tmp.unlink(missing_ok=True)
-        if isinstance(e, (OSError, RuntimeError)):  # torch's zip writer reports a full disk as RuntimeError
-            reason = getattr(e, "strerror", None) or str(e).splitlines()[0]
-            raise OSError(
-                f"{path}: not saved ({reason}); free some disk space. The previous one is kept"
-            ) from e
-        raise
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
+    except (OSError, RuntimeError) as e:  # torch's zip writer reports a full disk as RuntimeError
+        reason = getattr(e, "strerror", None) or str(e).splitlines()[0]
+        raise OSError(f"{path}: not saved ({reason}); free some disk space. The previous one is kept") from e
 
 
 def load_checkpoint(path: str | Path, device="cpu") -> dict:
@@ -458,7 +461,7 @@ def chunked_log_probs(
     sees all the input it depends on, so the result is a whole-file pass's (in eval mode, where batch
     norm is per frame), for a recording of any length."""
     s = model.stride
-    context = -(-(model.receptive_field // 2) // s) * s  # whole output frames, so chunks stay aligned
+    context = output_frames(model.receptive_field // 2, s) * s  # whole output frames: chunks stay aligned
     step = max(chunk_frames // s, 1) * s
     total = features.shape[1]
     pieces = []
@@ -466,5 +469,5 @@ def chunked_log_probs(
         lo, hi = max(start - context, 0), min(start + step + context, total)
         log_probs, _ = model(features[None, :, lo:hi], torch.tensor([hi - lo], device=features.device))
         first = (start - lo) // s
-        pieces.append(log_probs[0, first : first + -(-min(step, total - start) // s)])
+        pieces.append(log_probs[0, first : first + output_frames(min(step, total - start), s)])
     return torch.cat(pieces)

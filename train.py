@@ -48,11 +48,11 @@ from torch.distributed import destroy_process_group, init_process_group
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from audio import HOP_LENGTH, SAMPLE_RATE, DataError, warning_line
-from calc_metrics import EXIT_WARNINGS, corpus_error_rates, phoneme_error_rate
+from audio import HOP_LENGTH, SAMPLE_RATE
+from calc_metrics import corpus_error_rates, phoneme_error_rate
+from cli import EXIT_ERROR, EXIT_USAGE, EXIT_WARNINGS, DataError, UsageError, warning_line
 from config import (
     Config,
-    UsageError,
     add_config_args,
     check_config,
     config_from_args,
@@ -777,10 +777,10 @@ def cli(argv: list[str] | None = None) -> int:
         result = main(argv)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except (DataError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return EXIT_ERROR
     finally:
         warnings.formatwarning = formatwarning
     unused = isinstance(result, dict) and (result.get("unreadable") or result.get("unusable"))

@@ -20,7 +20,8 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from audio import SAMPLE_RATE, DataError, load_audio  # noqa: E402
+from audio import SAMPLE_RATE, load_audio  # noqa: E402
+from cli import DataError  # noqa: E402
 from data import read_custom_dir  # noqa: E402
 
 

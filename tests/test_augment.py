@@ -9,6 +9,7 @@ import torch
 
 import augment
 from config import Config
+from tools import augment_figure
 
 SAMPLE_RATE = 16000
 OFF = dict(
@@ -206,7 +207,7 @@ def test_augmented_waveform_never_clips(speech):
 def test_cli_writes_a_wav_and_png_per_augmentation_and_a_grid(tmp_path):
     sf.write(tmp_path / "speech.flac", speech_like(2.0), SAMPLE_RATE)
     out, grid = tmp_path / "out", tmp_path / "grid.png"
-    augment.main(
+    augment_figure.main(
         ["--audio", str(tmp_path / "speech.flac"), "--out", str(out), "--grid", str(grid), "--n_mels", "40"]
     )
     names = ["original", "speed", "gain", "noise", "reverb", "bandlimit", "all"]

@@ -18,7 +18,7 @@ import download
 import inference
 import model
 import train
-from audio import DataError
+from cli import DataError
 from config import get_config
 from data import CustomDirDataset
 
@@ -191,7 +191,7 @@ def test_disk_full_while_saving_keeps_the_last_checkpoint(tmp_path, monkeypatch)
     monkeypatch.setattr(torch, "save", full_disk)
     with pytest.raises(OSError, match="last.pt: not saved .No space left on device.; free some disk space"):
         model.save_checkpoint(tmp_path / "last.pt", {"step": 2})
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]  # no last.tmp left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]  # no temporary file left behind
     assert torch.load(tmp_path / "last.pt", weights_only=True) == {"step": 1}
 
 

@@ -14,7 +14,8 @@ import torch
 from conftest import tone_speech, write_custom_dir
 
 import data
-from audio import DataError, audio_seconds, load_audio, log_mel_spectrogram
+from audio import audio_seconds, load_audio, log_mel_spectrogram
+from cli import DataError
 from config import get_config
 from data import (
     CustomDirDataset,

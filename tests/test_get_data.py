@@ -14,7 +14,7 @@ from conftest import tone_speech
 
 import data
 import lm
-from audio import DataError
+from cli import DataError
 from download import extract
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))

@@ -13,9 +13,9 @@ import pytest
 import soundfile as sf
 from conftest import CUDA, TONE_TEXTS, tone_speech, write_custom_dir
 
-import calc_metrics
 import inference
 import model
+from cli import EXIT_WARNINGS
 from decode import decoder_pool
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,7 +55,7 @@ def test_inference_and_calc_metrics_pair_a_graders_folder_alike(tiny_run, tmp_pa
     done = run("inference.py", "--data_dir", str(data), "--out", str(preds), "--num_workers", "0",
                "--checkpoint", str(tiny_run[0] / "last.pt"), "--decoder", "greedy")  # fmt: skip
     scored = run("calc_metrics.py", "--refs", str(data / "transcriptions"), "--hyps", str(preds))
-    assert done.returncode == scored.returncode == calc_metrics.EXIT_WARNINGS, done.stderr + scored.stderr
+    assert done.returncode == scored.returncode == EXIT_WARNINGS, done.stderr + scored.stderr
     assert sorted(p.relative_to(preds).as_posix() for p in preds.rglob("*.txt")) == [
         "a1.txt", "a2.txt", "b5.txt", "sub/a4.txt"
     ]  # fmt: skip

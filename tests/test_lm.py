@@ -6,11 +6,11 @@ from collections import Counter
 import numpy as np
 import pytest
 
-import corpus
 import kneser_ney
 from arpa import BOS, EOS, LN10, write_arpa
 from kneser_ney import build_kneser_ney, corpus_ids
 from lm import BINARY_SUFFIX, NGramLM, main
+from recipes import corpus
 from tokenizer import normalize_text
 
 # upper-case words as in LibriSpeech's ARPA files; log10 values

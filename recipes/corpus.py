@@ -1,16 +1,19 @@
 """Text corpus for language models: text files in, one normalised sentence per line out, with the books that
 an exclusion list names left out (books read in test sets: an LM trained on them scores test audio unfairly well).
 
-    python corpus.py BOOKS_DIR bible.txt ... --exclude recipes/exclude_books.txt --out corpus.txt
+    python recipes/corpus.py BOOKS_DIR bible.txt ... --exclude recipes/exclude_books.txt --out corpus.txt
 """
 
 import argparse
 import os
 import re
 import sys
+from pathlib import Path
 
-from arpa import open_text
-from tokenizer import normalize_text
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from arpa import open_text  # noqa: E402
+from tokenizer import normalize_text  # noqa: E402
 
 
 def read_exclusions(path: str) -> re.Pattern | None:
