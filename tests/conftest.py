@@ -78,6 +78,16 @@ def device(request) -> str:
     return request.param
 
 
+def tiny_args(train_data, out_dir, *extra) -> list[str]:
+    """train.main's arguments for a test run of the tiny preset: no wandb, data read in this process,
+    a log line every 5 steps. extra comes last, and argparse keeps a flag's last value, so a test may
+    override any of these."""
+    return [
+        "--preset", "tiny", "--train_data", str(train_data), "--out_dir", str(out_dir),
+        "--num_workers", "0", "--wandb_mode", "disabled", "--log_every", "5", *extra,
+    ]  # fmt: skip
+
+
 @pytest.fixture
 def tone_dataset(tmp_path) -> Path:
     """A custom-layout folder of 4 short utterances."""
@@ -91,11 +101,10 @@ def tiny_run(tmp_path_factory) -> tuple[Path, dict]:
     import train
 
     tmp = tmp_path_factory.mktemp("tiny_run")
-    data = str(write_custom_dir(tmp / "tones", TONE_TEXTS))
+    data = write_custom_dir(tmp / "tones", TONE_TEXTS)
     result = train.main(
-        ["--preset", "tiny", "--train_data", data, "--val_data", data, "--out_dir", str(tmp / "run"),
-         "--max_steps", "150", "--eval_every", "150", "--batch_seconds", "100", "--beam_size", "1",
-         "--num_workers", "0", "--wandb_mode", "disabled", "--log_every", "5"]
+        tiny_args(data, tmp / "run", "--val_data", str(data), "--max_steps", "150", "--eval_every", "150",
+                  "--batch_seconds", "100", "--beam_size", "1")
     )  # fmt: skip
     return tmp / "run", result
 

@@ -11,19 +11,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import CUDA, TONE_TEXTS, random_texts, tone_speech, write_custom_dir
+from conftest import CUDA, TONE_TEXTS, random_texts, tiny_args, tone_speech, write_custom_dir
 
 import inference
 import train
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def tiny_args(data_dir, out_dir, *extra):
-    return [
-        "--preset", "tiny", "--train_data", str(data_dir), "--out_dir", str(out_dir),
-        "--num_workers", "0", "--wandb_mode", "disabled", "--log_every", "5", *extra,
-    ]  # fmt: skip
 
 
 def test_overfit_one_batch(tiny_run):
