@@ -78,12 +78,18 @@ def test_greedy_hand_built():
     assert greedy_decode(np.zeros((0, len(VOCAB)))) == []
 
 
-@pytest.mark.parametrize("seed", range(8))
-def test_beam_size_one_is_greedy(seed):
-    rng = np.random.default_rng(seed)
-    log_probs = random_log_probs(rng, 50, len(VOCAB), scale=3.0)
-    assert prefix_beam_search(log_probs, 1) == greedy_decode(log_probs)
-    assert prefix_beam_search(log_probs, 1, vocab=VOCAB) == greedy_decode(log_probs)
+def test_beam_size_one_is_the_best_path():
+    """One beam ranked by its prefix's summed probability stays on "a" (0.6 * (0.3 + 0.3): a blank or a
+    repeat in frame 2) where the best path goes on to "ab" (0.6 * 0.4); beam_size=1 is the best path."""
+    a, b = VOCAB.index("a"), VOCAB.index("b")
+    log_probs = spell([{"a": 0.6, "b": 0.4}, {"b": 0.4, 0: 0.3, "a": 0.3}])
+    assert prefix_beam_search_nbest(log_probs, 1)[0][0] == [a]  # what beam_size=1 must not return
+    assert prefix_beam_search(log_probs, 1) == prefix_beam_search(log_probs, 1, vocab=VOCAB) == [a, b]
+    rng = np.random.default_rng(0)
+    for _ in range(8):
+        log_probs = random_log_probs(rng, 50, len(VOCAB), scale=3.0)
+        best_path = list(collapse(log_probs.argmax(axis=1)))  # best token per frame, merged, no blanks
+        assert prefix_beam_search(log_probs, 1) == prefix_beam_search(log_probs, 1, vocab=VOCAB) == best_path
 
 
 @pytest.mark.parametrize("seed", range(12))
