@@ -60,6 +60,17 @@ def random_texts(n: int, seed: int = 0, words: int = 3) -> dict[str, str]:
 TONE_TEXTS = {"a1": "bad cab", "a2": "face", "a3": "dad fade", "a4": "bead deaf"}
 
 
+def write_librispeech(split: Path) -> Path:
+    """A LibriSpeech split folder of one chapter, as OpenSLR's archives hold it: two utterances,
+    19-198-0000 ("BAD CAB") and 19-198-0001 ("FACE DEAF"), as .flac, and the chapter's .trans.txt."""
+    chapter, texts = split / "19" / "198", {"19-198-0000": "BAD CAB", "19-198-0001": "FACE DEAF"}
+    chapter.mkdir(parents=True)
+    for i, (uid, text) in enumerate(texts.items()):
+        sf.write(chapter / f"{uid}.flac", tone_speech(text.lower(), seed=i), 16000)
+    (chapter / "19-198.trans.txt").write_text("".join(f"{u} {t}\n" for u, t in texts.items()))
+    return split
+
+
 # fp32 is fp32 in the tests: no TF32 convolutions (torch's default on a GPU from Ampere on), which keep
 # 10 bits of mantissa and could not be held to a CPU reference's tolerance
 torch.backends.cudnn.allow_tf32 = False
