@@ -6,6 +6,7 @@ learn to read it in seconds, while the files still go through the real loaders a
 import functools
 import http.server
 import os
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -15,7 +16,8 @@ import pytest
 import soundfile as sf
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("WANDB_SILENT", "true")
 
@@ -87,6 +89,21 @@ CUDA = pytest.param(
 @pytest.fixture(params=["cpu", CUDA])
 def device(request) -> str:
     return request.param
+
+
+def python(*args) -> subprocess.CompletedProcess:
+    """`python ARGS` in the repository, as a user types it; output captured."""
+    return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+def infer(data_dir, out, checkpoint, *extra) -> dict:
+    """inference.main on a folder, greedy, in this process; extra comes last and may override these."""
+    import inference
+
+    return inference.main(
+        ["--data_dir", str(data_dir), "--out", str(out), "--checkpoint", str(checkpoint), "--num_workers", "0",
+         "--decoder", "greedy", *extra]
+    )  # fmt: skip
 
 
 def tiny_args(train_data, out_dir, *extra) -> list[str]:

@@ -10,24 +10,16 @@ import zipfile
 import pytest
 import soundfile as sf
 import torch
-from conftest import TONE_TEXTS, tiny_args, tone_speech, write_custom_dir
+from conftest import TONE_TEXTS, infer, tiny_args, tone_speech, write_custom_dir
 
 import audio
 import demo_utils
 import download
-import inference
 import model
 import train
 from audio import DataError
 from config import get_config
 from data import CustomDirDataset
-
-
-def infer(data_dir, out, checkpoint, *extra) -> dict:
-    return inference.main(
-        ["--data_dir", str(data_dir), "--out", str(out), "--checkpoint", str(checkpoint), "--num_workers", "0",
-         "--decoder", "greedy", *extra]
-    )  # fmt: skip
 
 
 def one_line_error(excinfo, *names) -> str:
@@ -211,9 +203,7 @@ def test_corrupt_lm_is_named_before_decoding(tone_dataset, tiny_run, tmp_path, n
     lm = tmp_path / name
     lm.write_bytes(content)
     with pytest.raises(SystemExit) as e:
-        inference.main(
-            ["--data_dir", str(tone_dataset), "--out", str(tmp_path / "preds"), "--checkpoint",
-             str(tiny_run[0] / "last.pt"), "--decoder", "beam_lm", "--lm", str(lm), "--num_workers", "2"]
-        )  # fmt: skip
+        infer(tone_dataset, tmp_path / "preds", tiny_run[0] / "last.pt", "--decoder", "beam_lm", "--lm", str(lm),
+              "--num_workers", "2")  # fmt: skip
     one_line_error(e, lm, "--lm")
     assert not (tmp_path / "preds").exists()  # stopped before any audio was read

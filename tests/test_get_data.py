@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-from conftest import tone_speech, write_librispeech
+from conftest import REPO, tone_speech, write_librispeech
 
 import data
 import lm
@@ -19,7 +19,7 @@ from config import get_config
 from data import LibriSpeechDataset
 from download import extract
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
+sys.path.insert(0, str(REPO / "recipes"))
 import split_by_text  # noqa: E402
 
 

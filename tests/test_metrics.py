@@ -1,16 +1,13 @@
 import random
-import subprocess
-import sys
 import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import python
 
 import calc_metrics
 from calc_metrics import corpus_error_rates, edit_counts, edit_distance
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def full_table_edit_counts(ref: list, hyp: list) -> tuple[int, int, int]:
@@ -171,7 +168,6 @@ def test_exit_code_says_whether_anything_was_skipped(tmp_path):
     refs, hyps = write_pair(tmp_path, {"u1": "a b"}, {"u1": "a c"})
     assert calc_metrics.main(["--refs", str(refs), "--hyps", str(hyps)])["warnings"] == 0  # exit code 0
     (refs / "u2.txt").write_bytes(b"\xe9t\xe9")
-    cmd = [sys.executable, "calc_metrics.py", "--refs", str(refs), "--hyps", str(hyps)]
-    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    done = python("calc_metrics.py", "--refs", str(refs), "--hyps", str(hyps))
     assert done.returncode == calc_metrics.EXIT_WARNINGS, done.stderr
     assert "u2.txt" in done.stdout and "WER 50.00%" in done.stdout
