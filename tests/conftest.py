@@ -5,6 +5,7 @@ learn to read it in seconds, while the files still go through the real loaders a
 
 import functools
 import http.server
+import itertools
 import os
 import subprocess
 import sys
@@ -104,6 +105,21 @@ def infer(data_dir, out, checkpoint, *extra) -> dict:
         ["--data_dir", str(data_dir), "--out", str(out), "--checkpoint", str(checkpoint), "--num_workers", "0",
          "--decoder", "greedy", *extra]
     )  # fmt: skip
+
+
+# CTC: prefix_beam_search_nbest's settings for a search without pruning (exact up to beam_size), and
+# the brute-force references' pieces
+EXACT = dict(token_min_logp=-np.inf, top_k=None, beam_margin=np.inf, blank_skip_logp=0.0)
+
+
+def random_log_probs(rng, T, V, scale=1.5) -> np.ndarray:
+    x = rng.normal(size=(T, V)) * scale
+    return x - np.logaddexp.reduce(x, axis=1, keepdims=True)  # (T, V)
+
+
+def collapse(path, blank=0) -> tuple:
+    """A CTC path -> its labelling: repeats merged, blanks dropped."""
+    return tuple(k for k, _ in itertools.groupby(path) if k != blank)
 
 
 def tiny_args(train_data, out_dir, *extra) -> list[str]:

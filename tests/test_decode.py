@@ -3,6 +3,7 @@ from collections import defaultdict
 
 import numpy as np
 import pytest
+from conftest import EXACT, collapse, random_log_probs
 
 import decode
 from arpa import write_arpa
@@ -28,14 +29,6 @@ def ids_to_text(ids, vocab):
     return Tokenizer(vocab).decode(ids)
 
 
-EXACT = dict(token_min_logp=-np.inf, top_k=None, beam_margin=np.inf, blank_skip_logp=0.0)
-
-
-def random_log_probs(rng, T, V, scale=1.5):
-    x = rng.normal(size=(T, V)) * scale
-    return x - np.logaddexp.reduce(x, axis=1, keepdims=True)  # (T, V)
-
-
 def spell(frames, floor=1e-4):
     """(T, V) log-probs from one {token or char: probability} dict per frame; the rest share a floor."""
     probs = np.full((len(frames), len(VOCAB)), floor)
@@ -48,10 +41,6 @@ def spell(frames, floor=1e-4):
 def spell_text(text, p=0.9, floor=1e-4):
     """Each character for one frame, then a blank frame."""
     return spell([f for ch in text for f in ({ch: p}, {0: p})], floor)
-
-
-def collapse(path, blank=0):
-    return tuple(k for k, _ in itertools.groupby(path) if k != blank)
 
 
 def labelling_totals(log_probs, key=lambda ids: ids):
