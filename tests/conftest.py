@@ -55,6 +55,11 @@ def write_custom_dir(root: Path, texts: dict[str, str], sample_rate: int = 16000
     return root
 
 
+def peak_hz(audio: np.ndarray, sample_rate: int = 16000) -> float:
+    """The strongest frequency in a waveform (N,)."""
+    return float(np.argmax(np.abs(np.fft.rfft(audio))) * sample_rate / len(audio))
+
+
 def random_texts(n: int, seed: int = 0, words: int = 3) -> dict[str, str]:
     rng = np.random.default_rng(seed)
     return {f"utt{i:03d}": " ".join(rng.choice(WORDS, size=words)) for i in range(n)}
