@@ -1,4 +1,5 @@
-"""Fixtures that write their own small audio data, so the tests need no download.
+"""Fixtures and helpers shared by the tests. The data they use is written here, so the tests need
+no download.
 
 The 'tone language' gives every letter its own pair of tones (70 ms each), so a tiny model can
 learn to read it in seconds, while the files still go through the real loaders and features."""
@@ -112,6 +113,16 @@ def infer(data_dir, out, checkpoint, *extra) -> dict:
     )  # fmt: skip
 
 
+def tiny_args(train_data, out_dir, *extra) -> list[str]:
+    """train.main's arguments for a test run of the tiny preset: no wandb, data read in this process,
+    a log line every 5 steps. extra comes last, and argparse keeps a flag's last value, so a test may
+    override any of these."""
+    return [
+        "--preset", "tiny", "--train_data", str(train_data), "--out_dir", str(out_dir),
+        "--num_workers", "0", "--wandb_mode", "disabled", "--log_every", "5", *extra,
+    ]  # fmt: skip
+
+
 # CTC: prefix_beam_search_nbest's settings for a search without pruning (exact up to beam_size), and
 # the brute-force references' pieces
 EXACT = dict(token_min_logp=-np.inf, top_k=None, beam_margin=np.inf, blank_skip_logp=0.0)
@@ -125,16 +136,6 @@ def random_log_probs(rng, T, V, scale=1.5) -> np.ndarray:
 def collapse(path, blank=0) -> tuple:
     """A CTC path -> its labelling: repeats merged, blanks dropped."""
     return tuple(k for k, _ in itertools.groupby(path) if k != blank)
-
-
-def tiny_args(train_data, out_dir, *extra) -> list[str]:
-    """train.main's arguments for a test run of the tiny preset: no wandb, data read in this process,
-    a log line every 5 steps. extra comes last, and argparse keeps a flag's last value, so a test may
-    override any of these."""
-    return [
-        "--preset", "tiny", "--train_data", str(train_data), "--out_dir", str(out_dir),
-        "--num_workers", "0", "--wandb_mode", "disabled", "--log_every", "5", *extra,
-    ]  # fmt: skip
 
 
 @pytest.fixture
