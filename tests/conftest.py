@@ -1,11 +1,14 @@
-"""Fixtures that write their own small audio data, so the tests need no download.
+"""Fixtures and helpers shared by the tests. The data they use is written here, so the tests need
+no download.
 
 The 'tone language' gives every letter its own pair of tones (70 ms each), so a tiny model can
 learn to read it in seconds, while the files still go through the real loaders and features."""
 
 import functools
 import http.server
+import itertools
 import os
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -15,7 +18,8 @@ import pytest
 import soundfile as sf
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("WANDB_SILENT", "true")
 
@@ -52,12 +56,28 @@ def write_custom_dir(root: Path, texts: dict[str, str], sample_rate: int = 16000
     return root
 
 
+def peak_hz(audio: np.ndarray, sample_rate: int = 16000) -> float:
+    """The strongest frequency in a waveform (N,)."""
+    return float(np.argmax(np.abs(np.fft.rfft(audio))) * sample_rate / len(audio))
+
+
 def random_texts(n: int, seed: int = 0, words: int = 3) -> dict[str, str]:
     rng = np.random.default_rng(seed)
     return {f"utt{i:03d}": " ".join(rng.choice(WORDS, size=words)) for i in range(n)}
 
 
 TONE_TEXTS = {"a1": "bad cab", "a2": "face", "a3": "dad fade", "a4": "bead deaf"}
+
+
+def write_librispeech(split: Path) -> Path:
+    """A LibriSpeech split folder of one chapter, as OpenSLR's archives hold it: two utterances,
+    19-198-0000 ("BAD CAB") and 19-198-0001 ("FACE DEAF"), as .flac, and the chapter's .trans.txt."""
+    chapter, texts = split / "19" / "198", {"19-198-0000": "BAD CAB", "19-198-0001": "FACE DEAF"}
+    chapter.mkdir(parents=True)
+    for i, (uid, text) in enumerate(texts.items()):
+        sf.write(chapter / f"{uid}.flac", tone_speech(text.lower(), seed=i), 16000)
+    (chapter / "19-198.trans.txt").write_text("".join(f"{u} {t}\n" for u, t in texts.items()))
+    return split
 
 
 # fp32 is fp32 in the tests: no TF32 convolutions (torch's default on a GPU from Ampere on), which keep
@@ -78,6 +98,46 @@ def device(request) -> str:
     return request.param
 
 
+def python(*args) -> subprocess.CompletedProcess:
+    """`python ARGS` in the repository, as a user types it; output captured."""
+    return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+def infer(data_dir, out, checkpoint, *extra) -> dict:
+    """inference.main on a folder, greedy, in this process; extra comes last and may override these."""
+    import inference
+
+    return inference.main(
+        ["--data_dir", str(data_dir), "--out", str(out), "--checkpoint", str(checkpoint), "--num_workers", "0",
+         "--decoder", "greedy", *extra]
+    )  # fmt: skip
+
+
+def tiny_args(train_data, out_dir, *extra) -> list[str]:
+    """train.main's arguments for a test run of the tiny preset: no wandb, data read in this process,
+    a log line every 5 steps. extra comes last, and argparse keeps a flag's last value, so a test may
+    override any of these."""
+    return [
+        "--preset", "tiny", "--train_data", str(train_data), "--out_dir", str(out_dir),
+        "--num_workers", "0", "--wandb_mode", "disabled", "--log_every", "5", *extra,
+    ]  # fmt: skip
+
+
+# CTC: prefix_beam_search_nbest's settings for a search without pruning (exact up to beam_size), and
+# the brute-force references' pieces
+EXACT = dict(token_min_logp=-np.inf, top_k=None, beam_margin=np.inf, blank_skip_logp=0.0)
+
+
+def random_log_probs(rng, T, V, scale=1.5) -> np.ndarray:
+    x = rng.normal(size=(T, V)) * scale
+    return x - np.logaddexp.reduce(x, axis=1, keepdims=True)  # (T, V)
+
+
+def collapse(path, blank=0) -> tuple:
+    """A CTC path -> its labelling: repeats merged, blanks dropped."""
+    return tuple(k for k, _ in itertools.groupby(path) if k != blank)
+
+
 @pytest.fixture
 def tone_dataset(tmp_path) -> Path:
     """A custom-layout folder of 4 short utterances."""
@@ -91,11 +151,10 @@ def tiny_run(tmp_path_factory) -> tuple[Path, dict]:
     import train
 
     tmp = tmp_path_factory.mktemp("tiny_run")
-    data = str(write_custom_dir(tmp / "tones", TONE_TEXTS))
+    data = write_custom_dir(tmp / "tones", TONE_TEXTS)
     result = train.main(
-        ["--preset", "tiny", "--train_data", data, "--val_data", data, "--out_dir", str(tmp / "run"),
-         "--max_steps", "150", "--eval_every", "150", "--batch_seconds", "100", "--beam_size", "1",
-         "--num_workers", "0", "--wandb_mode", "disabled", "--log_every", "5"]
+        tiny_args(data, tmp / "run", "--val_data", str(data), "--max_steps", "150", "--eval_every", "150",
+                  "--batch_seconds", "100", "--beam_size", "1")
     )  # fmt: skip
     return tmp / "run", result
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import peak_hz
 
 import augment
 from config import Config
@@ -39,10 +40,6 @@ def tone(hz: float, seconds: float = 1.0) -> np.ndarray:
 
 def rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
-
-
-def peak_hz(x: np.ndarray) -> float:
-    return float(np.argmax(np.abs(np.fft.rfft(x))) * SAMPLE_RATE / len(x))
 
 
 def features(n_mels: int = 64, n_frames: int = 300, seed: int = 0) -> torch.Tensor:

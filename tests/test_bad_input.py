@@ -10,24 +10,16 @@ import zipfile
 import pytest
 import soundfile as sf
 import torch
-from conftest import TONE_TEXTS, tone_speech, write_custom_dir
+from conftest import TONE_TEXTS, infer, tiny_args, tone_speech, write_custom_dir
 
 import audio
 import demo_utils
 import download
-import inference
 import model
 import train
 from cli import DataError
 from config import get_config
 from data import CustomDirDataset
-
-
-def infer(data_dir, out, checkpoint, *extra) -> dict:
-    return inference.main(
-        ["--data_dir", str(data_dir), "--out", str(out), "--checkpoint", str(checkpoint), "--num_workers", "0",
-         "--decoder", "greedy", *extra]
-    )  # fmt: skip
 
 
 def one_line_error(excinfo, *names) -> str:
@@ -71,8 +63,8 @@ def test_truncated_flac_in_training_is_skipped_counted_and_named_once(tmp_path, 
     flac = data / "audio" / "a2.flac"
     flac.write_bytes(flac.read_bytes()[: flac.stat().st_size // 2])  # the header still gives a duration
     result = train.main(
-        ["--preset", "tiny", "--train_data", str(data), "--val_data", "", "--out_dir", str(tmp_path / "run"),
-         "--max_steps", "3", "--batch_seconds", "1.5", "--num_workers", "1", "--wandb_mode", "disabled"]
+        tiny_args(data, tmp_path / "run", "--val_data", "", "--max_steps", "3", "--batch_seconds", "1.5",
+                  "--num_workers", "1")
     )  # fmt: skip
     assert result["step"] == 3 and result["unreadable"] == 1
     out = capsys.readouterr()
@@ -166,9 +158,8 @@ def test_unwritable_out_and_missing_gpu_are_one_line(tone_dataset, tiny_run, tmp
     with pytest.raises(SystemExit) as e:
         infer(tone_dataset, tmp_path / "file" / "preds", tiny_run[0] / "last.pt")
     one_line_error(e, "--out", tmp_path / "file" / "preds")
-    training = ["--preset", "tiny", "--train_data", str(tone_dataset), "--wandb_mode", "disabled"]
     with pytest.raises(DataError, match="--out_dir .*file/run: cannot create it"):
-        train.main([*training, "--out_dir", str(tmp_path / "file" / "run")])
+        train.main(tiny_args(tone_dataset, tmp_path / "file" / "run"))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     capsys.readouterr()
     with pytest.raises(SystemExit) as e:  # a flag this machine cannot honour: a usage error, as in train.py
@@ -177,7 +168,7 @@ def test_unwritable_out_and_missing_gpu_are_one_line(tone_dataset, tiny_run, tmp
     message = capsys.readouterr().err.strip()
     assert message.startswith("error: --device cuda") and "--device cpu" in message and "\n" not in message
     with pytest.raises(ValueError, match="--device cuda: torch sees no CUDA GPU here; use --device cpu"):
-        train.main([*training, "--out_dir", str(tmp_path / "run"), "--device", "cuda"])
+        train.main(tiny_args(tone_dataset, tmp_path / "run", "--device", "cuda"))
 
 
 def test_disk_full_while_saving_keeps_the_last_checkpoint(tmp_path, monkeypatch):
@@ -212,9 +203,7 @@ def test_corrupt_lm_is_named_before_decoding(tone_dataset, tiny_run, tmp_path, n
     lm = tmp_path / name
     lm.write_bytes(content)
     with pytest.raises(SystemExit) as e:
-        inference.main(
-            ["--data_dir", str(tone_dataset), "--out", str(tmp_path / "preds"), "--checkpoint",
-             str(tiny_run[0] / "last.pt"), "--decoder", "beam_lm", "--lm", str(lm), "--num_workers", "2"]
-        )  # fmt: skip
+        infer(tone_dataset, tmp_path / "preds", tiny_run[0] / "last.pt", "--decoder", "beam_lm", "--lm", str(lm),
+              "--num_workers", "2")  # fmt: skip
     one_line_error(e, lm, "--lm")
     assert not (tmp_path / "preds").exists()  # stopped before any audio was read

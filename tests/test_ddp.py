@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
-from conftest import random_texts, write_custom_dir
+from conftest import random_texts, tiny_args, write_custom_dir
 
 import train
 from data import DurationBatchSampler, read_data
@@ -95,11 +95,9 @@ def _metrics(run) -> dict[int, dict]:
 
 def test_two_processes_train_like_one_with_the_same_global_batch(tmp_path, monkeypatch):
     data = write_custom_dir(tmp_path / "d", random_texts(8, seed=1))
-    args = [
-        "--preset", "tiny", "--train_data", str(data), "--val_data", str(data), "--device", "cpu",
-        "--batch_seconds", "3", "--max_steps", "6", "--save_every", "2", "--eval_every", "3",
-        "--beam_size", "1", "--log_every", "1", "--num_workers", "0", "--threads", "1",
-        "--wandb_mode", "disabled",
+    flags = [
+        "--val_data", str(data), "--device", "cpu", "--batch_seconds", "3", "--max_steps", "6",
+        "--save_every", "2", "--eval_every", "3", "--beam_size", "1", "--log_every", "1", "--threads", "1",
         # NovoGrad, not the preset's AdamW, whose first steps are about lr * sign(gradient): that
         # would hide a wrongly weighted gradient and make rounding in a near-zero one a whole step
         "--optimizer", "novograd", "--betas", "0.95", "0.5", "--lr", "0.01",
@@ -110,13 +108,13 @@ def test_two_processes_train_like_one_with_the_same_global_batch(tmp_path, monke
         sampler.set_epoch(epoch)
         assert min(map(len, sampler.batches())) >= 2  # no share is empty: both runs take every batch
 
-    _spawn(_rank_main, (2, _free_port(), [*args, "--out_dir", str(tmp_path / "ddp")], str(tmp_path)), 2, 120)
+    _spawn(_rank_main, (2, _free_port(), tiny_args(data, tmp_path / "ddp", *flags), str(tmp_path)), 2, 120)
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
 
     threads = torch.get_num_threads()
     batches, saves = _record_calls(train, monkeypatch.setattr)
     try:
-        train.main([*args, "--out_dir", str(tmp_path / "one")])
+        train.main(tiny_args(data, tmp_path / "one", *flags))
     finally:
         torch.set_num_threads(threads)
 

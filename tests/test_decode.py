@@ -3,6 +3,7 @@ from collections import defaultdict
 
 import numpy as np
 import pytest
+from conftest import EXACT, collapse, random_log_probs
 
 import decode
 from arpa import write_arpa
@@ -28,14 +29,6 @@ def ids_to_text(ids, vocab):
     return Tokenizer(vocab).decode(ids)
 
 
-EXACT = dict(token_min_logp=-np.inf, top_k=None, beam_margin=np.inf, blank_skip_logp=0.0)
-
-
-def random_log_probs(rng, T, V, scale=1.5):
-    x = rng.normal(size=(T, V)) * scale
-    return x - np.logaddexp.reduce(x, axis=1, keepdims=True)  # (T, V)
-
-
 def spell(frames, floor=1e-4):
     """(T, V) log-probs from one {token or char: probability} dict per frame; the rest share a floor."""
     probs = np.full((len(frames), len(VOCAB)), floor)
@@ -48,10 +41,6 @@ def spell(frames, floor=1e-4):
 def spell_text(text, p=0.9, floor=1e-4):
     """Each character for one frame, then a blank frame."""
     return spell([f for ch in text for f in ({ch: p}, {0: p})], floor)
-
-
-def collapse(path, blank=0):
-    return tuple(k for k, _ in itertools.groupby(path) if k != blank)
 
 
 def labelling_totals(log_probs, key=lambda ids: ids):
@@ -78,12 +67,18 @@ def test_greedy_hand_built():
     assert greedy_decode(np.zeros((0, len(VOCAB)))) == []
 
 
-@pytest.mark.parametrize("seed", range(8))
-def test_beam_size_one_is_greedy(seed):
-    rng = np.random.default_rng(seed)
-    log_probs = random_log_probs(rng, 50, len(VOCAB), scale=3.0)
-    assert prefix_beam_search(log_probs, 1) == greedy_decode(log_probs)
-    assert prefix_beam_search(log_probs, 1, vocab=VOCAB) == greedy_decode(log_probs)
+def test_beam_size_one_is_the_best_path():
+    """One beam ranked by its prefix's summed probability stays on "a" (0.6 * (0.3 + 0.3): a blank or a
+    repeat in frame 2) where the best path goes on to "ab" (0.6 * 0.4); beam_size=1 is the best path."""
+    a, b = VOCAB.index("a"), VOCAB.index("b")
+    log_probs = spell([{"a": 0.6, "b": 0.4}, {"b": 0.4, 0: 0.3, "a": 0.3}])
+    assert prefix_beam_search_nbest(log_probs, 1)[0][0] == [a]  # what beam_size=1 must not return
+    assert prefix_beam_search(log_probs, 1) == prefix_beam_search(log_probs, 1, vocab=VOCAB) == [a, b]
+    rng = np.random.default_rng(0)
+    for _ in range(8):
+        log_probs = random_log_probs(rng, 50, len(VOCAB), scale=3.0)
+        best_path = list(collapse(log_probs.argmax(axis=1)))  # best token per frame, merged, no blanks
+        assert prefix_beam_search(log_probs, 1) == prefix_beam_search(log_probs, 1, vocab=VOCAB) == best_path
 
 
 @pytest.mark.parametrize("seed", range(12))

@@ -14,13 +14,12 @@ from pathlib import Path
 import nbformat
 import pytest
 import soundfile as sf
-from conftest import random_texts, tone_speech, write_custom_dir
+from conftest import REPO, random_texts, tone_speech, write_custom_dir
 from notebook import clean_outputs, run_notebook
 
 import demo_utils
 import lm
 
-REPO = Path(__file__).resolve().parents[1]
 RATES = re.compile(r"WER \d+\.\d+%\s+CER \d+\.\d+%")
 NOT_COPIED = shutil.ignore_patterns(
     ".git", "data", "runs", "preds", "wandb", "checkpoints", "docs", "bench", ".*", "__pycache__"

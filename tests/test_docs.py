@@ -3,8 +3,9 @@
 import re
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+from conftest import REPO
+
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 
 
@@ -28,12 +29,12 @@ def test_every_relative_link_resolves():
             file, _, anchor = target.partition("#")
             path = (doc.parent / file).resolve() if file else doc
             if not path.exists() or (anchor and anchor not in anchors(path)):
-                broken.append(f"{doc.relative_to(ROOT)}: {target}")
+                broken.append(f"{doc.relative_to(REPO)}: {target}")
     assert broken == []
 
 
 def test_the_readme_is_a_front_door():
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    text = (REPO / "README.md").read_text(encoding="utf-8")
     assert len(text.splitlines()) <= 250
     commit_like = re.findall(r"\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{7,40}\b", text)
     assert commit_like == [] and "git show" not in text  # a shallow clone has no history to show

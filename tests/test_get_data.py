@@ -10,26 +10,23 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-from conftest import tone_speech
+from conftest import REPO, tone_speech, write_librispeech
 
 import data
 import lm
 from cli import DataError
+from config import get_config
+from data import LibriSpeechDataset
 from download import extract
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
+sys.path.insert(0, str(REPO / "recipes"))
 import split_by_text  # noqa: E402
 
 
 def librispeech_archive(tmp_path: Path, split: str) -> bytes:
     """A .tar.gz laid out as OpenSLR's: LibriSpeech/<split>/<speaker>/<chapter>/... and LibriSpeech/*.TXT."""
     root = tmp_path / "archive_source"
-    chapter = root / "LibriSpeech" / split / "19" / "198"
-    chapter.mkdir(parents=True)
-    texts = {"19-198-0000": "BAD CAB", "19-198-0001": "FACE DEAF"}
-    for i, (uid, text) in enumerate(texts.items()):
-        sf.write(chapter / f"{uid}.flac", tone_speech(text.lower(), seed=i), 16000)
-    (chapter / "19-198.trans.txt").write_text("".join(f"{u} {t}\n" for u, t in texts.items()))
+    write_librispeech(root / "LibriSpeech" / split)
     (root / "LibriSpeech" / "SPEAKERS.TXT").write_text("19 | F | train-clean-5 | 25.19 | Kara Shallenberg\n")
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
@@ -69,6 +66,19 @@ def test_mini_librispeech_download_extracts_to_the_layout_training_reads(http_fo
     # done once: the server may go away
     (http_folder[0] / "31" / "train-clean-5.tar.gz").unlink()
     assert data.download_openslr("train-clean-5", root) == split
+
+
+def test_librispeech_dataset_downloads_a_split_it_does_not_find(http_folder, monkeypatch, tmp_path):
+    payload, root = librispeech_archive(tmp_path, "dev-clean"), tmp_path / "data"
+    serve(monkeypatch, http_folder, "dev-clean", payload)
+    dataset = LibriSpeechDataset(str(root), "dev-clean", get_config("tiny"), download=True)
+    assert [u.text for u in dataset.utterances] == ["bad cab", "face deaf"]
+    assert (root / "LibriSpeech" / "dev-clean" / "19" / "198").is_dir()
+    # another split's damaged archive is caught by the md5 check and removed
+    serve(monkeypatch, http_folder, "dev-other", payload, md5="0" * 32)
+    with pytest.raises(DataError, match="md5 mismatch"):
+        data.download_openslr("dev-other", root)
+    assert not list(root.rglob("dev-other*"))
 
 
 def test_an_interrupted_extraction_keeps_the_checked_archive(http_folder, monkeypatch, tmp_path):

@@ -11,21 +11,12 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-from conftest import CUDA, TONE_TEXTS, tone_speech, write_custom_dir
+from conftest import CUDA, REPO, TONE_TEXTS, infer, python, tone_speech, write_custom_dir
 
 import inference
 import model
 from cli import EXIT_WARNINGS
 from decode import decoder_pool
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def infer(data_dir, out, checkpoint, *extra) -> dict:
-    return inference.main(
-        ["--data_dir", str(data_dir), "--out", str(out), "--checkpoint", str(checkpoint), "--num_workers", "0",
-         "--decoder", "greedy", *extra]
-    )  # fmt: skip
 
 
 def graders_folder(root: Path) -> Path:
@@ -46,15 +37,11 @@ def graders_folder(root: Path) -> Path:
     return data
 
 
-def run(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=300)
-
-
 def test_inference_and_calc_metrics_pair_a_graders_folder_alike(tiny_run, tmp_path):
     data, preds = graders_folder(tmp_path / "g"), tmp_path / "preds"
-    done = run("inference.py", "--data_dir", str(data), "--out", str(preds), "--num_workers", "0",
-               "--checkpoint", str(tiny_run[0] / "last.pt"), "--decoder", "greedy")  # fmt: skip
-    scored = run("calc_metrics.py", "--refs", str(data / "transcriptions"), "--hyps", str(preds))
+    done = python("inference.py", "--data_dir", str(data), "--out", str(preds), "--num_workers", "0",
+                  "--checkpoint", str(tiny_run[0] / "last.pt"), "--decoder", "greedy")  # fmt: skip
+    scored = python("calc_metrics.py", "--refs", str(data / "transcriptions"), "--hyps", str(preds))
     assert done.returncode == scored.returncode == EXIT_WARNINGS, done.stderr + scored.stderr
     assert sorted(p.relative_to(preds).as_posix() for p in preds.rglob("*.txt")) == [
         "a1.txt", "a2.txt", "b5.txt", "sub/a4.txt"
@@ -185,8 +172,7 @@ def test_the_gpu_transcribes_like_the_cpu(tiny_run, tmp_path, monkeypatch, devic
     for on in ("cpu", device):
         for decoder in ("greedy", "beam"):
             out = tmp_path / f"{on}-{decoder}"
-            inference.main(["--data_dir", str(data), "--out", str(out), "--checkpoint", str(tiny_run[0] / "last.pt"),
-                            "--device", on, "--decoder", decoder, "--num_workers", "0"])  # fmt: skip
+            infer(data, out, tiny_run[0] / "last.pt", "--device", on, "--decoder", decoder)
             texts[on, decoder] = {p.name: p.read_text() for p in out.glob("*.txt")}
     assert len(texts["cpu", "greedy"]) == len(TONE_TEXTS)
     assert texts["cpu", "greedy"] == texts[device, "greedy"] and texts["cpu", "beam"] == texts[device, "beam"]

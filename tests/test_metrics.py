@@ -1,19 +1,14 @@
 import random
-import subprocess
-import sys
-import time
 import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import python
 
 import calc_metrics
-from bench.memory import one_hour_transcript
 from calc_metrics import corpus_error_rates, edit_counts, edit_distance
 from cli import EXIT_WARNINGS
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def full_table_edit_counts(ref: list, hyp: list) -> tuple[int, int, int]:
@@ -119,18 +114,21 @@ def test_same_counts_as_the_full_table_on_random_pairs():
         assert edit_distance("".join(ref), "".join(hyp)) == sum(counts)
 
 
-def test_one_hour_transcript_scores_in_seconds_with_bounded_memory():
-    ref, hyp = one_hour_transcript()
+def test_one_hour_transcript_scores_with_bounded_memory():
+    """An hour of speech: 10,000 random words, 10 % substituted and 3 % deleted (as bench/memory.py,
+    which times it)."""
+    rng = np.random.default_rng(0)
+    letters = list("abcdefghijklmnopqrstuvwxyz")
+    vocab = ["".join(rng.choice(letters, size=rng.integers(2, 8))) for _ in range(3000)]
+    ref = list(rng.choice(vocab, size=10_000))
+    hyp = [w if rng.random() > 0.1 else rng.choice(vocab) for w in ref if rng.random() > 0.03]
     tracemalloc.start()
-    start = time.perf_counter()
-    m = corpus_error_rates([ref], [hyp])
-    seconds = time.perf_counter() - start
+    m = corpus_error_rates([" ".join(ref)], [" ".join(hyp)])
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert m["ref_words"] == 10_000 and 0.1 < m["wer"] < 0.2 and 0.05 < m["cer"] < 0.2
     # a full table would be 10,000 x 9,700 words (0.8 GB) and 55,000 x 53,000 characters (23 GB)
     assert peak < 20 * 2**20, f"peak {peak / 2**20:.0f} MiB"
-    assert seconds < 60
 
 
 def write_pair(tmp_path, refs: dict, hyps: dict) -> tuple[Path, Path]:
@@ -171,7 +169,6 @@ def test_exit_code_says_whether_anything_was_skipped(tmp_path):
     refs, hyps = write_pair(tmp_path, {"u1": "a b"}, {"u1": "a c"})
     assert calc_metrics.main(["--refs", str(refs), "--hyps", str(hyps)])["warnings"] == 0  # exit code 0
     (refs / "u2.txt").write_bytes(b"\xe9t\xe9")
-    cmd = [sys.executable, "calc_metrics.py", "--refs", str(refs), "--hyps", str(hyps)]
-    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    done = python("calc_metrics.py", "--refs", str(refs), "--hyps", str(hyps))
     assert done.returncode == EXIT_WARNINGS, done.stderr
     assert "u2.txt" in done.stdout and "WER 50.00%" in done.stdout

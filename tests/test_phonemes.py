@@ -8,6 +8,7 @@ import types
 
 import numpy as np
 import pytest
+from conftest import EXACT, collapse, random_log_probs
 
 import lexicon
 from decode import pronunciation_search_nbest
@@ -15,8 +16,6 @@ from kneser_ney import build_kneser_ney
 from lexicon import PHONEMES, Lexicon, build_lexicon, cmu_dictionary, describe, load_lexicon
 from lm import NGramLM
 from tokenizer import PhoneTokenizer, Tokenizer, train_tokenizer
-
-EXACT = dict(token_min_logp=-np.inf, top_k=None, beam_margin=np.inf, blank_skip_logp=0.0)
 
 COMMON = (
     "the of and to in that was he it his with as had for you not be her on at by which have or from "
@@ -150,19 +149,13 @@ TINY_LEXICON = Lexicon(
 TINY_LM_TEXT = ["bah a", "a bah b", "baa ab", "b a", "ab b a", "bah bah"]
 
 
-def random_log_probs(rng, T, V, scale=1.5):
-    x = rng.normal(size=(T, V)) * scale
-    return x - np.logaddexp.reduce(x, axis=1, keepdims=True)
-
-
 def pronunciation_totals(log_probs) -> dict[tuple, float]:
     """log P_ctc of every sequence of phoneme words, summing every alignment (a path of tokens,
     repeats merged and blanks dropped, split at boundaries) that spells it."""
     T, V = log_probs.shape
     totals = {}
     for path in itertools.product(range(V), repeat=T):
-        labels = [k for k, _ in itertools.groupby(path) if k != 0]
-        words = "".join(" " if k == 1 else f"{TINY[k]}." for k in labels).split()
+        words = "".join(" " if k == 1 else f"{TINY[k]}." for k in collapse(path)).split()
         key = tuple(tuple(w.rstrip(".").split(".")) for w in words)
         totals[key] = np.logaddexp(totals.get(key, -np.inf), log_probs[np.arange(T), path].sum())
     return totals

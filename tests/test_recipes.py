@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import REPO
 
-ROOT = Path(__file__).resolve().parents[1]
 VAL_SPEAKERS = ["19", "3664", "1970", "6848"]
 
 
@@ -28,7 +28,7 @@ def options(line: str) -> dict[str, list[str]]:
 def dry_run(data: Path, *flags: str) -> list[str]:
     done = subprocess.run(
         ["bash", "recipes/release.sh", str(data), "--dry-run", *flags],
-        cwd=ROOT, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "RUN": "runs/r"},
+        cwd=REPO, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "RUN": "runs/r"},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     return done.stdout.splitlines()
@@ -67,7 +67,7 @@ def test_release_dry_run_starts_with_the_commands_that_made_the_shipped_model(da
     assert all(t["--val_speakers"] == VAL_SPEAKERS for t in trains)
     # stage 6 widens the model to the shipped checkpoint's architecture, whose targets stage 7 sets
     # (stage 8 keeps them)
-    shipped = torch.load(ROOT / "checkpoints" / "model.pt", map_location="cpu", weights_only=False)["config"]
+    shipped = torch.load(REPO / "checkpoints" / "model.pt", map_location="cpu", weights_only=False)["config"]
     assert trains[7]["--tokenizer"] == [shipped["tokenizer"]] and "--tokenizer" not in trains[8]
     for field in ("c1_channels", "block_channels", "c2_channels", "c3_channels"):
         assert [int(x) for x in trains[6][f"--{field}"]] == list(
@@ -96,7 +96,7 @@ def test_release_by_steps_repeats_each_stages_steps_without_a_clock(data_dir):
 
 def test_release_names_the_missing_data_and_how_to_get_it(tmp_path):
     done = subprocess.run(
-        ["bash", "recipes/release.sh", str(tmp_path), "--dry-run"], cwd=ROOT, capture_output=True, text=True
+        ["bash", "recipes/release.sh", str(tmp_path), "--dry-run"], cwd=REPO, capture_output=True, text=True
     )
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr == (
@@ -116,7 +116,7 @@ def test_a_recipe_run_resumes_its_folder_or_starts_it_anew(tmp_path):
     def train_run() -> str:
         script = f"data={tmp_path}; source recipes/common.sh; train_run {run} --preset small --lr 0.01"
         env = {"PATH": f"{shim.parent}:/usr/bin:/bin", "LOG": str(log)}
-        subprocess.run(["bash", "-c", script], cwd=ROOT, env=env, check=True)
+        subprocess.run(["bash", "-c", script], cwd=REPO, env=env, check=True)
         return log.read_text().splitlines()[-1]
 
     run.mkdir()

@@ -6,26 +6,16 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import CUDA, TONE_TEXTS, random_texts, tone_speech, write_custom_dir
+from conftest import CUDA, REPO, TONE_TEXTS, python, random_texts, tiny_args, tone_speech, write_custom_dir
 
 import inference
 import train
 from decode import DecodingOptions
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def tiny_args(data_dir, out_dir, *extra):
-    return [
-        "--preset", "tiny", "--train_data", str(data_dir), "--out_dir", str(out_dir),
-        "--num_workers", "0", "--wandb_mode", "disabled", "--log_every", "5", *extra,
-    ]  # fmt: skip
 
 
 def test_overfit_one_batch(tiny_run):
@@ -123,17 +113,16 @@ def test_data_loader_workers_train_exactly_like_the_main_process(tmp_path):
 def test_command_line_train_infer_score(tmp_path):
     """The README's commands, as a user types them."""
     data_dir = write_custom_dir(tmp_path / "d", random_texts(6, seed=2))
-    run = lambda *cmd: subprocess.run(  # noqa: E731
-        [sys.executable, *cmd], cwd=REPO, capture_output=True, text=True, timeout=300
+    trained = python(
+        "train.py", *tiny_args(data_dir, tmp_path / "run", "--max_steps", "50", "--val_data", "")
     )
-    trained = run("train.py", *tiny_args(data_dir, tmp_path / "run", "--max_steps", "50", "--val_data", ""))
     assert trained.returncode == 0, trained.stderr[-2000:]
     checkpoint = tmp_path / "run" / "last.pt"
-    inferred = run("inference.py", "--data_dir", str(data_dir), "--out", str(tmp_path / "preds"),
-                   "--checkpoint", str(checkpoint))  # fmt: skip
+    inferred = python("inference.py", "--data_dir", str(data_dir), "--out", str(tmp_path / "preds"),
+                      "--checkpoint", str(checkpoint))  # fmt: skip
     assert inferred.returncode == 0, inferred.stderr[-2000:]
     assert sorted(p.name for p in (tmp_path / "preds").iterdir()) == [f"utt{i:03d}.txt" for i in range(6)]
-    scored = run(
+    scored = python(
         "calc_metrics.py", "--refs", str(data_dir / "transcriptions"), "--hyps", str(tmp_path / "preds")
     )
     assert scored.returncode == 0 and "WER" in scored.stdout and "CER" in scored.stdout
@@ -502,9 +491,7 @@ def test_skipped_utterances_exit_3_with_one_line_warnings(tmp_path):
     sf.write(data_dir / "audio" / "long.wav", tone_speech("bead " * 6), 16000)  # 2.6 s
     (data_dir / "transcriptions" / "long.txt").write_text("bead " * 6)
     args = tiny_args(data_dir, tmp_path / "run", "--val_data", "", "--max_steps", "1", "--max_duration", "2")
-    done = subprocess.run(
-        [sys.executable, "train.py", *args], cwd=REPO, capture_output=True, text=True, timeout=300
-    )
+    done = python("train.py", *args)
     output = done.stdout + done.stderr
     assert done.returncode == 3, output[-2000:]
     assert "warning: skipped 1 utterance(s): empty transcription: " in output and "u4.wav" in output

@@ -4,6 +4,7 @@ import json
 
 import matplotlib.image
 import soundfile as sf
+from conftest import tiny_args
 
 import train
 from logger import metric_series, read_metrics
@@ -11,23 +12,10 @@ from logger import metric_series, read_metrics
 
 def test_training_logs_metrics_examples_and_wandb_media(tmp_path, tone_dataset, offline_wandb):
     run = tmp_path / "run"
-    data = str(tone_dataset)
     train.main(
-        [
-            "--preset",
-            "tiny",
-            "--train_data",
-            data,
-            "--val_data",
-            data,
-            "--max_steps",
-            "4",
-            "--eval_every",
-            "2",
-        ]
-        + ["--log_every", "1", "--out_dir", str(run), "--wandb_mode", "offline", "--num_workers", "0"]
-        + ["--device", "cpu", "--beam_size", "1"]
-    )
+        tiny_args(tone_dataset, run, "--val_data", str(tone_dataset), "--max_steps", "4", "--eval_every", "2",
+                  "--log_every", "1", "--wandb_mode", "offline", "--device", "cpu", "--beam_size", "1")
+    )  # fmt: skip
 
     rows = read_metrics(run)
     for key in ("train/loss", "train/lr", "train/grad_norm"):
