@@ -6,7 +6,8 @@ import torch.nn.functional as F
 from conftest import CUDA
 
 from config import get_config
-from model import Dropout, QuartzNet, chunked_log_probs, depthwise_conv, fold_batch_norm, num_params, widen
+from kernels import Dropout, depthwise_conv
+from model import QuartzNet, chunked_log_probs, fold_batch_norm, num_params, widen
 from tokenizer import Tokenizer
 from train import ctc_loss
 
