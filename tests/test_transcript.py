@@ -181,6 +181,18 @@ def test_words_of_characters_have_times_ends_and_the_least_sure_letter_as_confid
     assert [w.confidence for w in words] == pytest.approx([0.6, 0.7], abs=0.01)  # "b" and "d", not means
 
 
+def test_every_decoder_gives_the_greedy_path_s_frames_on_clear_log_probs():
+    a, b, c, d, space = (CHARS.vocab.index(ch) for ch in "abcd ")
+    frames = [{}, {a: 0.9}, {a: 0.9}, {b: 0.6}, {}, {space: 0.9}, {c: 0.8}, {}, {c: 0.9}, {d: 0.7}, {}]
+    log_probs = spikes(frames, len(CHARS))
+    lm = NGramLM.from_ngrams(build_kneser_ney(["ab ccd", "ccd ab"], order=2))
+    expected = greedy_path(log_probs)
+    assert CHARS.decode(expected[0]) == "ab ccd"
+    for decoder in ("greedy", "beam", "beam_lm"):
+        options = DecodingOptions(decoder=decoder, beam_size=8)
+        assert decode(log_probs, CHARS.vocab, options, lm, with_frames=True) == expected, decoder
+
+
 def test_word_pieces_begin_words_with_their_space():
     pieces = train_tokenizer(["the cat sat on the mat"] * 20 + ["a theme"], kind="bpe", vocab_size=40)
     ids = pieces.encode("the cat sat")
