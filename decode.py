@@ -23,9 +23,13 @@ import numpy as np
 from arpa import BOS, EOS, UNK
 from lexicon import Lexicon
 from lm import NGramLM, WordTrie
+from tokenizer import normalize_text
 
 NEG_INF = float("-inf")
 DECODERS = ("greedy", "beam", "beam_lm")
+HOTWORDS_NEED_SPELLING = (
+    "--hotwords: a phoneme model writes only its lexicon's words; add them to its lexicon"
+)
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,12 @@ class DecodingOptions:
     top_k: int | None = field(default=16, metadata=dict(help="at most this many tokens per frame ('all')"))
     beam_margin: float = field(default=10.0, metadata=dict(help="beams this far below the best are dropped"))
     blank_skip_logp: float = field(default=-1e-3, metadata=dict(help="a blank this sure is a frame skipped"))
+    hotwords: str = field(
+        default="", metadata=dict(help="words to favour (beam searches): 'word1,word2', or a file of them")
+    )
+    hotword_boost: float = field(
+        default=1.0, metadata=dict(help="a hotword's bonus per character (log-prob)")
+    )
 
     def __post_init__(self):
         """ValueError naming the setting (as its command-line flag) that no search can use."""
@@ -58,6 +68,7 @@ class DecodingOptions:
             "top_k": self.top_k is not None and not self.top_k >= 1 and "must be at least 1, or all",
             "alpha": not math.isfinite(self.alpha) and "must be a finite number",
             "beta": not math.isfinite(self.beta) and "must be a finite number",
+            "hotword_boost": not 0 <= self.hotword_boost < math.inf and "must be a number >= 0",
             "unk_score": not self.unk_score < math.inf and "must be a number, or lexicon (-inf)",
         }
         for name, problem in problems.items():
@@ -65,8 +76,9 @@ class DecodingOptions:
                 raise ValueError(f"--{name} {getattr(self, name)}: {problem}")
 
     def search_kwargs(self) -> dict:
-        """The keyword arguments of prefix_beam_search_nbest (all but decoder, beam_size, lm, lexicon)."""
-        files = ("decoder", "beam_size", "lm", "lexicon")
+        """The keyword arguments of prefix_beam_search_nbest (all but decoder, beam_size, lm, lexicon,
+        and hotwords, which decode() reads: read_hotwords)."""
+        files = ("decoder", "beam_size", "lm", "lexicon", "hotwords")
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in files}
 
 
@@ -77,6 +89,23 @@ def unk_score(text: str) -> float:
 
 def top_k(text: str) -> int | None:
     return None if text == "all" else int(text)
+
+
+@lru_cache(maxsize=8)
+def read_hotwords(text: str) -> tuple[str, ...]:
+    """--hotwords: "word1,word2", or a file of words (commas or one a line) -> normalised words,
+    each once, in order; a phrase counts as its words."""
+    if text and os.path.isfile(text):
+        with open(text, encoding="utf-8") as f:
+            text = f.read()
+    words = [w for part in text.replace("\n", ",").split(",") for w in normalize_text(part).split()]
+    return tuple(dict.fromkeys(words))
+
+
+@lru_cache(maxsize=1)
+def _no_lm() -> NGramLM:
+    """An LM that scores nothing, for hotwords without an LM (alpha = beta = 0, unk_score = 0)."""
+    return NGramLM.from_ngrams([{(BOS,): (0.0, 0.0), (EOS,): (0.0, 0.0), (UNK,): (0.0, 0.0)}])
 
 
 def add_decoding_args(parser, defaults: bool = True) -> None:
@@ -157,6 +186,25 @@ def _word_state_tables(trie: WordTrie, alpha: float, unk: int) -> tuple[np.ndarr
     return tables
 
 
+@lru_cache(maxsize=8)
+def _hotword_tables(trie: WordTrie, hotwords: tuple[str, ...], boost: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per word state: the hotword bonus a partial word holds, boost per character of the hotword
+    prefix it is (kept by a word that left the trie from there, refunded when its word ends), and
+    the bonus a word keeps when it ends as a hotword; (2S,) each. A bonus per character, not per
+    word, so that a hotword is favoured as it is spelled and survives the pruning until it ends."""
+    S = len(trie.best)
+    along, ends = np.zeros(S), np.zeros(S)
+    for word in hotwords:
+        states = trie.states_of(word)
+        along[states] = np.maximum(along[states], boost * np.arange(1, len(states) + 1))
+        if states:
+            ends[states[-1]] = boost * len(states)
+    tables = trie.by_word_state(along), np.concatenate([ends, np.zeros(S)])
+    for table in tables:
+        table.flags.writeable = False
+    return tables
+
+
 class _LMScorer:
     """Shallow-fusion bookkeeping for one utterance, cached per trie node of the search.
 
@@ -172,6 +220,9 @@ class _LMScorer:
 
     Where a trie state ends K > 1 words (homophones, in a trie of pronunciations), the vocab's k-th
     " " token ends the partial word as the k-th of them: each is its own hypothesis.
+
+    Hotwords join the trie (as <unk> when the LM lacks them, so their characters pay no unk_score)
+    and earn hotword_boost per character while spelled, which they keep when they end as one.
     """
 
     def __init__(
@@ -182,6 +233,8 @@ class _LMScorer:
         beta: float,
         unk_score: float,
         trie: WordTrie | None = None,
+        hotwords: tuple[str, ...] = (),
+        hotword_boost: float = 0.0,
     ):
         self.lm, self.alpha, self.beta = lm, alpha, beta
         self.is_space = np.array([token == " " for token in vocab])  # (V,)
@@ -194,8 +247,12 @@ class _LMScorer:
         self.history = {1: (lm.word_id(BOS),)}  # node whose token begins a word (or the root) -> history
         # (node, homophone) -> history once the node's partial word has ended as that homophone
         self.history_after: dict[tuple[int, int], tuple] = {}
-        self.trie = trie if trie is not None else lm.word_trie(vocab)
+        self.trie = trie if trie is not None else lm.word_trie(vocab, hotwords)
         self.look, self.is_word, ends, word_of = _word_state_tables(self.trie, alpha, lm.word_id(UNK))
+        self.hot_end = None  # (2S,) the bonus of ending as a hotword, with hotwords
+        if hotwords:
+            along, self.hot_end = _hotword_tables(self.trie, hotwords, hotword_boost)
+            self.look = self.look + along
         homophones = max(int(self.is_space.sum()), 1)  # the homophones that a space (copy) ends a word as
         if ends.shape[1] < homophones:  # the LM lacks every word of the largest sets: those copies end none
             pad = ((0, 0), (0, homophones - ends.shape[1]))
@@ -230,6 +287,8 @@ class _LMScorer:
         extra = np.where(ends, 0.0, NEG_INF)
         extra[:, 0] = np.where(ends[:, 0], 0.0, self.unk_score)
         scores = (self.beta - self.look[states])[:, None] + extra
+        if self.hot_end is not None:
+            scores += self.hot_end[states][:, None]
         words = self.word_of[states]
         for j, k in zip(*np.nonzero(scores > NEG_INF)):
             node, word = int(nodes[j]), int(words[j, k])
@@ -246,6 +305,8 @@ class _LMScorer:
         """(B,) upper bound of completions(): log P(word | history) <= 0, unk_score <= 0; -inf for a
         word outside the vocabulary when unk_score is -inf (no LM query needed to know)."""
         bound = self.beta - self.look[states]
+        if self.hot_end is not None:
+            bound = bound + self.hot_end[states]
         return bound if self.unk_score > NEG_INF else np.where(self.is_word[states], bound, NEG_INF)
 
     def completions(self, ids: np.ndarray, last: np.ndarray, states: np.ndarray) -> np.ndarray:
@@ -306,6 +367,8 @@ def prefix_beam_search_nbest(
     trie: WordTrie | None = None,
     homophones: int = 1,
     with_frames: bool = False,
+    hotwords: tuple[str, ...] = (),
+    hotword_boost: float = 1.0,
 ) -> list[tuple]:
     """CTC prefix beam search; (T, V) log-probs -> beams as (token ids, score), best first; with_frames,
     (token ids, score, frames): per token, the frame of its first emission (see the end).
@@ -333,11 +396,17 @@ def prefix_beam_search_nbest(
     weighed). The first frame a prefix was made at would be exact for greedy paths but not for
     beams, where a prefix often enters the beam early, at a frame where its token is unlikely.
     Frames are made to increase along the labelling (transcript.py finds where each emission ends).
+
+    hotwords (normalised words, spelled models) earn hotword_boost per character (see _LMScorer);
+    with lm, those it lacks become reachable even with unk_score -inf; without one, the search
+    tracks words with an LM that scores nothing else.
     """
     if beam_size < 1:
         raise ValueError(f"beam_size must be at least 1, got {beam_size}")
     log_probs = np.asarray(log_probs, np.float64)  # (T, V)
     T, V = log_probs.shape
+    if hotwords and lm is None:  # words are tracked by the LM scorer: one that scores nothing else
+        lm, alpha, beta, unk_score = _no_lm(), 0.0, 0.0, 0.0
     space = vocab.index(" ") if vocab is not None and " " in vocab else -1
     if lm is not None and space < 0:
         raise ValueError("LM fusion needs a vocab with a space token")
@@ -353,7 +422,11 @@ def prefix_beam_search_nbest(
     begins_word = word_starts(vocab) if vocab is not None else np.zeros(V, bool)
     is_space = np.zeros(V + 1, bool)  # (V + 1,) the word boundaries; [-1] for last = -1 (no vocab)
     is_space[:V] = [token == " " for token in vocab] if vocab is not None else False
-    scorer = _LMScorer(lm, vocab, alpha, beta, unk_score, trie) if lm is not None else None
+    scorer = (
+        _LMScorer(lm, vocab, alpha, beta, unk_score, trie, hotwords, hotword_boost)
+        if lm is not None
+        else None
+    )
 
     # trie of prefixes: node 1 is the empty prefix, node 0 a sentinel parent no beam ever holds
     capacity = 1024
@@ -585,10 +658,15 @@ def decode(
     if options.decoder not in DECODERS:
         raise ValueError(f"unknown decoder {options.decoder!r}; choose {', '.join(DECODERS)}")
     lm = lm if options.decoder == "beam_lm" else None
-    if options.decoder == "greedy" or (options.beam_size == 1 and lm is None and lexicon is None):
+    hotwords = read_hotwords(options.hotwords) if options.decoder != "greedy" else ()
+    if options.decoder == "greedy" or (
+        options.beam_size == 1 and lm is None and lexicon is None and not hotwords
+    ):
         ids, frames = greedy_path(log_probs)  # beam_size 1 with no LM: the best path (prefix_beam_search)
         return (ids, frames) if with_frames else ids
-    kwargs = dict(options.search_kwargs(), with_frames=with_frames)
+    if hotwords and lexicon is not None:
+        raise ValueError(HOTWORDS_NEED_SPELLING)
+    kwargs = dict(options.search_kwargs(), with_frames=with_frames, hotwords=hotwords)
     if lexicon is not None:
         best = pronunciation_search_nbest(log_probs, options.beam_size, vocab, lexicon, lm, **kwargs)[0]
     else:

@@ -52,6 +52,7 @@ from calc_metrics import (
 from config import UsageError
 from data import CustomDirDataset, DurationBatchSampler, LibriSpeechDataset, collate, make_output_dir
 from decode import (
+    HOTWORDS_NEED_SPELLING,
     DecodingOptions,
     add_decoding_args,
     decode_batch,
@@ -119,6 +120,8 @@ def _load(data_dir, checkpoint=DEFAULT_CHECKPOINT, sha256=None, dataset="custom"
     model, cfg, tokenizer = load_model(state, device)
     if tokenizer.lexicon is not None and options.lexicon:
         tokenizer = tokenizer.with_lexicon(load_lexicon(options.lexicon))
+    if tokenizer.lexicon is not None and options.hotwords and options.decoder != "greedy":
+        raise ValueError(HOTWORDS_NEED_SPELLING)
     with warnings.catch_warnings(record=True) as caught:  # collect 'skipped' warnings to report once
         warnings.simplefilter("always")
         if dataset == "librispeech":
