@@ -23,9 +23,13 @@ import numpy as np
 from arpa import BOS, EOS, UNK
 from lexicon import Lexicon
 from lm import NGramLM, WordTrie
+from tokenizer import normalize_text
 
 NEG_INF = float("-inf")
 DECODERS = ("greedy", "beam", "beam_lm")
+HOTWORDS_NEED_SPELLING = (
+    "--hotwords: a phoneme model writes only its lexicon's words; add them to its lexicon"
+)
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,12 @@ class DecodingOptions:
     top_k: int | None = field(default=16, metadata=dict(help="at most this many tokens per frame ('all')"))
     beam_margin: float = field(default=10.0, metadata=dict(help="beams this far below the best are dropped"))
     blank_skip_logp: float = field(default=-1e-3, metadata=dict(help="a blank this sure is a frame skipped"))
+    hotwords: str = field(
+        default="", metadata=dict(help="words to favour (beam searches): 'word1,word2', or a file of them")
+    )
+    hotword_boost: float = field(
+        default=1.0, metadata=dict(help="a hotword's bonus per character (log-prob)")
+    )
 
     def __post_init__(self):
         """ValueError naming the setting (as its command-line flag) that no search can use."""
@@ -58,6 +68,7 @@ class DecodingOptions:
             "top_k": self.top_k is not None and not self.top_k >= 1 and "must be at least 1, or all",
             "alpha": not math.isfinite(self.alpha) and "must be a finite number",
             "beta": not math.isfinite(self.beta) and "must be a finite number",
+            "hotword_boost": not 0 <= self.hotword_boost < math.inf and "must be a number >= 0",
             "unk_score": not self.unk_score < math.inf and "must be a number, or lexicon (-inf)",
         }
         for name, problem in problems.items():
@@ -65,8 +76,9 @@ class DecodingOptions:
                 raise ValueError(f"--{name} {getattr(self, name)}: {problem}")
 
     def search_kwargs(self) -> dict:
-        """The keyword arguments of prefix_beam_search_nbest (all but decoder, beam_size, lm, lexicon)."""
-        files = ("decoder", "beam_size", "lm", "lexicon")
+        """The keyword arguments of prefix_beam_search_nbest (all but decoder, beam_size, lm, lexicon,
+        and hotwords, which decode() reads: read_hotwords)."""
+        files = ("decoder", "beam_size", "lm", "lexicon", "hotwords")
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in files}
 
 
@@ -77,6 +89,23 @@ def unk_score(text: str) -> float:
 
 def top_k(text: str) -> int | None:
     return None if text == "all" else int(text)
+
+
+@lru_cache(maxsize=8)
+def read_hotwords(text: str) -> tuple[str, ...]:
+    """--hotwords: "word1,word2", or a file of words (commas or one a line) -> normalised words,
+    each once, in order; a phrase counts as its words."""
+    if text and os.path.isfile(text):
+        with open(text, encoding="utf-8") as f:
+            text = f.read()
+    words = [w for part in text.replace("\n", ",").split(",") for w in normalize_text(part).split()]
+    return tuple(dict.fromkeys(words))
+
+
+@lru_cache(maxsize=1)
+def _no_lm() -> NGramLM:
+    """An LM that scores nothing, for hotwords without an LM (alpha = beta = 0, unk_score = 0)."""
+    return NGramLM.from_ngrams([{(BOS,): (0.0, 0.0), (EOS,): (0.0, 0.0), (UNK,): (0.0, 0.0)}])
 
 
 def add_decoding_args(parser, defaults: bool = True) -> None:
@@ -94,11 +123,16 @@ def add_decoding_args(parser, defaults: bool = True) -> None:
 
 def greedy_decode(log_probs: np.ndarray, blank: int = 0) -> list[int]:
     """(T, V) -> token ids: best token per frame, repeats collapsed, blanks dropped."""
+    return greedy_path(log_probs, blank)[0]
+
+
+def greedy_path(log_probs: np.ndarray, blank: int = 0) -> tuple[list[int], list[int]]:
+    """(T, V) -> greedy_decode's token ids and the frame where each one's run of the best path begins."""
     best = np.asarray(log_probs).argmax(axis=-1)  # (T,)
-    keep = np.ones(len(best), bool)
-    keep[1:] = best[1:] != best[:-1]
-    best = best[keep]
-    return best[best != blank].tolist()
+    first = np.ones(len(best), bool)  # (T,) a frame whose best token differs from the frame before's
+    first[1:] = best[1:] != best[:-1]
+    frames = np.flatnonzero(first & (best != blank))
+    return best[frames].tolist(), frames.tolist()
 
 
 def frame_candidates(
@@ -152,6 +186,25 @@ def _word_state_tables(trie: WordTrie, alpha: float, unk: int) -> tuple[np.ndarr
     return tables
 
 
+@lru_cache(maxsize=8)
+def _hotword_tables(trie: WordTrie, hotwords: tuple[str, ...], boost: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per word state: the hotword bonus a partial word holds, boost per character of the hotword
+    prefix it is (kept by a word that left the trie from there, refunded when its word ends), and
+    the bonus a word keeps when it ends as a hotword; (2S,) each. A bonus per character, not per
+    word, so that a hotword is favoured as it is spelled and survives the pruning until it ends."""
+    S = len(trie.best)
+    along, ends = np.zeros(S), np.zeros(S)
+    for word in hotwords:
+        states = trie.states_of(word)
+        along[states] = np.maximum(along[states], boost * np.arange(1, len(states) + 1))
+        if states:
+            ends[states[-1]] = boost * len(states)
+    tables = trie.by_word_state(along), np.concatenate([ends, np.zeros(S)])
+    for table in tables:
+        table.flags.writeable = False
+    return tables
+
+
 class _LMScorer:
     """Shallow-fusion bookkeeping for one utterance, cached per trie node of the search.
 
@@ -167,6 +220,9 @@ class _LMScorer:
 
     Where a trie state ends K > 1 words (homophones, in a trie of pronunciations), the vocab's k-th
     " " token ends the partial word as the k-th of them: each is its own hypothesis.
+
+    Hotwords join the trie (as <unk> when the LM lacks them, so their characters pay no unk_score)
+    and earn hotword_boost per character while spelled, which they keep when they end as one.
     """
 
     def __init__(
@@ -177,6 +233,8 @@ class _LMScorer:
         beta: float,
         unk_score: float,
         trie: WordTrie | None = None,
+        hotwords: tuple[str, ...] = (),
+        hotword_boost: float = 0.0,
     ):
         self.lm, self.alpha, self.beta = lm, alpha, beta
         self.is_space = np.array([token == " " for token in vocab])  # (V,)
@@ -189,8 +247,12 @@ class _LMScorer:
         self.history = {1: (lm.word_id(BOS),)}  # node whose token begins a word (or the root) -> history
         # (node, homophone) -> history once the node's partial word has ended as that homophone
         self.history_after: dict[tuple[int, int], tuple] = {}
-        self.trie = trie if trie is not None else lm.word_trie(vocab)
+        self.trie = trie if trie is not None else lm.word_trie(vocab, hotwords)
         self.look, self.is_word, ends, word_of = _word_state_tables(self.trie, alpha, lm.word_id(UNK))
+        self.hot_end = None  # (2S,) the bonus of ending as a hotword, with hotwords
+        if hotwords:
+            along, self.hot_end = _hotword_tables(self.trie, hotwords, hotword_boost)
+            self.look = self.look + along
         homophones = max(int(self.is_space.sum()), 1)  # the homophones that a space (copy) ends a word as
         if ends.shape[1] < homophones:  # the LM lacks every word of the largest sets: those copies end none
             pad = ((0, 0), (0, homophones - ends.shape[1]))
@@ -225,6 +287,8 @@ class _LMScorer:
         extra = np.where(ends, 0.0, NEG_INF)
         extra[:, 0] = np.where(ends[:, 0], 0.0, self.unk_score)
         scores = (self.beta - self.look[states])[:, None] + extra
+        if self.hot_end is not None:
+            scores += self.hot_end[states][:, None]
         words = self.word_of[states]
         for j, k in zip(*np.nonzero(scores > NEG_INF)):
             node, word = int(nodes[j]), int(words[j, k])
@@ -241,6 +305,8 @@ class _LMScorer:
         """(B,) upper bound of completions(): log P(word | history) <= 0, unk_score <= 0; -inf for a
         word outside the vocabulary when unk_score is -inf (no LM query needed to know)."""
         bound = self.beta - self.look[states]
+        if self.hot_end is not None:
+            bound = bound + self.hot_end[states]
         return bound if self.unk_score > NEG_INF else np.where(self.is_word[states], bound, NEG_INF)
 
     def completions(self, ids: np.ndarray, last: np.ndarray, states: np.ndarray) -> np.ndarray:
@@ -300,8 +366,12 @@ def prefix_beam_search_nbest(
     unk_score: float = -3.0,
     trie: WordTrie | None = None,
     homophones: int = 1,
-) -> list[tuple[list[int], float]]:
-    """CTC prefix beam search; (T, V) log-probs -> beams as (token ids, score), best first.
+    with_frames: bool = False,
+    hotwords: tuple[str, ...] = (),
+    hotword_boost: float = 1.0,
+) -> list[tuple]:
+    """CTC prefix beam search; (T, V) log-probs -> beams as (token ids, score), best first; with_frames,
+    (token ids, score, frames): per token, the frame of its first emission (see the end).
 
     score = log P_ctc(prefix) + alpha * log P_lm(words) + beta * len(words) (the LM terms only with lm).
     With vocab (which must then contain " "), spaces are word boundaries: leading and repeated spaces do
@@ -319,11 +389,24 @@ def prefix_beam_search_nbest(
     V + K - 2 (same log-probs): the k-th ends the word before it as the k-th word that its trie
     state ends, so that homophones are hypotheses of their own; a result's last word ends with the
     copy that chose it (the space itself, for the first, is dropped as ever).
+
+    A token's frame is where the most probability entered its prefix: the frame t that maximises
+    P(the parent's prefix by t - 1) * P(token at t) over the extensions the search made, which is
+    the first emission of the likeliest alignments, approximately (their frames after t are not
+    weighed). The first frame a prefix was made at would be exact for greedy paths but not for
+    beams, where a prefix often enters the beam early, at a frame where its token is unlikely.
+    Frames are made to increase along the labelling (transcript.py finds where each emission ends).
+
+    hotwords (normalised words, spelled models) earn hotword_boost per character (see _LMScorer);
+    with lm, those it lacks become reachable even with unk_score -inf; without one, the search
+    tracks words with an LM that scores nothing else.
     """
     if beam_size < 1:
         raise ValueError(f"beam_size must be at least 1, got {beam_size}")
     log_probs = np.asarray(log_probs, np.float64)  # (T, V)
     T, V = log_probs.shape
+    if hotwords and lm is None:  # words are tracked by the LM scorer: one that scores nothing else
+        lm, alpha, beta, unk_score = _no_lm(), 0.0, 0.0, 0.0
     space = vocab.index(" ") if vocab is not None and " " in vocab else -1
     if lm is not None and space < 0:
         raise ValueError("LM fusion needs a vocab with a space token")
@@ -339,7 +422,11 @@ def prefix_beam_search_nbest(
     begins_word = word_starts(vocab) if vocab is not None else np.zeros(V, bool)
     is_space = np.zeros(V + 1, bool)  # (V + 1,) the word boundaries; [-1] for last = -1 (no vocab)
     is_space[:V] = [token == " " for token in vocab] if vocab is not None else False
-    scorer = _LMScorer(lm, vocab, alpha, beta, unk_score, trie) if lm is not None else None
+    scorer = (
+        _LMScorer(lm, vocab, alpha, beta, unk_score, trie, hotwords, hotword_boost)
+        if lm is not None
+        else None
+    )
 
     # trie of prefixes: node 1 is the empty prefix, node 0 a sentinel parent no beam ever holds
     capacity = 1024
@@ -347,6 +434,10 @@ def prefix_beam_search_nbest(
     token = np.full(capacity, -1, np.int64)
     row_of = np.full(capacity, -1, np.int64)  # node -> its row in the current beam arrays, or -1
     children: dict[int, int] = {}  # parent node * V + token -> node
+    # with_frames: node -> the frame of its likeliest entry so far, and that entry's log-prob (only
+    # then: the bookkeeping costs some 10 % of the search's time)
+    first = np.zeros(capacity, np.int64)
+    entry_logp = np.full(capacity, NEG_INF)
     n_nodes = 2
     # the empty prefix acts as if it ended in a space, so a leading space leaves it unchanged
     token[1] = space
@@ -388,6 +479,8 @@ def prefix_beam_search_nbest(
         if len(merge):
             r, c = par_row[merge], col[merge]
             new_nb[merge] = np.logaddexp(new_nb[merge], ext[r, c])
+            if with_frames:
+                _note_entries(first, entry_logp, ids[merge], ext[r, c], t)
             ext[r, c] = NEG_INF
 
         score_stay = np.logaddexp(new_b, new_nb) + fused  # (B,)
@@ -425,6 +518,8 @@ def prefix_beam_search_nbest(
             parent = np.concatenate([parent, np.zeros(grow, np.int64)])
             token = np.concatenate([token, np.full(grow, -1, np.int64)])
             row_of = np.concatenate([row_of, np.full(grow, -1, np.int64)])
+            first = np.concatenate([first, np.zeros(grow, np.int64)])
+            entry_logp = np.concatenate([entry_logp, np.full(grow, NEG_INF)])
             capacity += grow
         # a prefix that was pruned earlier gets its old node back, so that its children still in
         # the beam find it as their parent
@@ -435,6 +530,8 @@ def prefix_beam_search_nbest(
                 node = children[key] = n_nodes
                 n_nodes += 1
             new_ids[j] = node
+        if with_frames:
+            _note_entries(first, entry_logp, new_ids, ext[r, c], t)
         parent[new_ids] = ids[r]
         token[new_ids] = toks[c]
         if scorer is not None:
@@ -452,23 +549,32 @@ def prefix_beam_search_nbest(
 
     # finish: score the last partial word, merge prefixes that differ only by spaces that change no text
     p_tot = np.logaddexp(p_b, p_nb)
-    results: dict[tuple[int, ...], list[float]] = {}  # token ids -> [log P_ctc, LM score]
+    # token ids -> [log P_ctc, LM score, frames of its most probable prefix, that prefix's log P_ctc]
+    results: dict[tuple[int, ...], list] = {}
     space_of = np.flatnonzero(is_space[:V])  # homophone k -> the space (copy) that ends a word as it
     for node, t, s, ctc, f in zip(
         ids.tolist(), last.tolist(), states.tolist(), p_tot.tolist(), fused.tolist()
     ):
         endings = scorer.final(node, t, s) if scorer is not None else [(0, 0.0)]
-        backwards = []
+        backwards, nodes = [], []
         while node > 1:
             backwards.append(int(token[node]))
+            if with_frames:
+                nodes.append(node)
             node = int(parent[node])
         for k, change in endings:  # the last word as each homophone: the copy of the space says which
             labelling = backwards[::-1] + ([int(space_of[k])] if k else [])
-            entry = results.setdefault(
-                _without_silent_spaces(labelling, space, begins_word), [NEG_INF, f + change]
-            )
-            entry[0] = float(np.logaddexp(entry[0], ctc))
-    return sorted(((list(k), ctc + f) for k, (ctc, f) in results.items()), key=lambda x: -x[1])
+            audible = _audible(labelling, space, begins_word)
+            key = tuple(i for i, keep in zip(labelling, audible) if keep)
+            row = results.setdefault(key, [NEG_INF, f + change, None, NEG_INF])
+            row[0] = float(np.logaddexp(row[0], ctc))
+            if with_frames and ctc > row[3]:
+                at = _increasing(first[nodes[::-1]].tolist() + [T - 1] * bool(k), T)  # the copy: the end
+                row[2:] = [i for i, keep in zip(at, audible) if keep], ctc
+    beams = sorted(results.items(), key=lambda x: -(x[1][0] + x[1][1]))
+    if with_frames:
+        return [(list(k), ctc + f, frames) for k, (ctc, f, frames, _) in beams]
+    return [(list(k), ctc + f) for k, (ctc, f, _, _) in beams]
 
 
 def pronunciation_search_nbest(
@@ -499,10 +605,30 @@ def pronunciation_search_nbest(
     )
 
 
-def _without_silent_spaces(ids: list[int], space: int, begins_word: np.ndarray) -> tuple[int, ...]:
-    """A labelling without the spaces that change no text: at the end, and before a token that
-    begins a word itself (" the"). Leading and repeated spaces never enter a prefix."""
-    return tuple(t for t, after in zip(ids, ids[1:] + [space]) if t != space or not begins_word[after])
+def _note_entries(first: np.ndarray, entry: np.ndarray, nodes: np.ndarray, logp: np.ndarray, t: int) -> None:
+    """Nodes (N,) entered at frame t with log-probs (N,): note t as a node's frame where this entry
+    is its likeliest so far (first, entry: per node, updated in place)."""
+    better = logp > entry[nodes]
+    if better.any():
+        nodes = nodes[better]
+        first[nodes] = t
+        entry[nodes] = logp[better]
+
+
+def _increasing(frames: list[int], T: int) -> list[int]:
+    """Frames made increasing (strictly, but for any pushed past the last frame, T - 1), each moved
+    later as little as that needs: a token's likeliest entry may come before its parent's, where
+    their distributions overlap."""
+    if not frames:
+        return []
+    n = np.arange(len(frames))
+    return np.minimum(np.maximum.accumulate(np.asarray(frames, np.int64) - n) + n, T - 1).tolist()
+
+
+def _audible(ids: list[int], space: int, begins_word: np.ndarray) -> list[bool]:
+    """Per token of a labelling, False for the spaces that change no text: at the end, and before a
+    token that begins a word itself (" the"). Leading and repeated spaces never enter a prefix."""
+    return [t != space or not begins_word[after] for t, after in zip(ids, ids[1:] + [space])]
 
 
 def prefix_beam_search(
@@ -524,20 +650,28 @@ def decode(
     options: DecodingOptions,
     lm: NGramLM | None = None,
     lexicon: Lexicon | None = None,
-) -> list[int]:
+    with_frames: bool = False,
+) -> list[int] | tuple[list[int], list[int]]:
     """(T, V) log-probs -> token ids, by options.decoder; lm is used by beam_lm only. With a
-    lexicon, the tokens are phonemes and the beam searches keep to its words."""
-    if options.decoder == "greedy":
-        return greedy_decode(log_probs)
+    lexicon, the tokens are phonemes and the beam searches keep to its words. with_frames: (token
+    ids, the frame of each one's first emission), for word times (transcript.py)."""
     if options.decoder not in DECODERS:
         raise ValueError(f"unknown decoder {options.decoder!r}; choose {', '.join(DECODERS)}")
     lm = lm if options.decoder == "beam_lm" else None
+    hotwords = read_hotwords(options.hotwords) if options.decoder != "greedy" else ()
+    if options.decoder == "greedy" or (
+        options.beam_size == 1 and lm is None and lexicon is None and not hotwords
+    ):
+        ids, frames = greedy_path(log_probs)  # beam_size 1 with no LM: the best path (prefix_beam_search)
+        return (ids, frames) if with_frames else ids
+    if hotwords and lexicon is not None:
+        raise ValueError(HOTWORDS_NEED_SPELLING)
+    kwargs = dict(options.search_kwargs(), with_frames=with_frames, hotwords=hotwords)
     if lexicon is not None:
-        beams = pronunciation_search_nbest(
-            log_probs, options.beam_size, vocab, lexicon, lm, **options.search_kwargs()
-        )
-        return beams[0][0]
-    return prefix_beam_search(log_probs, options.beam_size, vocab=vocab, lm=lm, **options.search_kwargs())
+        best = pronunciation_search_nbest(log_probs, options.beam_size, vocab, lexicon, lm, **kwargs)[0]
+    else:
+        best = prefix_beam_search_nbest(log_probs, options.beam_size, vocab=vocab, lm=lm, **kwargs)[0]
+    return (best[0], best[2]) if with_frames else best[0]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -579,12 +713,12 @@ def _init_worker(lm_path: str, lexicon: Lexicon | None) -> None:
         pass
 
 
-def _decode_task(job: tuple) -> list[list[int]]:
+def _decode_task(job: tuple) -> list:
     """One utterance decoded with each of a list of options: its log-probs are sent only once."""
-    log_probs, vocab, options_list, lexicon = job
+    log_probs, vocab, options_list, lexicon, with_frames = job
     lexicon = lexicon if lexicon is not None else _pool_lexicon
     return [
-        decode(log_probs, vocab, o, load_lm(o.lm) if o.decoder == "beam_lm" else None, lexicon)
+        decode(log_probs, vocab, o, load_lm(o.lm) if o.decoder == "beam_lm" else None, lexicon, with_frames)
         for o in options_list
     ]
 
@@ -603,20 +737,22 @@ def decode_batch(
     options: DecodingOptions | list[DecodingOptions],
     pool=None,
     lexicon: Lexicon | None = None,
+    with_frames: bool = False,
 ) -> list:
     """Decode utterances ((T_i, V) log-probs each) to token ids, in input order: a list of ids per
     utterance, or with a list of options, a list (one per option) per utterance. Beam search runs in
     `pool` (see decoder_pool, which must then hold the same lexicon) when given, else here; greedy
-    decoding always runs here. lexicon: a phoneme model's (PhoneTokenizer.lexicon)."""
+    decoding always runs here. lexicon: a phoneme model's (PhoneTokenizer.lexicon). with_frames:
+    (ids, frames) in place of ids, as decode gives them."""
     options_list = options if isinstance(options, list) else [options]
     for o in options_list:
         if o.decoder == "beam_lm" and not o.lm:
             raise ValueError("decoder beam_lm needs an LM (options.lm, an ARPA path)")
     here = pool is None or len(log_probs_list) <= 1 or all(o.decoder == "greedy" for o in options_list)
     if here:
-        results = [_decode_task((lp, vocab, options_list, lexicon)) for lp in log_probs_list]
+        results = [_decode_task((lp, vocab, options_list, lexicon, with_frames)) for lp in log_probs_list]
     else:  # the workers have the lexicon already
         results = pool.map(
-            _decode_task, [(lp, vocab, options_list, None) for lp in log_probs_list], chunksize=1
+            _decode_task, [(lp, vocab, options_list, None, with_frames) for lp in log_probs_list], chunksize=1
         )
     return results if isinstance(options, list) else [r[0] for r in results]

@@ -3,6 +3,7 @@ from the command line. `--tune` tunes the LM fusion settings on labelled data in
 
     python inference.py --data_dir X --out preds                       # X/audio/<id>.<ext> -> preds/<id>.txt
     python inference.py --data_dir X --out preds --decoder beam_lm --lm lm.arpa
+    python inference.py --data_dir X --out preds --format json srt vtt   # + <id>.json, .srt, .vtt with times
     python inference.py --data_dir data --dataset librispeech --split dev-clean --out preds
     python inference.py --data_dir VAL --tune --lm lm.arpa.gz --out runs/r/tune   # -> runs/r/tune/tune.json
 
@@ -16,6 +17,9 @@ When transcriptions exist, the corpus WER/CER of every file is printed at the en
 about as calc_metrics.py does for the same folders. Exit codes as calc_metrics.py's: 0 every file
 used; 3 done, but some file was skipped, missing, extra or empty (a "warning:" line names each); 1
 nothing done (one "error:" line); 2 bad command line; 130 interrupted.
+
+--format adds word times and confidences (json) and subtitles (srt, vtt) beside each <id>.txt, which is
+always written (scores and resuming read it); see transcript.py and docs/transcripts.md.
 
 A phoneme model (`--tokenizer phone`) writes words through a pronunciation lexicon: --lexicon, else
 the one beside its LM (lm.arpa.gz -> lm.lexicon.gz, see lexicon.py), else its training lexicon.
@@ -45,6 +49,7 @@ from calc_metrics import (
 from cli import EXIT_INTERRUPTED, EXIT_USAGE, EXIT_WARNINGS, DataError, UsageError, atomic_path
 from data import CustomDirDataset, DurationBatchSampler, LibriSpeechDataset, collate, make_output_dir
 from decode import (
+    HOTWORDS_NEED_SPELLING,
     DecodingOptions,
     add_decoding_args,
     decode_batch,
@@ -58,6 +63,7 @@ from download import download, parse_link
 from lexicon import lexicon_beside, load_lexicon, spoken
 from model import load_checkpoint, load_model, pick_device, utterance_log_probs
 from tokenizer import normalize_text
+from transcript import FEATURE_SECONDS, FORMATS, render, words_with_times
 
 DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "model.pt"
 DECODING_FLAGS = tuple(f.name for f in dataclasses.fields(DecodingOptions))
@@ -109,6 +115,8 @@ def _load(data_dir, checkpoint=DEFAULT_CHECKPOINT, sha256=None, dataset="custom"
     model, cfg, tokenizer = load_model(state, device)
     if tokenizer.lexicon is not None and options.lexicon:
         tokenizer = tokenizer.with_lexicon(load_lexicon(options.lexicon))
+    if tokenizer.lexicon is not None and options.hotwords and options.decoder != "greedy":
+        raise ValueError(HOTWORDS_NEED_SPELLING)
     with warnings.catch_warnings(record=True) as caught:  # collect 'skipped' warnings to report once
         warnings.simplefilter("always")
         if dataset == "librispeech":
@@ -152,6 +160,17 @@ def write_prediction(out: Path, uid: str, text: str) -> None:
     write_whole(path, text + "\n")
 
 
+def write_transcripts(out: Path, uid: str, text: str, words: list, formats: tuple[str, ...]) -> None:
+    """OUT/<id>.<format> for each format, each whole or not at all; the .txt last, so that a rerun
+    keeps (is_done) only a recording whose every file was written."""
+    for fmt in formats:
+        if fmt != "txt":
+            path = out / f"{uid}.{fmt}"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_whole(path, render(fmt, text, words))
+    write_prediction(out, uid, text)
+
+
 def is_done(out: Path, utterance, since: float) -> bool:
     """A prediction of an unfinished run that a rerun keeps: not empty (a failed or silent file is
     tried again), written since that run began and newer than its audio."""
@@ -163,15 +182,20 @@ def is_done(out: Path, utterance, since: float) -> bool:
         return False
 
 
-def begin_run(out: Path, model, options: DecodingOptions, overwrite: bool) -> float | None:
+def begin_run(
+    out: Path, model, options: DecodingOptions, overwrite: bool, formats: tuple[str, ...] = ("txt",)
+) -> float | None:
     """Note in OUT what this run's predictions are made with (a digest of the weights, the decoding
-    settings) until it finishes. -> when an unfinished run into OUT with the same weights and
-    settings began, to resume it; None to transcribe everything (a finished run, other settings,
-    or overwrite: another model's or decoder's predictions are never kept)."""
+    settings, the formats written) until it finishes. -> when an unfinished run into OUT with the
+    same weights and settings began, to resume it; None to transcribe everything (a finished run,
+    other settings, or overwrite: another model's or decoder's predictions are never kept)."""
     digest = hashlib.sha256()
     for tensor in model.state_dict().values():
         digest.update(tensor.detach().cpu().numpy().tobytes())
-    settings = json.dumps(dict(weights=digest.hexdigest(), decoding=dataclasses.asdict(options)), indent=1)
+    settings = dict(weights=digest.hexdigest(), decoding=dataclasses.asdict(options))
+    if formats != ("txt",):  # the default leaves the note as it was
+        settings["formats"] = list(formats)
+    settings = json.dumps(settings, indent=1)
     path = out / UNFINISHED_FILE
     try:
         if not overwrite and path.read_text(encoding="utf-8") == settings:
@@ -184,23 +208,30 @@ def begin_run(out: Path, model, options: DecodingOptions, overwrite: bool) -> fl
 
 def transcribe(
     data_dir, out="preds", checkpoint=DEFAULT_CHECKPOINT, *, batch_seconds=200.0, num_workers=2,
-    overwrite=False, **kwargs,
+    overwrite=False, formats=("txt",), **kwargs,
 ) -> dict:  # fmt: skip
     """Transcribe a folder (see the module's docstring) to OUT/<id>.txt with a checkpoint (path, URL
-    or Drive link). An unfinished run into OUT with the same weights and decoding settings is resumed
-    (its predictions newer than their audio are kept) unless overwrite.
+    or Drive link), and OUT/<id>.<format> for each of formats ("json", "srt", "vtt": see
+    transcript.py). An unfinished run into OUT with the same weights, decoding settings and formats is
+    resumed (its predictions newer than their audio are kept) unless overwrite.
     kwargs: sha256 (of a downloaded checkpoint), dataset ("custom" or "librispeech" with split),
     device, and DecodingOptions fields (decoder, beam_size, lm, alpha, beta, ...) over the
     checkpoint's. -> dict(predictions, failed, warnings) and, with transcriptions, the corpus WER/CER
     of every file (also those kept) as calc_metrics.py would give it for OUT."""
+    formats = (formats,) if isinstance(formats, str) else formats
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise ValueError(f"--format {' '.join(unknown)}: choose from {', '.join(FORMATS)}")
+    formats = tuple(dict.fromkeys(["txt", *formats]))  # in order, once each, the .txt always
+    timed = formats != ("txt",)  # word times are asked of the decoders only when written
     model, tokenizer, options, data, device = _load(data_dir, checkpoint, **kwargs)
     out = make_output_dir(out, "--out")
     audio = data.utterances + data.skipped
     failed = [u.id for u in data.skipped]  # unreadable or empty: an empty prediction keeps ids aligned
     best_paths = {}  # phoneme models: id -> the best path's phonemes, for the phoneme error rate
     for uid in failed:
-        write_prediction(out, uid, "")
-    since = begin_run(out, model, options, overwrite)
+        write_transcripts(out, uid, "", [], formats)
+    since = begin_run(out, model, options, overwrite, formats)
     kept = [u for u in data.utterances if since is not None and is_done(out, u, since)]
     if kept:
         print(
@@ -213,18 +244,21 @@ def transcribe(
         print(f"LM {options.lm}, alpha {options.alpha}, beta {options.beta}, beam {options.beam_size}")
     written = len(kept) + len(failed)
     use_pool = options.decoder != "greedy" and num_workers > 1 and len(data) > 1
+    frame_seconds = model.stride * FEATURE_SECONDS  # one output frame
     pool = decoder_pool(options.lm, num_workers, tokenizer.lexicon) if use_pool else None
     try:
         for ids, errors, log_probs in _log_probs(model, data, batch_seconds, device, num_workers):
             for uid, error in errors:
                 print(f"warning: {error}; writing an empty prediction")
-                write_prediction(out, uid, "")
+                write_transcripts(out, uid, "", [], formats)
                 failed.append(uid)
-            decoded = decode_batch(log_probs, tokenizer.vocab, options, pool, tokenizer.lexicon)
+            decoded = decode_batch(log_probs, tokenizer.vocab, options, pool, tokenizer.lexicon, timed)
             if tokenizer.lexicon is not None:
                 best_paths |= {u: tokenizer.phonemes(greedy_decode(lp)) for u, lp in zip(ids, log_probs)}
-            for uid, token_ids in zip(ids, decoded):
-                write_prediction(out, uid, tokenizer.decode(token_ids))
+            for uid, result, lp in zip(ids, decoded, log_probs):
+                token_ids, frames = result if timed else (result, None)
+                words = words_with_times(token_ids, frames, lp, tokenizer, frame_seconds) if timed else []
+                write_transcripts(out, uid, tokenizer.decode(token_ids), words, formats)
             written += len(ids) + len(errors)
     except KeyboardInterrupt:
         raise Interrupted(
@@ -355,6 +389,14 @@ def main(argv: list[str] | None = None) -> dict:
         "--out", default="preds", help="folder for <id>.txt predictions (with --tune: tune.json)"
     )
     parser.add_argument(
+        "--format",
+        dest="formats",
+        nargs="+",
+        choices=FORMATS,
+        default=["txt"],
+        help="files per recording: txt (always), json (words with times), srt, vtt (subtitles)",
+    )
+    parser.add_argument(
         "--checkpoint", default=str(DEFAULT_CHECKPOINT), help="path, URL or Google Drive link"
     )
     parser.add_argument("--sha256", default=None, help="expected sha256 of a downloaded checkpoint")
@@ -389,7 +431,7 @@ def main(argv: list[str] | None = None) -> dict:
         sys.exit(EXIT_USAGE)
     try:
         if run_tune:
-            del args["overwrite"]
+            del args["overwrite"], args["formats"]
             return tune(data_dir, out, axes, **args)
         return transcribe(data_dir, out, **args)
     except UsageError as e:  # a flag only checkable once known what it asks for (--device mps)

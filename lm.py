@@ -180,13 +180,23 @@ class NGramLM:
             history = history + (word,)
         return total
 
-    def word_trie(self, alphabet: list[str]) -> "WordTrie":
-        """The vocabulary's character trie for decoding with this token alphabet (cached per alphabet)."""
-        key = tuple(alphabet)
+    def word_trie(self, alphabet: list[str], extra: tuple[str, ...] = ()) -> "WordTrie":
+        """The vocabulary's character trie for decoding with this token alphabet (cached per alphabet),
+        with the extra words outside the vocabulary (hotwords) as <unk>: in the trie, so that their
+        characters pay no unk_score, and scored by the LM as <unk> (a placeholder, no word, when the
+        LM has no <unk>)."""
+        key = (tuple(alphabet), extra)
         if key not in self._tries:
             unigram = np.nan_to_num(self.unigram_logp, nan=self.unk_logp)
             ids = [i for i, w in enumerate(self.words) if w not in (BOS, EOS, UNK)]
-            self._tries[key] = WordTrie([self.words[i] for i in ids], ids, unigram[ids], alphabet)
+            extra = [w for w in extra if w not in self.vocab]
+            unk_logp = unigram[self._unk] if self._unk >= 0 else self.unk_logp
+            self._tries[key] = WordTrie(
+                [self.words[i] for i in ids] + extra,
+                ids + [self._unk] * len(extra),
+                np.concatenate([unigram[ids], np.full(len(extra), unk_logp)]),
+                alphabet,
+            )
         return self._tries[key]
 
     def save_binary(self, path: str, source: str = "") -> None:
@@ -305,7 +315,7 @@ class WordTrie:
         left out."""
         chars = sorted({ch for token in alphabet for ch in token if ch != " "})
         self.n_chars = len(chars)
-        char_id = {ch: i for i, ch in enumerate(chars)}
+        self.char_id = char_id = {ch: i for i, ch in enumerate(chars)}
         width = max([len(token) for token in alphabet] + [1])
         # (V, L) char ids, padded with n_chars: "no character", whose edge leads back to the state
         self.token_chars = np.full((len(alphabet), width), self.n_chars, np.int64)
@@ -352,6 +362,16 @@ class WordTrie:
         child[:, self.n_chars] = np.arange(S)
         self.child = child.ravel()
         self.child[np.fromiter(children.keys(), np.int64, len(children))] = list(children.values())
+
+    def states_of(self, spelling: str) -> list[int]:
+        """The trie states a spelling walks through, its end last ([] when it leaves the trie)."""
+        states, state, stride = [], 0, self.n_chars + 1
+        for ch in spelling:
+            state = int(self.child[state * stride + self.char_id[ch]]) if ch in self.char_id else -1
+            if state < 0:
+                return []
+            states.append(state)
+        return states
 
     @staticmethod
     def by_word_state(per_state: np.ndarray) -> np.ndarray:

@@ -46,6 +46,16 @@ def tone_speech(text: str, sample_rate: int = 16000, seed: int = 0) -> np.ndarra
     return (0.5 * audio + 0.003 * rng.standard_normal(len(audio))).astype(np.float32)
 
 
+def tone_word_times(text: str) -> list[tuple[str, float, float]]:
+    """The words of a tone utterance with their exact (start, end) in seconds, as tone_speech lays
+    them out: half a letter of silence first, then a letter or a space every LETTER_SECONDS."""
+    words, at = [], LETTER_SECONDS / 2
+    for word in text.split(" "):
+        words.append((word, at, at + LETTER_SECONDS * len(word)))
+        at += LETTER_SECONDS * (len(word) + 1)
+    return words
+
+
 def write_custom_dir(root: Path, texts: dict[str, str], sample_rate: int = 16000, ext: str = "wav") -> Path:
     """Write root/audio/<id>.<ext> and root/transcriptions/<id>.txt."""
     (root / "audio").mkdir(parents=True, exist_ok=True)

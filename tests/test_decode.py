@@ -495,3 +495,24 @@ def test_format_table():
     lines = format_table(rows).splitlines()
     assert len(lines) == 4 and "alpha" in lines[0]
     assert "8.00%" in lines[3] and lines[3].endswith("*") and not lines[2].endswith("*")
+
+
+@pytest.mark.parametrize("decoder", ["beam", "beam_lm"])
+def test_hotwords_find_a_word_the_search_misses_and_change_nothing_else(decoder):
+    """The word "cat" is a hair less likely than "kat" and not in the LM, which with unk_score
+    lexicon cannot spell it at all: listed, it is found; other utterances read as before, those
+    with its first letters ("cap") or a clear "kat" too."""
+    lm = NGramLM.from_ngrams(build_kneser_ney(["the kat sat", "the dog sat", "a dog", "the cap"], order=2))
+    unrelated = [spell_text("the cap"), spell_text("a dog sat"), spell_text("the kat sat")]
+    plain = DecodingOptions(decoder, 8, unk_score=-np.inf if decoder == "beam_lm" else -3.0)
+    listed = DecodingOptions(**{**plain.__dict__, "hotwords": "cat, Quartz"})
+    assert TOKENIZER.decode(decode.decode(kat_or_cat(), VOCAB, plain, lm)) == "the kat"
+    assert TOKENIZER.decode(decode.decode(kat_or_cat(), VOCAB, listed, lm)) == "the cat"
+    for log_probs in unrelated:
+        assert decode.decode(log_probs, VOCAB, listed, lm) == decode.decode(log_probs, VOCAB, plain, lm)
+
+
+def test_hotwords_read_from_a_list_or_a_file(tmp_path):
+    (tmp_path / "words.txt").write_text("QuartzNet\nNew York, cat\n\ncat\n")
+    assert decode.read_hotwords(str(tmp_path / "words.txt")) == ("quartznet", "new", "york", "cat")
+    assert decode.read_hotwords("cat, dog,") == ("cat", "dog") and decode.read_hotwords("") == ()
