@@ -33,7 +33,6 @@ import warnings
 import zlib
 from collections import Counter
 from dataclasses import asdict, replace
-from datetime import timedelta
 from pathlib import Path
 
 # Set before torch loads OpenMP. On a CPU the data workers share the cores with the model's threads;
@@ -44,7 +43,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch.distributed import destroy_process_group, init_process_group
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
@@ -70,7 +68,7 @@ from data import (
     speaker_of,
 )
 from decode import DecodingOptions, decode_batch, decoder_pool
-from distributed import gather_ints, sync_batch_norm
+from distributed import gather_ints, setup, sync_batch_norm, teardown
 from lexicon import describe as describe_lexicon
 from lexicon import spoken
 from model import (
@@ -368,15 +366,6 @@ def main(argv: list[str] | None = None) -> dict:
         return export_main(argv[1:])
     args = parse_args(argv)
 
-    # -------- several processes: torchrun sets RANK, LOCAL_RANK and WORLD_SIZE for each
-    ddp = int(os.environ.get("RANK", -1)) != -1
-    if ddp:
-        ddp_rank, ddp_local_rank = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
-        ddp_world_size = int(os.environ["WORLD_SIZE"])
-    else:
-        ddp_rank, ddp_local_rank, ddp_world_size = 0, 0, 1
-    master_process = ddp_rank == 0  # prints, logs, validates and writes checkpoints
-
     # -------- config: from the command line, or from the checkpoint being resumed
     checkpoint, aux_tokenizer = None, None  # aux: the phonemes of --aux_phone_weight
     if args.resume is not None:
@@ -428,14 +417,11 @@ def main(argv: list[str] | None = None) -> dict:
             f"with --resume --out_dir {cfg.out_dir}, or start a new one in another --out_dir"
         )
     out_dir = make_output_dir(cfg.out_dir, "--out_dir")
-    if ddp:
-        if device.startswith("cuda"):
-            device = f"cuda:{ddp_local_rank}"  # one GPU per process
-            torch.cuda.set_device(device)
-        # the others wait while rank 0 indexes new data or validates: an hour, not NCCL's 10 minutes
-        init_process_group("nccl" if device.startswith("cuda") else "gloo", timeout=timedelta(hours=1))
-        if not master_process:
-            warnings.filterwarnings("ignore")  # every rank reads the same data: rank 0 names what is wrong
+
+    # -------- several processes: torchrun sets RANK for each, one process group among them
+    ddp = int(os.environ.get("RANK", -1)) != -1
+    one_process = (0, 0, 1, True, device)
+    ddp_rank, ddp_local_rank, ddp_world_size, master_process, device = setup(device) if ddp else one_process
     device_type = torch.device(device).type
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -743,8 +729,8 @@ def main(argv: list[str] | None = None) -> dict:
                 f"\ninterrupted: saved {out_dir / 'last.pt'} at step {step}; continue with --resume --out_dir {out_dir}"
             )
         if ddp:
-            del model  # before the process group, as at the end
-            destroy_process_group()
+            del model  # before the process group (distributed.teardown)
+            teardown()
         sys.exit(130)
     except BaseException:
         if master_process:
@@ -761,10 +747,8 @@ def main(argv: list[str] | None = None) -> dict:
         skipped += f" ({len(unusable)} utterance(s) unusable, named above)" if unusable else ""
         print(f"done: {step} steps; checkpoints in {out_dir}{skipped}")
     if ddp:
-        # the DDP wrapper goes first: freed after its process group, it can hang the exit on gloo
-        # (the group's worker threads wait for the interpreter lock the freeing thread holds)
-        del model
-        destroy_process_group()
+        del model  # before the process group (distributed.teardown)
+        teardown()
     return dict(step=step, best_wer=best_wer, unreadable=len(unreadable), unusable=len(unusable), **metrics)
 
 
