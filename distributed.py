@@ -3,6 +3,7 @@ global batch, and small collectives. train.py holds the rest of the distributed 
 
 import os
 import warnings
+from collections.abc import Sequence
 from datetime import timedelta
 
 import torch
@@ -61,7 +62,7 @@ def sync_batch_norm(model: torch.nn.Module, device_type: str) -> torch.nn.Module
     return model
 
 
-def gather_ints(values: list[int], device) -> list[list[int]]:
+def gather_ints(values: Sequence[int], device) -> list[list[int]]:
     """Every rank's `values`, in rank order."""
     local = torch.tensor(values, device=device)
     gathered = [torch.empty_like(local) for _ in range(dist.get_world_size())]

@@ -34,6 +34,7 @@ import zlib
 from collections import Counter
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import NamedTuple
 
 # Set before torch loads OpenMP. On a CPU the data workers share the cores with the model's threads;
 # threads that sleep while they wait, instead of spinning, leave those cycles to the workers
@@ -161,6 +162,15 @@ def schedule_config(cfg: Config, start: dict) -> Config:
     return replace(
         cfg, lr=start["lr"], warmup_steps=0, max_steps=cfg.max_steps - start["step"], max_minutes=left
     )
+
+
+class Share(NamedTuple):
+    """One rank's share of a global batch, as the ranks exchange it (distributed.gather_ints)."""
+
+    utterances: int
+    longest: int  # frames of its longest utterance: every rank pads its features to the longest share's
+    frames: int  # of all its utterances: the training speed in audio seconds per second
+    clock_ms: int  # training time so far: rank 0's is the one all ranks follow (get_lr, --max_minutes)
 
 
 class WaitClock:
@@ -623,17 +633,16 @@ def main(argv: list[str] | None = None) -> dict:
                     if uid not in unreadable:
                         unreadable.add(uid)
                         tqdm.write(f"warning: skipped in training: {error}")
-                # the global batch: (utterances, frames of the longest, frames) of every rank's share,
-                # and rank 0's clock in ms, which all ranks follow (the learning rate and --max_minutes)
+                # the global batch: every rank's share of it, and rank 0's clock, which all follow
                 lengths = batch["feature_lengths"].tolist() if batch["ids"] else []
-                shares = [[len(lengths), max(lengths, default=0), sum(lengths), round(minutes() * 60000)]]
-                if ddp:
-                    shares = gather_ints(shares[0], device)
-                clock = shares[0][3] / 60000
-                if min(n for n, *_ in shares) == 0:  # all files failed to load, or fewer than one per rank
+                share = Share(len(lengths), max(lengths, default=0), sum(lengths), round(minutes() * 60000))
+                shares = [Share(*s) for s in gather_ints(share, device)] if ddp else [share]
+                clock = shares[0].clock_ms / 60000
+                # no step where all files failed to load, or there were fewer than one per rank
+                if min(s.utterances for s in shares) == 0:
                     epoch_batch += 1  # every rank skips the step
                     continue
-                batch_size, frames = sum(n for n, *_ in shares), max(t for _, t, *_ in shares)
+                batch_size, frames = sum(s.utterances for s in shares), max(s.longest for s in shares)
                 lr = get_lr(step - schedule_start["step"], schedule, clock - schedule_start["minutes"])
                 for group in optimizer.param_groups:
                     group["lr"] = lr
@@ -676,7 +685,7 @@ def main(argv: list[str] | None = None) -> dict:
                 scaler.update()
                 step, epoch_batch = step + 1, epoch_batch + 1
                 last_batch = batch
-                audio_seconds += sum(f for _, _, f, _ in shares) * HOP_LENGTH / SAMPLE_RATE  # all ranks'
+                audio_seconds += sum(s.frames for s in shares) * HOP_LENGTH / SAMPLE_RATE  # all ranks'
 
                 if step % cfg.log_every == 0:
                     elapsed, t0 = time.time() - t0, time.time()
