@@ -311,6 +311,53 @@ def wider_than(new, old) -> bool:
     return len(new) == len(old) and all(n >= o for n, o in zip(new, old)) and new != old
 
 
+def config_for_resume(args) -> tuple[Config, dict, Tokenizer, Tokenizer | None]:
+    """--resume: the config of the run being resumed with the command line's flags over it, its
+    checkpoint, its tokenizer and its aux tokenizer (the phonemes of --aux_phone_weight, or None)."""
+    out_dir = getattr(args, "out_dir", Config.out_dir)
+    checkpoint = load_checkpoint(args.resume or Path(out_dir) / "last.pt")
+    cfg = config_from_dict({**checkpoint["config"], **overrides_from_args(args)})
+    tokenizer = Tokenizer.from_state_dict(checkpoint["tokenizer"])
+    if cfg.tokenizer != tokenizer.kind:
+        raise ValueError(f"--tokenizer {cfg.tokenizer}: the run being resumed uses {tokenizer.kind}")
+    if ("aux_tokenizer" in checkpoint) != (cfg.aux_phone_weight > 0):
+        raise ValueError(
+            f"--aux_phone_weight {cfg.aux_phone_weight}: the run being resumed has "
+            f"{'an' if 'aux_tokenizer' in checkpoint else 'no'} auxiliary phoneme layer; "
+            "change the weight in a new run (--init_from)"
+        )
+    aux_tokenizer = (
+        Tokenizer.from_state_dict(checkpoint["aux_tokenizer"]) if "aux_tokenizer" in checkpoint else None
+    )
+    return cfg, checkpoint, tokenizer, aux_tokenizer
+
+
+def config_for_init(args, cfg: Config) -> tuple[Config, Tokenizer | None, dict, bool, bool]:
+    """--init_from (fine-tuning): the architecture is the checkpoint's, but for channels the command
+    line widens, the rest cfg's (the command line's) -> (cfg, the checkpoint's tokenizer or None for a
+    new one, the checkpoint, whether the output layer is new, whether the model is widened)."""
+    if args.resume is not None:
+        raise ValueError("--init_from starts a new run: leave out --resume")
+    init = load_checkpoint(args.init_from)
+    given = overrides_from_args(args)
+    wider = {k: given[k] for k in WIDTHS if k in given and wider_than(given[k], init["config"][k])}
+    clash = [k for k in ARCHITECTURE if k in given and given[k] != init["config"][k] and k not in wider]
+    if clash:
+        raise ValueError(
+            f"--init_from {args.init_from}: its architecture is fixed but for more channels, drop --{clash[0]}"
+        )
+    tokenizer = Tokenizer.from_state_dict(init["tokenizer"])
+    new_output = given.get("tokenizer", tokenizer.kind) != tokenizer.kind
+    fixed = {k: init["config"][k] for k in ARCHITECTURE} | wider
+    if new_output:  # other symbols: learned from the transcripts, with a new output layer
+        tokenizer = None
+    else:
+        fixed |= {"tokenizer": tokenizer.kind} | (
+            {"vocab_size": len(tokenizer)} if tokenizer.kind == "bpe" else {}
+        )
+    return config_from_dict({**asdict(cfg), **fixed}), tokenizer, init, new_output, bool(wider)
+
+
 VAL_HOLD_OUT = 0.05  # at least this much of the training data, in whole speakers: --val_data auto
 
 
@@ -376,47 +423,14 @@ def main(argv: list[str] | None = None) -> dict:
         return export_main(argv[1:])
     args = parse_args(argv)
 
-    # -------- config: from the command line, or from the checkpoint being resumed
-    checkpoint, aux_tokenizer = None, None  # aux: the phonemes of --aux_phone_weight
+    # -------- config: the command line's, over that of the checkpoint resumed or fine-tuned
+    checkpoint, init, tokenizer, aux_tokenizer = None, None, None, None  # tokenizers: None to learn them
     if args.resume is not None:
-        out_dir = getattr(args, "out_dir", Config.out_dir)
-        checkpoint = load_checkpoint(args.resume or Path(out_dir) / "last.pt")
-        cfg = config_from_dict({**checkpoint["config"], **overrides_from_args(args)})
-        tokenizer = Tokenizer.from_state_dict(checkpoint["tokenizer"])
-        if cfg.tokenizer != tokenizer.kind:
-            raise ValueError(f"--tokenizer {cfg.tokenizer}: the run being resumed uses {tokenizer.kind}")
-        if ("aux_tokenizer" in checkpoint) != (cfg.aux_phone_weight > 0):
-            raise ValueError(
-                f"--aux_phone_weight {cfg.aux_phone_weight}: the run being resumed has "
-                f"{'an' if 'aux_tokenizer' in checkpoint else 'no'} auxiliary phoneme layer; "
-                "change the weight in a new run (--init_from)"
-            )
-        if "aux_tokenizer" in checkpoint:
-            aux_tokenizer = Tokenizer.from_state_dict(checkpoint["aux_tokenizer"])
+        cfg, checkpoint, tokenizer, aux_tokenizer = config_for_resume(args)
     else:
-        cfg, tokenizer = config_from_args(args), None  # learned from the training transcripts below
-    init = None
-    if args.init_from:  # fine-tuning: the architecture is the checkpoint's, the rest the command line's
-        if checkpoint is not None:
-            raise ValueError("--init_from starts a new run: leave out --resume")
-        init = load_checkpoint(args.init_from)
-        given = overrides_from_args(args)
-        wider = {k: given[k] for k in WIDTHS if k in given and wider_than(given[k], init["config"][k])}
-        clash = [k for k in ARCHITECTURE if k in given and given[k] != init["config"][k] and k not in wider]
-        if clash:
-            raise ValueError(
-                f"--init_from {args.init_from}: its architecture is fixed but for more channels, drop --{clash[0]}"
-            )
-        tokenizer = Tokenizer.from_state_dict(init["tokenizer"])
-        new_output = given.get("tokenizer", tokenizer.kind) != tokenizer.kind
-        fixed = {k: init["config"][k] for k in ARCHITECTURE} | wider
-        if new_output:  # other symbols: learned from the transcripts below, with a new output layer
-            tokenizer = None
-        else:
-            fixed |= {"tokenizer": tokenizer.kind} | (
-                {"vocab_size": len(tokenizer)} if tokenizer.kind == "bpe" else {}
-            )
-        cfg = config_from_dict({**asdict(cfg), **fixed})
+        cfg = config_from_args(args)
+    if args.init_from:
+        cfg, tokenizer, init, new_output, wider = config_for_init(args, cfg)
     # bad flags end the run here, before any data is read or anything is written
     check_config(cfg)
     device = pick_device(cfg.device)
