@@ -387,6 +387,95 @@ def read_flag_data(flag: str, spec: str, data_root: str) -> list:
         raise DataError(f"{flag}: {e}") from None
 
 
+def read_utterances(cfg: Config, master_process: bool = True) -> tuple[list, list]:
+    """The training and validation utterances of --train_data, --val_data and --val_speakers.
+    --val_data auto: LibriSpeech's dev set for its training splits, else whole speakers held out of
+    the training data (hold_out), so a first run on one's own folder needs no download."""
+    train_utts = read_flag_data("--train_data", cfg.train_data, cfg.data_root)
+    val_data, held_out_slice = cfg.val_data, False
+    if val_data == "auto":
+        names = [s.strip() for s in cfg.train_data.split(",")]
+        splits = any(name in LIBRISPEECH_SPLITS for name in names)
+        mini = "train-clean-5" in names  # mini LibriSpeech validates on its own 2-hour dev set
+        val_data = ("dev-clean-2" if mini else "dev-clean") if splits else ""
+        held_out_slice = not splits and not cfg.val_speakers
+    val_utts = read_flag_data(f"--val_data {cfg.val_data}", val_data, cfg.data_root) if val_data else []
+    if held_out_slice:
+        train_utts, val_utts = hold_out(train_utts)
+        if master_process and val_utts:
+            print(
+                f"validation: {len(val_utts)} utterances of {len({speaker_of(u.id) for u in val_utts})} "
+                f"speaker(s) held out of --train_data (--val_data auto; --val_data DIR or '' to choose)"
+            )
+        elif master_process:
+            warnings.warn(
+                "--val_data auto: no whole speaker could be held out of --train_data (its ids name too few "
+                "speakers), so this run has no validation; pass --val_data DIR",
+                stacklevel=3,  # where main was called, as for the warnings main gives itself
+            )
+    if cfg.val_speakers:
+        held_out = set(cfg.val_speakers)
+        val_utts += [u for u in train_utts if speaker_of(u.id) in held_out]
+        train_utts = [u for u in train_utts if speaker_of(u.id) not in held_out]
+    # validation counts each file once: a folder listed twice in train_data weights training only
+    return train_utts, list({u.path: u for u in val_utts}.values())
+
+
+def learn_tokenizers(cfg: Config, train_utts: list, tokenizer, aux_tokenizer, master_process: bool = True):
+    """(tokenizer, aux tokenizer): those given (None for none), else learned from the training
+    transcripts; word pieces and lexicons never see validation's."""
+    texts, learned = [u.text for u in train_utts if u.text], []
+    if tokenizer is None:
+        tokenizer = train_tokenizer(texts, cfg.tokenizer, cfg.vocab_size)
+        learned.append(tokenizer)
+    if cfg.aux_phone_weight > 0 and aux_tokenizer is None:
+        if tokenizer.kind == "phone":
+            raise ValueError("--aux_phone_weight: the model's own symbols are phonemes already")
+        aux_tokenizer = train_tokenizer(texts, "phone")
+        learned.append(aux_tokenizer)
+    for t in learned:
+        if t.lexicon is not None and master_process:
+            print(f"pronunciation lexicon of the training transcripts: {describe_lexicon(t.lexicon)}")
+    return tokenizer, aux_tokenizer
+
+
+def make_loaders(cfg: Config, train_utts, val_utts, tokenizer, aux_tokenizer, rank, world_size, device_type):
+    """(train set, its loader, validation set, its loader): this rank's share of each global batch of
+    --batch_seconds, and all of validation's (None and None without validation)."""
+    train_set = SpeechDataset(train_utts, cfg, tokenizer, train=True, aux_tokenizer=aux_tokenizer)
+    sampler = DurationBatchSampler(  # the global batch of batch_seconds, this rank's share of it
+        [u.duration for u in train_set.utterances],
+        cfg.batch_seconds,
+        seed=cfg.seed,
+        rank=rank,
+        world_size=world_size,
+    )
+    # The training workers get each utterance's epoch (it seeds the augmentations) from the sampler,
+    # so they live for the whole run; validation's start at each validation. "spawn": a forked worker
+    # would copy, page by page, the gigabytes of freed activation memory in this process.
+    # On a CPU the workers run at low priority: they fill the model's idle moments instead of stalling
+    # both of its threads. With a GPU the workers are what the model waits for, so they keep theirs.
+    loader_args = dict(
+        collate_fn=collate,
+        num_workers=cfg.num_workers,
+        worker_init_fn=lower_priority if device_type == "cpu" else None,  # called in workers only
+        multiprocessing_context="spawn" if cfg.num_workers > 0 else None,
+        pin_memory=device_type == "cuda",  # page-locked batches: copied to the GPU while it computes
+    )
+    val_loader, val_set = None, None
+    if val_utts:
+        val_set = SpeechDataset(val_utts, cfg, tokenizer)
+        val_batches = DurationBatchSampler(
+            [u.duration for u in val_set.utterances], cfg.batch_seconds, shuffle=False
+        )
+        val_loader = torch.utils.data.DataLoader(val_set, batch_sampler=val_batches, **loader_args)
+    # one set of workers for the whole run: a new one each epoch took seconds to start (spawn)
+    train_loader = torch.utils.data.DataLoader(
+        train_set, batch_sampler=sampler, persistent_workers=cfg.num_workers > 0, **loader_args
+    )
+    return train_set, train_loader, val_set, val_loader
+
+
 def existing_run(out_dir: str) -> list[str]:
     """The files of a run in out_dir that a new run would overwrite or append to."""
     return [name for name in ("last.pt", "best.pt", "metrics.jsonl") if (Path(out_dir) / name).exists()]
@@ -454,76 +543,13 @@ def main(argv: list[str] | None = None) -> dict:
     # -------- data (rank 0 first: it downloads and indexes what is missing, the others read its manifests)
     if ddp and not master_process:
         dist.barrier()
-    train_utts = read_flag_data("--train_data", cfg.train_data, cfg.data_root)
-    val_data, held_out_slice = cfg.val_data, False
-    if val_data == "auto":  # no download for a first run on one's own folder
-        names = [s.strip() for s in cfg.train_data.split(",")]
-        splits = any(name in LIBRISPEECH_SPLITS for name in names)
-        mini = "train-clean-5" in names  # mini LibriSpeech validates on its own 2-hour dev set
-        val_data = ("dev-clean-2" if mini else "dev-clean") if splits else ""
-        held_out_slice = not splits and not cfg.val_speakers
-    val_utts = read_flag_data(f"--val_data {cfg.val_data}", val_data, cfg.data_root) if val_data else []
+    train_utts, val_utts = read_utterances(cfg, master_process)
     if ddp and master_process:
         dist.barrier()
-    if held_out_slice:
-        train_utts, val_utts = hold_out(train_utts)
-        if master_process and val_utts:
-            print(
-                f"validation: {len(val_utts)} utterances of {len({speaker_of(u.id) for u in val_utts})} "
-                f"speaker(s) held out of --train_data (--val_data auto; --val_data DIR or '' to choose)"
-            )
-        elif master_process:
-            warnings.warn(
-                "--val_data auto: no whole speaker could be held out of --train_data (its ids name too few "
-                "speakers), so this run has no validation; pass --val_data DIR",
-                stacklevel=2,
-            )
-    if cfg.val_speakers:
-        held_out = set(cfg.val_speakers)
-        val_utts += [u for u in train_utts if speaker_of(u.id) in held_out]
-        train_utts = [u for u in train_utts if speaker_of(u.id) not in held_out]
-    # validation counts each file once: a folder listed twice in train_data weights training only
-    val_utts = list({u.path: u for u in val_utts}.values())
-    # word pieces and lexicons see the training transcripts only, never validation's
-    texts, learned = [u.text for u in train_utts if u.text], []
-    if tokenizer is None:
-        tokenizer = train_tokenizer(texts, cfg.tokenizer, cfg.vocab_size)
-        learned.append(tokenizer)
-    if cfg.aux_phone_weight > 0 and aux_tokenizer is None:
-        if tokenizer.kind == "phone":
-            raise ValueError("--aux_phone_weight: the model's own symbols are phonemes already")
-        aux_tokenizer = train_tokenizer(texts, "phone")
-        learned.append(aux_tokenizer)
-    for t in learned:
-        if t.lexicon is not None and master_process:
-            print(f"pronunciation lexicon of the training transcripts: {describe_lexicon(t.lexicon)}")
-    train_set = SpeechDataset(train_utts, cfg, tokenizer, train=True, aux_tokenizer=aux_tokenizer)
-    sampler = DurationBatchSampler(  # the global batch of batch_seconds, this rank's share of it
-        [u.duration for u in train_set.utterances],
-        cfg.batch_seconds,
-        seed=cfg.seed,
-        rank=ddp_rank,
-        world_size=ddp_world_size,
+    tokenizer, aux_tokenizer = learn_tokenizers(cfg, train_utts, tokenizer, aux_tokenizer, master_process)
+    train_set, train_loader, val_set, val_loader = make_loaders(
+        cfg, train_utts, val_utts, tokenizer, aux_tokenizer, ddp_rank, ddp_world_size, device_type
     )
-    # The training workers get each utterance's epoch (it seeds the augmentations) from the sampler,
-    # so they live for the whole run; validation's start at each validation. "spawn": a forked worker
-    # would copy, page by page, the gigabytes of freed activation memory in this process.
-    # On a CPU the workers run at low priority: they fill the model's idle moments instead of stalling
-    # both of its threads. With a GPU the workers are what the model waits for, so they keep theirs.
-    loader_args = dict(
-        collate_fn=collate,
-        num_workers=cfg.num_workers,
-        worker_init_fn=lower_priority if device_type == "cpu" else None,  # called in workers only
-        multiprocessing_context="spawn" if cfg.num_workers > 0 else None,
-        pin_memory=device_type == "cuda",  # page-locked batches: copied to the GPU while it computes
-    )
-    val_loader, val_set = None, None
-    if val_utts:
-        val_set = SpeechDataset(val_utts, cfg, tokenizer)
-        val_batches = DurationBatchSampler(
-            [u.duration for u in val_set.utterances], cfg.batch_seconds, shuffle=False
-        )
-        val_loader = torch.utils.data.DataLoader(val_set, batch_sampler=val_batches, **loader_args)
     # utterances over --max_duration are left out by choice; the others could not be used (exit 3)
     unusable = [u for u in train_set.skipped if u.duration <= cfg.max_duration] + (
         val_set.skipped if val_set else []
@@ -633,15 +659,10 @@ def main(argv: list[str] | None = None) -> dict:
     previous_handlers = catch_stop_signals()
     try:
         done = step >= cfg.max_steps or 0 < cfg.max_minutes <= minutes_before
-        # one set of workers for the whole run: a new one each epoch took seconds to start (spawn)
-        loader = WaitClock(
-            torch.utils.data.DataLoader(
-                train_set, batch_sampler=sampler, persistent_workers=cfg.num_workers > 0, **loader_args
-            )
-        )
+        loader = WaitClock(train_loader)
         while not done:
             train_set.set_epoch(epoch)  # for first_waveform; the workers get the epoch from the sampler
-            sampler.set_epoch(epoch, start_batch=epoch_batch)
+            train_loader.batch_sampler.set_epoch(epoch, start_batch=epoch_batch)
             for batch in loader:
                 for uid, error in batch["errors"]:  # named once; the count goes to the final line
                     if uid not in unreadable:
