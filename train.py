@@ -610,13 +610,22 @@ def main(argv: list[str] | None = None) -> dict:
 
     log = RunLogger(cfg, out_dir) if master_process else None
 
-    def save(name: str, **extra):
-        state = dict(model=raw_model.state_dict(), optimizer=optimizer.state_dict(), config=cfg.to_dict())
-        state.update(tokenizer=tokenizer.state_dict(), step=step, epoch=epoch, epoch_batch=epoch_batch)
-        if aux_tokenizer is not None:
-            state.update(aux_tokenizer=aux_tokenizer.state_dict())
-        state.update(minutes=minutes(), schedule=schedule_start)
-        save_checkpoint(out_dir / name, dict(state, best_wer=best_wer, **extra))
+    def save(name: str, **extra):  # rank 0's: all that --resume needs to go on exactly (extra: best.pt's val)
+        checkpoint = {
+            "model": raw_model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "config": cfg.to_dict(),
+            "tokenizer": tokenizer.state_dict(),
+            "step": step,
+            "epoch": epoch,
+            "epoch_batch": epoch_batch,
+            **({"aux_tokenizer": aux_tokenizer.state_dict()} if aux_tokenizer is not None else {}),
+            "minutes": minutes(),
+            "schedule": schedule_start,
+            "best_wer": best_wer,
+            **extra,
+        }
+        save_checkpoint(out_dir / name, checkpoint)
 
     def validate(train_batch):
         metrics, examples, val_batch = evaluate(raw_model, val_loader, device, cfg, tokenizer)
