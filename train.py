@@ -550,16 +550,11 @@ def main(argv: list[str] | None = None) -> dict:
     train_set, train_loader, val_set, val_loader = make_loaders(
         cfg, train_utts, val_utts, tokenizer, aux_tokenizer, ddp_rank, ddp_world_size, device_type
     )
-    # utterances over --max_duration are left out by choice; the others could not be used (exit 3)
-    unusable = [u for u in train_set.skipped if u.duration <= cfg.max_duration] + (
-        val_set.skipped if val_set else []
-    )
-    hours = sum(u.duration for u in train_set.utterances) / 3600
     if master_process:
+        hours = sum(u.duration for u in train_set.utterances) / 3600
         skipped = f", {len(train_set.skipped)} skipped (named above)" if train_set.skipped else ""
         print(
-            f"train: {len(train_set)} utterances ({hours:.2f} h{skipped}); "
-            f"validation: {len(val_utts)} utterances"
+            f"train: {len(train_set)} utterances ({hours:.2f} h{skipped}); validation: {len(val_utts)} utterances"
         )
         print(describe_targets(tokenizer, train_set.utterances, cfg))
 
@@ -596,11 +591,7 @@ def main(argv: list[str] | None = None) -> dict:
             f"model: {num_params(model) / 1e6:.2f} M parameters, receptive field {model.receptive_field} frames"
         )
     if ddp:
-        # Batch norm over the global batch, not each rank's share: it trains the model one process
-        # would with the same batch_seconds (tests/test_ddp.py), where per-rank statistics over a share of
-        # a few long utterances would be noisy and change with the number of GPUs. The price: a few
-        # small collectives per BatchNorm layer and step.
-        model = sync_batch_norm(model, device_type)
+        model = sync_batch_norm(model, device_type)  # the global batch's statistics, as one process's
         model = DDP(model, device_ids=[ddp_local_rank] if device_type == "cuda" else None)
     raw_model = model.module if ddp else model  # what is saved and validated
     # fp16's small range needs the loss scaled up (and the step skipped when a gradient overflows)
@@ -627,19 +618,14 @@ def main(argv: list[str] | None = None) -> dict:
         }
         save_checkpoint(out_dir / name, checkpoint)
 
-    def validate(train_batch):
+    def validate(train_batch):  # rank 0's: the metrics, logged with examples, spectrograms and audio
         metrics, examples, val_batch = evaluate(raw_model, val_loader, device, cfg, tokenizer)
         shown = {"val": (val_set, val_batch)} | ({"train": (train_set, train_batch)} if train_batch else {})
-        log.log_validation(
-            step,
-            metrics,
-            examples=examples,
-            spectrograms={
-                k: b["features"][0, :, : b["feature_lengths"][0]].numpy() for k, (_, b) in shown.items()
-            },
-            audio={k: first_waveform(dataset, b) for k, (dataset, b) in shown.items()},
-            sample_rate=SAMPLE_RATE,
-        )
+        spectrograms = {
+            k: b["features"][0, :, : b["feature_lengths"][0]].numpy() for k, (_, b) in shown.items()
+        }
+        audio = {k: first_waveform(dataset, b) for k, (dataset, b) in shown.items()}
+        log.log_validation(step, metrics, examples, spectrograms, audio, sample_rate=SAMPLE_RATE)
         tqdm.write(
             f"step {step} ({minutes():.1f} min): " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
         )
@@ -695,36 +681,23 @@ def main(argv: list[str] | None = None) -> dict:
                 features = batch["features"].to(device, non_blocking=True)
                 if frames > features.shape[2]:  # as long as the longest share: batch norm sees padding
                     features = F.pad(features, (0, frames - features.shape[2]))
+                feature_lengths = batch["feature_lengths"].to(device, non_blocking=True)
                 with torch.autocast(device_type="cuda", dtype=amp_dtype, enabled=amp_dtype is not None):
-                    outputs = model(
-                        features,
-                        batch["feature_lengths"].to(device, non_blocking=True),
-                        aux=aux_tokenizer is not None,
-                    )
+                    outputs = model(features, feature_lengths, aux=aux_tokenizer is not None)
                 log_probs, out_lengths = outputs[:2]
                 # divided by the global batch over world_size: DDP's mean of the ranks' gradients is then
                 # the gradient of the mean over the global batch, however unevenly it is shared
-                loss = ctc_loss(
-                    log_probs,
-                    out_lengths,
-                    batch["tokens"].to(device, non_blocking=True),
-                    batch["token_lengths"].to(device, non_blocking=True),
-                    batch_size / ddp_world_size,
-                )
+                share_size = batch_size / ddp_world_size
+                targets = [batch[k].to(device, non_blocking=True) for k in ("tokens", "token_lengths")]
+                loss = ctc_loss(log_probs, out_lengths, *targets, share_size)
                 if aux_tokenizer is not None:  # the middle block's phonemes
-                    loss = loss + cfg.aux_phone_weight * ctc_loss(
-                        outputs[2],
-                        out_lengths,
-                        batch["aux_tokens"].to(device, non_blocking=True),
-                        batch["aux_token_lengths"].to(device, non_blocking=True),
-                        batch_size / ddp_world_size,
-                    )
+                    keys = ("aux_tokens", "aux_token_lengths")
+                    aux = [batch[k].to(device, non_blocking=True) for k in keys]
+                    loss = loss + cfg.aux_phone_weight * ctc_loss(outputs[2], out_lengths, *aux, share_size)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.unscale_(optimizer)
-                grad_norm = torch.nn.utils.clip_grad_norm_(
-                    model.parameters(), cfg.grad_clip
-                )  # norm before clipping
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)  # unclipped
                 scaler.step(optimizer)
                 scaler.update()
                 step, epoch_batch = step + 1, epoch_batch + 1
@@ -793,6 +766,10 @@ def main(argv: list[str] | None = None) -> dict:
         bar.close()
         for signum, handler in previous_handlers.items():
             signal.signal(signum, handler)
+    # utterances over --max_duration are left out by choice; the others could not be used (exit 3)
+    unusable = [u for u in train_set.skipped if u.duration <= cfg.max_duration] + (
+        val_set.skipped if val_set else []
+    )
     if master_process:
         save("last.pt")
         log.close()
