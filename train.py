@@ -358,6 +358,17 @@ def config_for_init(args, cfg: Config) -> tuple[Config, Tokenizer | None, dict, 
     return config_from_dict({**asdict(cfg), **fixed}), tokenizer, init, new_output, bool(wider)
 
 
+def init_weights(model: QuartzNet, weights: dict, new_output: bool, seed: int) -> None:
+    """Load --init_from's weights into the model, widened to its channels (model.widen); with
+    new_output the output layer starts afresh, its inputs as many as the checkpoint's c3 has."""
+    weights = dict(weights)
+    if new_output:
+        fresh = model.state_dict()
+        weights["c4.weight"] = fresh["c4.weight"][:, : weights["c3.0.weight"].shape[0]]
+        weights["c4.bias"] = fresh["c4.bias"]
+    model.load_state_dict(widen(weights, model, seed))
+
+
 VAL_HOLD_OUT = 0.05  # at least this much of the training data, in whole speakers: --val_data auto
 
 
@@ -564,12 +575,7 @@ def main(argv: list[str] | None = None) -> dict:
     step, epoch, epoch_batch, best_wer, metrics, minutes_before = 0, 0, 0, float("inf"), {}, 0.0
     schedule_start = dict(step=0, minutes=0.0, lr=None)  # get_lr's step 0 (continue_schedule)
     if init is not None:
-        weights = dict(init["model"])
-        if new_output:  # the output layer starts afresh (its inputs as many as the checkpoint's c3 has)
-            fresh = model.state_dict()
-            weights["c4.weight"] = fresh["c4.weight"][:, : weights["c3.0.weight"].shape[0]]
-            weights["c4.bias"] = fresh["c4.bias"]
-        model.load_state_dict(widen(weights, model, cfg.seed))
+        init_weights(model, init["model"], new_output, cfg.seed)
         if master_process:
             grown = f", widened to {num_params(model) / 1e6:.2f} M parameters" if wider else ""
             grown += f", a new output layer for {cfg.tokenizer}" if new_output else ""
