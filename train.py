@@ -277,22 +277,7 @@ def first_waveform(dataset: SpeechDataset, batch: dict):
     return dataset.waveform(index)
 
 
-# ----------------------------------------------------------------------------- main
-
-
-def _stop(signum, frame):
-    raise KeyboardInterrupt  # `kill`, a notebook's stop button or a job scheduler save like Ctrl-C
-
-
-def catch_stop_signals() -> dict:
-    """Make SIGTERM, and SIGINT even where a background shell ignores it, raise KeyboardInterrupt.
-    Returns the previous handlers for `signal.signal` to restore."""
-    if threading.current_thread() is not threading.main_thread():
-        return {}  # only the main thread may set handlers
-    return {
-        signal.SIGTERM: signal.signal(signal.SIGTERM, _stop),
-        signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),
-    }
+# ----------------------------------------------------------------------------- setup: config, data
 
 
 # what --init_from takes from its checkpoint: the fields that shape the weights
@@ -492,6 +477,24 @@ def existing_run(out_dir: str) -> list[str]:
     return [name for name in ("last.pt", "best.pt", "metrics.jsonl") if (Path(out_dir) / name).exists()]
 
 
+# ----------------------------------------------------------------------------- main
+
+
+def _stop(signum, frame):
+    raise KeyboardInterrupt  # `kill`, a notebook's stop button or a job scheduler save like Ctrl-C
+
+
+def catch_stop_signals() -> dict:
+    """Make SIGTERM, and SIGINT even where a background shell ignores it, raise KeyboardInterrupt.
+    Returns the previous handlers for `signal.signal` to restore."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}  # only the main thread may set handlers
+    return {
+        signal.SIGTERM: signal.signal(signal.SIGTERM, _stop),
+        signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),
+    }
+
+
 def parse_args(argv) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Train a QuartzNet CTC speech recognizer.")
     add_config_args(parser)
@@ -544,8 +547,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     # -------- several processes: torchrun sets RANK for each, one process group among them
     ddp = int(os.environ.get("RANK", -1)) != -1
-    one_process = (0, 0, 1, True, device)
-    ddp_rank, ddp_local_rank, ddp_world_size, master_process, device = setup(device) if ddp else one_process
+    ddp_rank, ddp_local_rank, ddp_world_size, master_process, device = (
+        setup(device) if ddp else (0, 0, 1, True, device)
+    )
     device_type = torch.device(device).type
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
