@@ -683,6 +683,8 @@ def main(argv: list[str] | None = None) -> dict:
                     epoch_batch += 1  # every rank skips the step
                     continue
                 batch_size, frames = sum(s.utterances for s in shares), max(s.longest for s in shares)
+
+                # forward, backward, update
                 lr = get_lr(step - schedule_start["step"], schedule, clock - schedule_start["minutes"])
                 for group in optimizer.param_groups:
                     group["lr"] = lr
@@ -714,6 +716,7 @@ def main(argv: list[str] | None = None) -> dict:
                 last_batch = batch
                 audio_seconds += sum(s.frames for s in shares) * HOP_LENGTH / SAMPLE_RATE  # all ranks'
 
+                # logging, checkpoints, validation
                 if step % cfg.log_every == 0:
                     elapsed, t0 = time.time() - t0, time.time()
                     speed, audio_seconds = audio_seconds / max(elapsed, 1e-9), 0.0
