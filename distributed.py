@@ -1,9 +1,36 @@
-"""Training in several processes (torchrun): batch norm over the global batch, and small
-collectives. train.py holds the rest of the distributed logic, in its loop."""
+"""Training in several processes (torchrun): each process's setup and teardown, batch norm over the
+global batch, and small collectives. train.py holds the rest of the distributed logic, in its loop."""
+
+import os
+import warnings
+from collections.abc import Sequence
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 from torch.distributed.nn.functional import all_reduce
+
+
+def setup(device: str) -> tuple[int, int, int, bool, str]:
+    """This process of a torchrun (which sets RANK, LOCAL_RANK and WORLD_SIZE for each), in its process
+    group and on its own GPU -> (rank, local rank, world size, master, device). The master, rank 0,
+    alone prints, logs, validates and writes checkpoints."""
+    rank, local_rank, world_size = (int(os.environ[k]) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))
+    if device.startswith("cuda"):
+        device = f"cuda:{local_rank}"  # one GPU per process
+        torch.cuda.set_device(device)
+    # the others wait while rank 0 indexes new data or validates: an hour, not NCCL's 10 minutes
+    dist.init_process_group("nccl" if device.startswith("cuda") else "gloo", timeout=timedelta(hours=1))
+    if rank != 0:
+        warnings.filterwarnings("ignore")  # every rank reads the same data: rank 0 names what is wrong
+    return rank, local_rank, world_size, rank == 0, device
+
+
+def teardown() -> None:
+    """Leave the process group. Delete the DDP-wrapped model first: freed after its process group, it
+    can hang the exit on gloo (the group's worker threads wait for the interpreter lock the freeing
+    thread holds)."""
+    dist.destroy_process_group()
 
 
 class SyncBatchNormCPU(torch.nn.BatchNorm1d):
@@ -26,7 +53,10 @@ class SyncBatchNormCPU(torch.nn.BatchNorm1d):
 
 
 def sync_batch_norm(model: torch.nn.Module, device_type: str) -> torch.nn.Module:
-    """Every BatchNorm1d normalises over the global batch instead of this rank's share of it."""
+    """Every BatchNorm1d normalises over the global batch instead of this rank's share of it: the
+    model trains as one process's would with the same batch_seconds (tests/test_ddp.py), where per-rank
+    statistics over a share of a few long utterances would be noisy and change with the number of
+    GPUs. The price: a few small collectives per BatchNorm layer and step."""
     if device_type == "cuda":
         return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # same parameters and buffers
     for module in model.modules():
@@ -35,7 +65,7 @@ def sync_batch_norm(model: torch.nn.Module, device_type: str) -> torch.nn.Module
     return model
 
 
-def gather_ints(values: list[int], device) -> list[list[int]]:
+def gather_ints(values: Sequence[int], device) -> list[list[int]]:
     """Every rank's `values`, in rank order."""
     local = torch.tensor(values, device=device)
     gathered = [torch.empty_like(local) for _ in range(dist.get_world_size())]

@@ -33,8 +33,8 @@ import warnings
 import zlib
 from collections import Counter
 from dataclasses import asdict, replace
-from datetime import timedelta
 from pathlib import Path
+from typing import NamedTuple
 
 # Set before torch loads OpenMP. On a CPU the data workers share the cores with the model's threads;
 # threads that sleep while they wait, instead of spinning, leave those cycles to the workers
@@ -44,7 +44,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch.distributed import destroy_process_group, init_process_group
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
@@ -70,7 +69,7 @@ from data import (
     speaker_of,
 )
 from decode import DecodingOptions, decode_batch, decoder_pool
-from distributed import gather_ints, sync_batch_norm
+from distributed import gather_ints, setup, sync_batch_norm, teardown
 from lexicon import describe as describe_lexicon
 from lexicon import spoken
 from model import (
@@ -163,6 +162,15 @@ def schedule_config(cfg: Config, start: dict) -> Config:
     return replace(
         cfg, lr=start["lr"], warmup_steps=0, max_steps=cfg.max_steps - start["step"], max_minutes=left
     )
+
+
+class Share(NamedTuple):
+    """One rank's share of a global batch, as the ranks exchange it (distributed.gather_ints)."""
+
+    utterances: int
+    longest: int  # frames of its longest utterance: every rank pads its features to the longest share's
+    frames: int  # of all its utterances: the training speed in audio seconds per second
+    clock_ms: int  # training time so far: rank 0's is the one all ranks follow (get_lr, --max_minutes)
 
 
 class WaitClock:
@@ -269,22 +277,7 @@ def first_waveform(dataset: SpeechDataset, batch: dict):
     return dataset.waveform(index)
 
 
-# ----------------------------------------------------------------------------- main
-
-
-def _stop(signum, frame):
-    raise KeyboardInterrupt  # `kill`, a notebook's stop button or a job scheduler save like Ctrl-C
-
-
-def catch_stop_signals() -> dict:
-    """Make SIGTERM, and SIGINT even where a background shell ignores it, raise KeyboardInterrupt.
-    Returns the previous handlers for `signal.signal` to restore."""
-    if threading.current_thread() is not threading.main_thread():
-        return {}  # only the main thread may set handlers
-    return {
-        signal.SIGTERM: signal.signal(signal.SIGTERM, _stop),
-        signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),
-    }
+# ----------------------------------------------------------------------------- setup: config, data
 
 
 # what --init_from takes from its checkpoint: the fields that shape the weights
@@ -301,6 +294,64 @@ def wider_than(new, old) -> bool:
     """Channel counts (one, or one per block): at least as many everywhere, and more somewhere."""
     new, old = (list(new), list(old)) if isinstance(old, (list, tuple)) else ([new], [old])
     return len(new) == len(old) and all(n >= o for n, o in zip(new, old)) and new != old
+
+
+def config_for_resume(args) -> tuple[Config, dict, Tokenizer, Tokenizer | None]:
+    """--resume: the config of the run being resumed with the command line's flags over it, its
+    checkpoint, its tokenizer and its aux tokenizer (the phonemes of --aux_phone_weight, or None)."""
+    out_dir = getattr(args, "out_dir", Config.out_dir)
+    checkpoint = load_checkpoint(args.resume or Path(out_dir) / "last.pt")
+    cfg = config_from_dict({**checkpoint["config"], **overrides_from_args(args)})
+    tokenizer = Tokenizer.from_state_dict(checkpoint["tokenizer"])
+    if cfg.tokenizer != tokenizer.kind:
+        raise ValueError(f"--tokenizer {cfg.tokenizer}: the run being resumed uses {tokenizer.kind}")
+    if ("aux_tokenizer" in checkpoint) != (cfg.aux_phone_weight > 0):
+        raise ValueError(
+            f"--aux_phone_weight {cfg.aux_phone_weight}: the run being resumed has "
+            f"{'an' if 'aux_tokenizer' in checkpoint else 'no'} auxiliary phoneme layer; "
+            "change the weight in a new run (--init_from)"
+        )
+    aux_tokenizer = (
+        Tokenizer.from_state_dict(checkpoint["aux_tokenizer"]) if "aux_tokenizer" in checkpoint else None
+    )
+    return cfg, checkpoint, tokenizer, aux_tokenizer
+
+
+def config_for_init(args, cfg: Config) -> tuple[Config, Tokenizer | None, dict, bool, bool]:
+    """--init_from (fine-tuning): the architecture is the checkpoint's, but for channels the command
+    line widens, the rest cfg's (the command line's) -> (cfg, the checkpoint's tokenizer or None for a
+    new one, the checkpoint, whether the output layer is new, whether the model is widened)."""
+    if args.resume is not None:
+        raise ValueError("--init_from starts a new run: leave out --resume")
+    init = load_checkpoint(args.init_from)
+    given = overrides_from_args(args)
+    wider = {k: given[k] for k in WIDTHS if k in given and wider_than(given[k], init["config"][k])}
+    clash = [k for k in ARCHITECTURE if k in given and given[k] != init["config"][k] and k not in wider]
+    if clash:
+        raise ValueError(
+            f"--init_from {args.init_from}: its architecture is fixed but for more channels, drop --{clash[0]}"
+        )
+    tokenizer = Tokenizer.from_state_dict(init["tokenizer"])
+    new_output = given.get("tokenizer", tokenizer.kind) != tokenizer.kind
+    fixed = {k: init["config"][k] for k in ARCHITECTURE} | wider
+    if new_output:  # other symbols: learned from the transcripts, with a new output layer
+        tokenizer = None
+    else:
+        fixed |= {"tokenizer": tokenizer.kind} | (
+            {"vocab_size": len(tokenizer)} if tokenizer.kind == "bpe" else {}
+        )
+    return config_from_dict({**asdict(cfg), **fixed}), tokenizer, init, new_output, bool(wider)
+
+
+def init_weights(model: QuartzNet, weights: dict, new_output: bool, seed: int) -> None:
+    """Load --init_from's weights into the model, widened to its channels (model.widen); with
+    new_output the output layer starts afresh, its inputs as many as the checkpoint's c3 has."""
+    weights = dict(weights)
+    if new_output:
+        fresh = model.state_dict()
+        weights["c4.weight"] = fresh["c4.weight"][:, : weights["c3.0.weight"].shape[0]]
+        weights["c4.bias"] = fresh["c4.bias"]
+    model.load_state_dict(widen(weights, model, seed))
 
 
 VAL_HOLD_OUT = 0.05  # at least this much of the training data, in whole speakers: --val_data auto
@@ -332,9 +383,116 @@ def read_flag_data(flag: str, spec: str, data_root: str) -> list:
         raise DataError(f"{flag}: {e}") from None
 
 
+def read_utterances(cfg: Config, master_process: bool = True) -> tuple[list, list]:
+    """The training and validation utterances of --train_data, --val_data and --val_speakers.
+    --val_data auto: LibriSpeech's dev set for its training splits, else whole speakers held out of
+    the training data (hold_out), so a first run on one's own folder needs no download."""
+    train_utts = read_flag_data("--train_data", cfg.train_data, cfg.data_root)
+    val_data, held_out_slice = cfg.val_data, False
+    if val_data == "auto":
+        names = [s.strip() for s in cfg.train_data.split(",")]
+        splits = any(name in LIBRISPEECH_SPLITS for name in names)
+        mini = "train-clean-5" in names  # mini LibriSpeech validates on its own 2-hour dev set
+        val_data = ("dev-clean-2" if mini else "dev-clean") if splits else ""
+        held_out_slice = not splits and not cfg.val_speakers
+    val_utts = read_flag_data(f"--val_data {cfg.val_data}", val_data, cfg.data_root) if val_data else []
+    if held_out_slice:
+        train_utts, val_utts = hold_out(train_utts)
+        if master_process and val_utts:
+            print(
+                f"validation: {len(val_utts)} utterances of {len({speaker_of(u.id) for u in val_utts})} "
+                f"speaker(s) held out of --train_data (--val_data auto; --val_data DIR or '' to choose)"
+            )
+        elif master_process:
+            warnings.warn(
+                "--val_data auto: no whole speaker could be held out of --train_data (its ids name too few "
+                "speakers), so this run has no validation; pass --val_data DIR",
+                stacklevel=3,  # where main was called, as for the warnings main gives itself
+            )
+    if cfg.val_speakers:
+        held_out = set(cfg.val_speakers)
+        val_utts += [u for u in train_utts if speaker_of(u.id) in held_out]
+        train_utts = [u for u in train_utts if speaker_of(u.id) not in held_out]
+    # validation counts each file once: a folder listed twice in train_data weights training only
+    return train_utts, list({u.path: u for u in val_utts}.values())
+
+
+def learn_tokenizers(cfg: Config, train_utts: list, tokenizer, aux_tokenizer, master_process: bool = True):
+    """(tokenizer, aux tokenizer): those given (None for none), else learned from the training
+    transcripts; word pieces and lexicons never see validation's."""
+    texts, learned = [u.text for u in train_utts if u.text], []
+    if tokenizer is None:
+        tokenizer = train_tokenizer(texts, cfg.tokenizer, cfg.vocab_size)
+        learned.append(tokenizer)
+    if cfg.aux_phone_weight > 0 and aux_tokenizer is None:
+        if tokenizer.kind == "phone":
+            raise ValueError("--aux_phone_weight: the model's own symbols are phonemes already")
+        aux_tokenizer = train_tokenizer(texts, "phone")
+        learned.append(aux_tokenizer)
+    for t in learned:
+        if t.lexicon is not None and master_process:
+            print(f"pronunciation lexicon of the training transcripts: {describe_lexicon(t.lexicon)}")
+    return tokenizer, aux_tokenizer
+
+
+def make_loaders(cfg: Config, train_utts, val_utts, tokenizer, aux_tokenizer, rank, world_size, device_type):
+    """(train set, its loader, validation set, its loader): this rank's share of each global batch of
+    --batch_seconds, and all of validation's (None and None without validation)."""
+    train_set = SpeechDataset(train_utts, cfg, tokenizer, train=True, aux_tokenizer=aux_tokenizer)
+    sampler = DurationBatchSampler(  # the global batch of batch_seconds, this rank's share of it
+        [u.duration for u in train_set.utterances],
+        cfg.batch_seconds,
+        seed=cfg.seed,
+        rank=rank,
+        world_size=world_size,
+    )
+    # The training workers get each utterance's epoch (it seeds the augmentations) from the sampler,
+    # so they live for the whole run; validation's start at each validation. "spawn": a forked worker
+    # would copy, page by page, the gigabytes of freed activation memory in this process.
+    # On a CPU the workers run at low priority: they fill the model's idle moments instead of stalling
+    # both of its threads. With a GPU the workers are what the model waits for, so they keep theirs.
+    loader_args = dict(
+        collate_fn=collate,
+        num_workers=cfg.num_workers,
+        worker_init_fn=lower_priority if device_type == "cpu" else None,  # called in workers only
+        multiprocessing_context="spawn" if cfg.num_workers > 0 else None,
+        pin_memory=device_type == "cuda",  # page-locked batches: copied to the GPU while it computes
+    )
+    val_loader, val_set = None, None
+    if val_utts:
+        val_set = SpeechDataset(val_utts, cfg, tokenizer)
+        val_batches = DurationBatchSampler(
+            [u.duration for u in val_set.utterances], cfg.batch_seconds, shuffle=False
+        )
+        val_loader = torch.utils.data.DataLoader(val_set, batch_sampler=val_batches, **loader_args)
+    # one set of workers for the whole run: a new one each epoch took seconds to start (spawn)
+    train_loader = torch.utils.data.DataLoader(
+        train_set, batch_sampler=sampler, persistent_workers=cfg.num_workers > 0, **loader_args
+    )
+    return train_set, train_loader, val_set, val_loader
+
+
 def existing_run(out_dir: str) -> list[str]:
     """The files of a run in out_dir that a new run would overwrite or append to."""
     return [name for name in ("last.pt", "best.pt", "metrics.jsonl") if (Path(out_dir) / name).exists()]
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def _stop(signum, frame):
+    raise KeyboardInterrupt  # `kill`, a notebook's stop button or a job scheduler save like Ctrl-C
+
+
+def catch_stop_signals() -> dict:
+    """Make SIGTERM, and SIGINT even where a background shell ignores it, raise KeyboardInterrupt.
+    Returns the previous handlers for `signal.signal` to restore."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}  # only the main thread may set handlers
+    return {
+        signal.SIGTERM: signal.signal(signal.SIGTERM, _stop),
+        signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),
+    }
 
 
 def parse_args(argv) -> argparse.Namespace:
@@ -368,56 +526,14 @@ def main(argv: list[str] | None = None) -> dict:
         return export_main(argv[1:])
     args = parse_args(argv)
 
-    # -------- several processes: torchrun sets RANK, LOCAL_RANK and WORLD_SIZE for each
-    ddp = int(os.environ.get("RANK", -1)) != -1
-    if ddp:
-        ddp_rank, ddp_local_rank = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
-        ddp_world_size = int(os.environ["WORLD_SIZE"])
-    else:
-        ddp_rank, ddp_local_rank, ddp_world_size = 0, 0, 1
-    master_process = ddp_rank == 0  # prints, logs, validates and writes checkpoints
-
-    # -------- config: from the command line, or from the checkpoint being resumed
-    checkpoint, aux_tokenizer = None, None  # aux: the phonemes of --aux_phone_weight
+    # -------- config: the command line's, over that of the checkpoint resumed or fine-tuned
+    checkpoint, init, tokenizer, aux_tokenizer = None, None, None, None  # tokenizers: None to learn them
     if args.resume is not None:
-        out_dir = getattr(args, "out_dir", Config.out_dir)
-        checkpoint = load_checkpoint(args.resume or Path(out_dir) / "last.pt")
-        cfg = config_from_dict({**checkpoint["config"], **overrides_from_args(args)})
-        tokenizer = Tokenizer.from_state_dict(checkpoint["tokenizer"])
-        if cfg.tokenizer != tokenizer.kind:
-            raise ValueError(f"--tokenizer {cfg.tokenizer}: the run being resumed uses {tokenizer.kind}")
-        if ("aux_tokenizer" in checkpoint) != (cfg.aux_phone_weight > 0):
-            raise ValueError(
-                f"--aux_phone_weight {cfg.aux_phone_weight}: the run being resumed has "
-                f"{'an' if 'aux_tokenizer' in checkpoint else 'no'} auxiliary phoneme layer; "
-                "change the weight in a new run (--init_from)"
-            )
-        if "aux_tokenizer" in checkpoint:
-            aux_tokenizer = Tokenizer.from_state_dict(checkpoint["aux_tokenizer"])
+        cfg, checkpoint, tokenizer, aux_tokenizer = config_for_resume(args)
     else:
-        cfg, tokenizer = config_from_args(args), None  # learned from the training transcripts below
-    init = None
-    if args.init_from:  # fine-tuning: the architecture is the checkpoint's, the rest the command line's
-        if checkpoint is not None:
-            raise ValueError("--init_from starts a new run: leave out --resume")
-        init = load_checkpoint(args.init_from)
-        given = overrides_from_args(args)
-        wider = {k: given[k] for k in WIDTHS if k in given and wider_than(given[k], init["config"][k])}
-        clash = [k for k in ARCHITECTURE if k in given and given[k] != init["config"][k] and k not in wider]
-        if clash:
-            raise ValueError(
-                f"--init_from {args.init_from}: its architecture is fixed but for more channels, drop --{clash[0]}"
-            )
-        tokenizer = Tokenizer.from_state_dict(init["tokenizer"])
-        new_output = given.get("tokenizer", tokenizer.kind) != tokenizer.kind
-        fixed = {k: init["config"][k] for k in ARCHITECTURE} | wider
-        if new_output:  # other symbols: learned from the transcripts below, with a new output layer
-            tokenizer = None
-        else:
-            fixed |= {"tokenizer": tokenizer.kind} | (
-                {"vocab_size": len(tokenizer)} if tokenizer.kind == "bpe" else {}
-            )
-        cfg = config_from_dict({**asdict(cfg), **fixed})
+        cfg = config_from_args(args)
+    if args.init_from:
+        cfg, tokenizer, init, new_output, wider = config_for_init(args, cfg)
     # bad flags end the run here, before any data is read or anything is written
     check_config(cfg)
     device = pick_device(cfg.device)
@@ -428,14 +544,12 @@ def main(argv: list[str] | None = None) -> dict:
             f"with --resume --out_dir {cfg.out_dir}, or start a new one in another --out_dir"
         )
     out_dir = make_output_dir(cfg.out_dir, "--out_dir")
-    if ddp:
-        if device.startswith("cuda"):
-            device = f"cuda:{ddp_local_rank}"  # one GPU per process
-            torch.cuda.set_device(device)
-        # the others wait while rank 0 indexes new data or validates: an hour, not NCCL's 10 minutes
-        init_process_group("nccl" if device.startswith("cuda") else "gloo", timeout=timedelta(hours=1))
-        if not master_process:
-            warnings.filterwarnings("ignore")  # every rank reads the same data: rank 0 names what is wrong
+
+    # -------- several processes: torchrun sets RANK for each, one process group among them
+    ddp = int(os.environ.get("RANK", -1)) != -1
+    ddp_rank, ddp_local_rank, ddp_world_size, master_process, device = (
+        setup(device) if ddp else (0, 0, 1, True, device)
+    )
     device_type = torch.device(device).type
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -444,86 +558,18 @@ def main(argv: list[str] | None = None) -> dict:
     # -------- data (rank 0 first: it downloads and indexes what is missing, the others read its manifests)
     if ddp and not master_process:
         dist.barrier()
-    train_utts = read_flag_data("--train_data", cfg.train_data, cfg.data_root)
-    val_data, held_out_slice = cfg.val_data, False
-    if val_data == "auto":  # no download for a first run on one's own folder
-        names = [s.strip() for s in cfg.train_data.split(",")]
-        splits = any(name in LIBRISPEECH_SPLITS for name in names)
-        mini = "train-clean-5" in names  # mini LibriSpeech validates on its own 2-hour dev set
-        val_data = ("dev-clean-2" if mini else "dev-clean") if splits else ""
-        held_out_slice = not splits and not cfg.val_speakers
-    val_utts = read_flag_data(f"--val_data {cfg.val_data}", val_data, cfg.data_root) if val_data else []
+    train_utts, val_utts = read_utterances(cfg, master_process)
     if ddp and master_process:
         dist.barrier()
-    if held_out_slice:
-        train_utts, val_utts = hold_out(train_utts)
-        if master_process and val_utts:
-            print(
-                f"validation: {len(val_utts)} utterances of {len({speaker_of(u.id) for u in val_utts})} "
-                f"speaker(s) held out of --train_data (--val_data auto; --val_data DIR or '' to choose)"
-            )
-        elif master_process:
-            warnings.warn(
-                "--val_data auto: no whole speaker could be held out of --train_data (its ids name too few "
-                "speakers), so this run has no validation; pass --val_data DIR",
-                stacklevel=2,
-            )
-    if cfg.val_speakers:
-        held_out = set(cfg.val_speakers)
-        val_utts += [u for u in train_utts if speaker_of(u.id) in held_out]
-        train_utts = [u for u in train_utts if speaker_of(u.id) not in held_out]
-    # validation counts each file once: a folder listed twice in train_data weights training only
-    val_utts = list({u.path: u for u in val_utts}.values())
-    # word pieces and lexicons see the training transcripts only, never validation's
-    texts, learned = [u.text for u in train_utts if u.text], []
-    if tokenizer is None:
-        tokenizer = train_tokenizer(texts, cfg.tokenizer, cfg.vocab_size)
-        learned.append(tokenizer)
-    if cfg.aux_phone_weight > 0 and aux_tokenizer is None:
-        if tokenizer.kind == "phone":
-            raise ValueError("--aux_phone_weight: the model's own symbols are phonemes already")
-        aux_tokenizer = train_tokenizer(texts, "phone")
-        learned.append(aux_tokenizer)
-    for t in learned:
-        if t.lexicon is not None and master_process:
-            print(f"pronunciation lexicon of the training transcripts: {describe_lexicon(t.lexicon)}")
-    train_set = SpeechDataset(train_utts, cfg, tokenizer, train=True, aux_tokenizer=aux_tokenizer)
-    sampler = DurationBatchSampler(  # the global batch of batch_seconds, this rank's share of it
-        [u.duration for u in train_set.utterances],
-        cfg.batch_seconds,
-        seed=cfg.seed,
-        rank=ddp_rank,
-        world_size=ddp_world_size,
+    tokenizer, aux_tokenizer = learn_tokenizers(cfg, train_utts, tokenizer, aux_tokenizer, master_process)
+    train_set, train_loader, val_set, val_loader = make_loaders(
+        cfg, train_utts, val_utts, tokenizer, aux_tokenizer, ddp_rank, ddp_world_size, device_type
     )
-    # The training workers get each utterance's epoch (it seeds the augmentations) from the sampler,
-    # so they live for the whole run; validation's start at each validation. "spawn": a forked worker
-    # would copy, page by page, the gigabytes of freed activation memory in this process.
-    # On a CPU the workers run at low priority: they fill the model's idle moments instead of stalling
-    # both of its threads. With a GPU the workers are what the model waits for, so they keep theirs.
-    loader_args = dict(
-        collate_fn=collate,
-        num_workers=cfg.num_workers,
-        worker_init_fn=lower_priority if device_type == "cpu" else None,  # called in workers only
-        multiprocessing_context="spawn" if cfg.num_workers > 0 else None,
-        pin_memory=device_type == "cuda",  # page-locked batches: copied to the GPU while it computes
-    )
-    val_loader, val_set = None, None
-    if val_utts:
-        val_set = SpeechDataset(val_utts, cfg, tokenizer)
-        val_batches = DurationBatchSampler(
-            [u.duration for u in val_set.utterances], cfg.batch_seconds, shuffle=False
-        )
-        val_loader = torch.utils.data.DataLoader(val_set, batch_sampler=val_batches, **loader_args)
-    # utterances over --max_duration are left out by choice; the others could not be used (exit 3)
-    unusable = [u for u in train_set.skipped if u.duration <= cfg.max_duration] + (
-        val_set.skipped if val_set else []
-    )
-    hours = sum(u.duration for u in train_set.utterances) / 3600
     if master_process:
+        hours = sum(u.duration for u in train_set.utterances) / 3600
         skipped = f", {len(train_set.skipped)} skipped (named above)" if train_set.skipped else ""
         print(
-            f"train: {len(train_set)} utterances ({hours:.2f} h{skipped}); "
-            f"validation: {len(val_utts)} utterances"
+            f"train: {len(train_set)} utterances ({hours:.2f} h{skipped}); validation: {len(val_utts)} utterances"
         )
         print(describe_targets(tokenizer, train_set.utterances, cfg))
 
@@ -533,12 +579,7 @@ def main(argv: list[str] | None = None) -> dict:
     step, epoch, epoch_batch, best_wer, metrics, minutes_before = 0, 0, 0, float("inf"), {}, 0.0
     schedule_start = dict(step=0, minutes=0.0, lr=None)  # get_lr's step 0 (continue_schedule)
     if init is not None:
-        weights = dict(init["model"])
-        if new_output:  # the output layer starts afresh (its inputs as many as the checkpoint's c3 has)
-            fresh = model.state_dict()
-            weights["c4.weight"] = fresh["c4.weight"][:, : weights["c3.0.weight"].shape[0]]
-            weights["c4.bias"] = fresh["c4.bias"]
-        model.load_state_dict(widen(weights, model, cfg.seed))
+        init_weights(model, init["model"], new_output, cfg.seed)
         if master_process:
             grown = f", widened to {num_params(model) / 1e6:.2f} M parameters" if wider else ""
             grown += f", a new output layer for {cfg.tokenizer}" if new_output else ""
@@ -560,11 +601,7 @@ def main(argv: list[str] | None = None) -> dict:
             f"model: {num_params(model) / 1e6:.2f} M parameters, receptive field {model.receptive_field} frames"
         )
     if ddp:
-        # Batch norm over the global batch, not each rank's share: it trains the model one process
-        # would with the same batch_seconds (tests/test_ddp.py), where per-rank statistics over a share of
-        # a few long utterances would be noisy and change with the number of GPUs. The price: a few
-        # small collectives per BatchNorm layer and step.
-        model = sync_batch_norm(model, device_type)
+        model = sync_batch_norm(model, device_type)  # the global batch's statistics, as one process's
         model = DDP(model, device_ids=[ddp_local_rank] if device_type == "cuda" else None)
     raw_model = model.module if ddp else model  # what is saved and validated
     # fp16's small range needs the loss scaled up (and the step skipped when a gradient overflows)
@@ -574,27 +611,31 @@ def main(argv: list[str] | None = None) -> dict:
 
     log = RunLogger(cfg, out_dir) if master_process else None
 
-    def save(name: str, **extra):
-        state = dict(model=raw_model.state_dict(), optimizer=optimizer.state_dict(), config=cfg.to_dict())
-        state.update(tokenizer=tokenizer.state_dict(), step=step, epoch=epoch, epoch_batch=epoch_batch)
-        if aux_tokenizer is not None:
-            state.update(aux_tokenizer=aux_tokenizer.state_dict())
-        state.update(minutes=minutes(), schedule=schedule_start)
-        save_checkpoint(out_dir / name, dict(state, best_wer=best_wer, **extra))
+    def save(name: str, **extra):  # rank 0's: all that --resume needs to go on exactly (extra: best.pt's val)
+        checkpoint = {
+            "model": raw_model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "config": cfg.to_dict(),
+            "tokenizer": tokenizer.state_dict(),
+            "step": step,
+            "epoch": epoch,
+            "epoch_batch": epoch_batch,
+            **({"aux_tokenizer": aux_tokenizer.state_dict()} if aux_tokenizer is not None else {}),
+            "minutes": minutes(),
+            "schedule": schedule_start,
+            "best_wer": best_wer,
+            **extra,
+        }
+        save_checkpoint(out_dir / name, checkpoint)
 
-    def validate(train_batch):
+    def validate(train_batch):  # rank 0's: the metrics, logged with examples, spectrograms and audio
         metrics, examples, val_batch = evaluate(raw_model, val_loader, device, cfg, tokenizer)
         shown = {"val": (val_set, val_batch)} | ({"train": (train_set, train_batch)} if train_batch else {})
-        log.log_validation(
-            step,
-            metrics,
-            examples=examples,
-            spectrograms={
-                k: b["features"][0, :, : b["feature_lengths"][0]].numpy() for k, (_, b) in shown.items()
-            },
-            audio={k: first_waveform(dataset, b) for k, (dataset, b) in shown.items()},
-            sample_rate=SAMPLE_RATE,
-        )
+        spectrograms = {
+            k: b["features"][0, :, : b["feature_lengths"][0]].numpy() for k, (_, b) in shown.items()
+        }
+        audio = {k: first_waveform(dataset, b) for k, (dataset, b) in shown.items()}
+        log.log_validation(step, metrics, examples, spectrograms, audio, sample_rate=SAMPLE_RATE)
         tqdm.write(
             f"step {step} ({minutes():.1f} min): " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
         )
@@ -623,31 +664,27 @@ def main(argv: list[str] | None = None) -> dict:
     previous_handlers = catch_stop_signals()
     try:
         done = step >= cfg.max_steps or 0 < cfg.max_minutes <= minutes_before
-        # one set of workers for the whole run: a new one each epoch took seconds to start (spawn)
-        loader = WaitClock(
-            torch.utils.data.DataLoader(
-                train_set, batch_sampler=sampler, persistent_workers=cfg.num_workers > 0, **loader_args
-            )
-        )
+        loader = WaitClock(train_loader)
         while not done:
             train_set.set_epoch(epoch)  # for first_waveform; the workers get the epoch from the sampler
-            sampler.set_epoch(epoch, start_batch=epoch_batch)
+            train_loader.batch_sampler.set_epoch(epoch, start_batch=epoch_batch)
             for batch in loader:
                 for uid, error in batch["errors"]:  # named once; the count goes to the final line
                     if uid not in unreadable:
                         unreadable.add(uid)
                         tqdm.write(f"warning: skipped in training: {error}")
-                # the global batch: (utterances, frames of the longest, frames) of every rank's share,
-                # and rank 0's clock in ms, which all ranks follow (the learning rate and --max_minutes)
+                # the global batch: every rank's share of it, and rank 0's clock, which all follow
                 lengths = batch["feature_lengths"].tolist() if batch["ids"] else []
-                shares = [[len(lengths), max(lengths, default=0), sum(lengths), round(minutes() * 60000)]]
-                if ddp:
-                    shares = gather_ints(shares[0], device)
-                clock = shares[0][3] / 60000
-                if min(n for n, *_ in shares) == 0:  # all files failed to load, or fewer than one per rank
+                share = Share(len(lengths), max(lengths, default=0), sum(lengths), round(minutes() * 60000))
+                shares = [Share(*s) for s in gather_ints(share, device)] if ddp else [share]
+                clock = shares[0].clock_ms / 60000
+                # no step where all files failed to load, or there were fewer than one per rank
+                if min(s.utterances for s in shares) == 0:
                     epoch_batch += 1  # every rank skips the step
                     continue
-                batch_size, frames = sum(n for n, *_ in shares), max(t for _, t, *_ in shares)
+                batch_size, frames = sum(s.utterances for s in shares), max(s.longest for s in shares)
+
+                # forward, backward, update
                 lr = get_lr(step - schedule_start["step"], schedule, clock - schedule_start["minutes"])
                 for group in optimizer.param_groups:
                     group["lr"] = lr
@@ -656,42 +693,30 @@ def main(argv: list[str] | None = None) -> dict:
                 features = batch["features"].to(device, non_blocking=True)
                 if frames > features.shape[2]:  # as long as the longest share: batch norm sees padding
                     features = F.pad(features, (0, frames - features.shape[2]))
+                feature_lengths = batch["feature_lengths"].to(device, non_blocking=True)
                 with torch.autocast(device_type="cuda", dtype=amp_dtype, enabled=amp_dtype is not None):
-                    outputs = model(
-                        features,
-                        batch["feature_lengths"].to(device, non_blocking=True),
-                        aux=aux_tokenizer is not None,
-                    )
+                    outputs = model(features, feature_lengths, aux=aux_tokenizer is not None)
                 log_probs, out_lengths = outputs[:2]
                 # divided by the global batch over world_size: DDP's mean of the ranks' gradients is then
                 # the gradient of the mean over the global batch, however unevenly it is shared
-                loss = ctc_loss(
-                    log_probs,
-                    out_lengths,
-                    batch["tokens"].to(device, non_blocking=True),
-                    batch["token_lengths"].to(device, non_blocking=True),
-                    batch_size / ddp_world_size,
-                )
+                share_size = batch_size / ddp_world_size
+                targets = [batch[k].to(device, non_blocking=True) for k in ("tokens", "token_lengths")]
+                loss = ctc_loss(log_probs, out_lengths, *targets, share_size)
                 if aux_tokenizer is not None:  # the middle block's phonemes
-                    loss = loss + cfg.aux_phone_weight * ctc_loss(
-                        outputs[2],
-                        out_lengths,
-                        batch["aux_tokens"].to(device, non_blocking=True),
-                        batch["aux_token_lengths"].to(device, non_blocking=True),
-                        batch_size / ddp_world_size,
-                    )
+                    keys = ("aux_tokens", "aux_token_lengths")
+                    aux = [batch[k].to(device, non_blocking=True) for k in keys]
+                    loss = loss + cfg.aux_phone_weight * ctc_loss(outputs[2], out_lengths, *aux, share_size)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.unscale_(optimizer)
-                grad_norm = torch.nn.utils.clip_grad_norm_(
-                    model.parameters(), cfg.grad_clip
-                )  # norm before clipping
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)  # unclipped
                 scaler.step(optimizer)
                 scaler.update()
                 step, epoch_batch = step + 1, epoch_batch + 1
                 last_batch = batch
-                audio_seconds += sum(f for _, _, f, _ in shares) * HOP_LENGTH / SAMPLE_RATE  # all ranks'
+                audio_seconds += sum(s.frames for s in shares) * HOP_LENGTH / SAMPLE_RATE  # all ranks'
 
+                # logging, checkpoints, validation
                 if step % cfg.log_every == 0:
                     elapsed, t0 = time.time() - t0, time.time()
                     speed, audio_seconds = audio_seconds / max(elapsed, 1e-9), 0.0
@@ -743,8 +768,8 @@ def main(argv: list[str] | None = None) -> dict:
                 f"\ninterrupted: saved {out_dir / 'last.pt'} at step {step}; continue with --resume --out_dir {out_dir}"
             )
         if ddp:
-            del model  # before the process group, as at the end
-            destroy_process_group()
+            del model  # before the process group (distributed.teardown)
+            teardown()
         sys.exit(130)
     except BaseException:
         if master_process:
@@ -754,6 +779,10 @@ def main(argv: list[str] | None = None) -> dict:
         bar.close()
         for signum, handler in previous_handlers.items():
             signal.signal(signum, handler)
+    # utterances over --max_duration are left out by choice; the others could not be used (exit 3)
+    unusable = [u for u in train_set.skipped if u.duration <= cfg.max_duration] + (
+        val_set.skipped if val_set else []
+    )
     if master_process:
         save("last.pt")
         log.close()
@@ -761,10 +790,8 @@ def main(argv: list[str] | None = None) -> dict:
         skipped += f" ({len(unusable)} utterance(s) unusable, named above)" if unusable else ""
         print(f"done: {step} steps; checkpoints in {out_dir}{skipped}")
     if ddp:
-        # the DDP wrapper goes first: freed after its process group, it can hang the exit on gloo
-        # (the group's worker threads wait for the interpreter lock the freeing thread holds)
-        del model
-        destroy_process_group()
+        del model  # before the process group (distributed.teardown)
+        teardown()
     return dict(step=step, best_wer=best_wer, unreadable=len(unreadable), unusable=len(unusable), **metrics)
 
 
