@@ -20,9 +20,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from arpa import BOS, EOS, UNK
+from fusion import LMScorer, WordTrie, silent_lm, word_starts
 from lexicon import Lexicon
-from lm import NGramLM, WordTrie
+from lm import NGramLM
 from tokenizer import normalize_text
 
 NEG_INF = float("-inf")
@@ -102,12 +102,6 @@ def read_hotwords(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(words))
 
 
-@lru_cache(maxsize=1)
-def _no_lm() -> NGramLM:
-    """An LM that scores nothing, for hotwords without an LM (alpha = beta = 0, unk_score = 0)."""
-    return NGramLM.from_ngrams([{(BOS,): (0.0, 0.0), (EOS,): (0.0, 0.0), (UNK,): (0.0, 0.0)}])
-
-
 def add_decoding_args(parser, defaults: bool = True) -> None:
     """One flag per DecodingOptions field, with its default (or None with defaults=False: the caller
     fills in its own, such as a checkpoint's)."""
@@ -160,197 +154,6 @@ def frame_candidates(
     return np.split(cols, np.searchsorted(rows, np.arange(1, T)))
 
 
-def word_starts(vocab: list[str]) -> np.ndarray:
-    """(V,) True for the tokens that begin a word: the space, and word pieces such as " the"."""
-    return np.array([token.startswith(" ") for token in vocab])
-
-
-@lru_cache(maxsize=8)
-def _word_state_tables(trie: WordTrie, alpha: float, unk: int) -> tuple[np.ndarray, ...]:
-    """Per word state (see WordTrie): its look-ahead, which a word that left the trie keeps from
-    where it left (2S,); whether it ends a vocabulary word, never once it left (2S,); and for each
-    of the K words that may end there (homophones), whether it does and its LM id, unk when none
-    (2S, K) each. Computed once per LM and alpha."""
-    look = alpha * trie.best  # the look-ahead; none before a word starts
-    look[0] = 0.0
-    outside = len(look)  # the word states of words that left the trie
-    ends = trie.word_ids >= 0  # (S, K)
-    tables = (
-        trie.by_word_state(look),
-        np.concatenate([trie.is_word, np.zeros(outside, bool)]),
-        np.concatenate([ends, np.zeros_like(ends)]),
-        np.concatenate([np.where(ends, trie.word_ids, unk), np.full_like(trie.word_ids, unk)]),
-    )
-    for table in tables:
-        table.flags.writeable = False  # shared by every utterance decoded with this LM and alpha
-    return tables
-
-
-@lru_cache(maxsize=8)
-def _hotword_tables(trie: WordTrie, hotwords: tuple[str, ...], boost: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per word state: the hotword bonus a partial word holds, boost per character of the hotword
-    prefix it is (kept by a word that left the trie from there, refunded when its word ends), and
-    the bonus a word keeps when it ends as a hotword; (2S,) each. A bonus per character, not per
-    word, so that a hotword is favoured as it is spelled and survives the pruning until it ends."""
-    S = len(trie.best)
-    along, ends = np.zeros(S), np.zeros(S)
-    for word in hotwords:
-        states = trie.states_of(word)
-        along[states] = np.maximum(along[states], boost * np.arange(1, len(states) + 1))
-        if states:
-            ends[states[-1]] = boost * len(states)
-    tables = trie.by_word_state(along), np.concatenate([ends, np.zeros(S)])
-    for table in tables:
-        table.flags.writeable = False
-    return tables
-
-
-class _LMScorer:
-    """Shallow-fusion bookkeeping for one utterance, cached per trie node of the search.
-
-    A prefix's fused score is alpha * log P_lm(its finished words) + beta * words, plus unk_score for
-    each character of a word past the point where it stopped being the start of any LM word (the end of
-    a word that is no LM word counts as one such character), plus a
-    look-ahead for its unfinished word: alpha * the best unigram log-prob of a vocabulary word it can
-    still become. Without these a partial word is free until it ends, so the search prefers long run-on
-    non-words that pay once, and delays ending words that would pay now. When the word ends, its
-    look-ahead is replaced by its real score. unk_score = -inf keeps only vocabulary words. A token
-    that begins with " " (the space, or a word piece such as " the") ends the partial word before it
-    and begins a new one with its own characters, so the LM scores words, never pieces.
-
-    Where a trie state ends K > 1 words (homophones, in a trie of pronunciations), the vocab's k-th
-    " " token ends the partial word as the k-th of them: each is its own hypothesis.
-
-    Hotwords join the trie (as <unk> when the LM lacks them, so their characters pay no unk_score)
-    and earn hotword_boost per character while spelled, which they keep when they end as one.
-    """
-
-    def __init__(
-        self,
-        lm: NGramLM,
-        vocab: list[str],
-        alpha: float,
-        beta: float,
-        unk_score: float,
-        trie: WordTrie | None = None,
-        hotwords: tuple[str, ...] = (),
-        hotword_boost: float = 0.0,
-    ):
-        self.lm, self.alpha, self.beta = lm, alpha, beta
-        self.is_space = np.array([token == " " for token in vocab])  # (V,)
-        self.variant = np.zeros(len(vocab), np.int64)  # (V,) which homophone a token ends a word as
-        self.variant[self.is_space] = np.arange(self.is_space.sum())
-        self.unk_score = unk_score
-        self.n_history = lm.order - 1
-        self.eos = lm.word_id(EOS)
-        # word ids throughout: an unknown word is <unk>, which is all the LM can tell of it
-        self.history = {1: (lm.word_id(BOS),)}  # node whose token begins a word (or the root) -> history
-        # (node, homophone) -> history once the node's partial word has ended as that homophone
-        self.history_after: dict[tuple[int, int], tuple] = {}
-        self.trie = trie if trie is not None else lm.word_trie(vocab, hotwords)
-        self.look, self.is_word, ends, word_of = _word_state_tables(self.trie, alpha, lm.word_id(UNK))
-        self.hot_end = None  # (2S,) the bonus of ending as a hotword, with hotwords
-        if hotwords:
-            along, self.hot_end = _hotword_tables(self.trie, hotwords, hotword_boost)
-            self.look = self.look + along
-        homophones = max(int(self.is_space.sum()), 1)  # the homophones that a space (copy) ends a word as
-        if ends.shape[1] < homophones:  # the LM lacks every word of the largest sets: those copies end none
-            pad = ((0, 0), (0, homophones - ends.shape[1]))
-            ends, word_of = np.pad(ends, pad), np.pad(word_of, pad, constant_values=lm.word_id(UNK))
-        self.ends, self.word_of = ends[:, :homophones], word_of[:, :homophones]  # (2S, K)
-        self.word_start = np.ones(1024, np.int64)  # node -> the node whose token began its word
-        # node -> score change of ending its word now as each homophone (nan: not asked)
-        self.ended = np.full((1024, self.ends.shape[1]), np.nan)
-        # unk_score per number of characters read outside the trie (0 to the longest token)
-        self.unk_cost = np.array(
-            [0.0] + [unk_score * n for n in range(1, self.trie.token_chars.shape[1] + 1)]
-        )
-        self.begins_word = word_starts(vocab)  # (V,)
-
-    def extend(self, states: np.ndarray, toks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(B,) word states of the beams and (C,) tokens -> (B, C) next word states and fused score
-        changes. A word state is the partial word's trie state (0: no partial word), or -1 - the last
-        trie state of a partial word that left the trie: it keeps that look-ahead, so that leaving
-        the vocabulary never refunds a rare prefix's look-ahead, and pays unk_score per character.
-        A token that begins a word walks from state 0; ending the word before it is completions()'s."""
-        start = np.where(self.begins_word[toks][None, :], 0, states[:, None])  # (B, C) state it continues
-        child, outside = self.trie.walk(start, toks)
-        return child, self.look[child] - self.look[start] + self.unk_cost[outside]
-
-    def complete(self, nodes: np.ndarray, states: np.ndarray) -> np.ndarray:
-        """(N, K) score changes when the nodes' partial words (in word states `states`) end here,
-        as each homophone: alpha * log P(word | history) + beta replaces the look-ahead; a state
-        that ends no word ends an unknown word as homophone 0, which keeps the unk_score it paid
-        and pays one more; the other homophones that do not exist are -inf. The word state names
-        the word: no need to spell it."""
-        ends = self.ends[states]  # (N, K)
-        extra = np.where(ends, 0.0, NEG_INF)
-        extra[:, 0] = np.where(ends[:, 0], 0.0, self.unk_score)
-        scores = (self.beta - self.look[states])[:, None] + extra
-        if self.hot_end is not None:
-            scores += self.hot_end[states][:, None]
-        words = self.word_of[states]
-        for j, k in zip(*np.nonzero(scores > NEG_INF)):
-            node, word = int(nodes[j]), int(words[j, k])
-            history = self.history[int(self.word_start[node])]
-            scores[j, k] += self.alpha * self.lm.log_prob_ids(word, history)
-            history += (word,)
-            self.history_after[node, int(k)] = (
-                history[len(history) - self.n_history :] if self.n_history else ()
-            )
-        self.ended[nodes] = scores
-        return scores
-
-    def completion_bound(self, states: np.ndarray) -> np.ndarray:
-        """(B,) upper bound of completions(): log P(word | history) <= 0, unk_score <= 0; -inf for a
-        word outside the vocabulary when unk_score is -inf (no LM query needed to know)."""
-        bound = self.beta - self.look[states]
-        if self.hot_end is not None:
-            bound = bound + self.hot_end[states]
-        return bound if self.unk_score > NEG_INF else np.where(self.is_word[states], bound, NEG_INF)
-
-    def completions(self, ids: np.ndarray, last: np.ndarray, states: np.ndarray) -> np.ndarray:
-        """(B, K) score change of ending each beam's word now as each homophone (see complete());
-        0 for beams with no partial word."""
-        scores = np.where(self.is_space[last][:, None], 0.0, self.ended[ids])
-        new = np.flatnonzero(np.isnan(scores[:, 0]))
-        if len(new):
-            scores[new] = self.complete(ids[new], states[new])
-        return scores
-
-    def add_words(self, new_ids: np.ndarray, parents: np.ndarray, parent_last: np.ndarray, toks) -> None:
-        """Note where each new node's word began, and register the LM history before the word that
-        each node created by a word-beginning token begins: after the parent's word, which the
-        token ended, or the parent's own history when it had no partial word (the root, a space)."""
-        if len(new_ids) and new_ids.max() >= len(self.word_start):
-            grow = max(len(self.word_start), int(new_ids.max()) + 1 - len(self.word_start))
-            self.word_start = np.concatenate([self.word_start, np.ones(grow, np.int64)])
-            self.ended = np.concatenate([self.ended, np.full((grow, self.ended.shape[1]), np.nan)])
-        begins = self.begins_word[toks]
-        self.word_start[new_ids] = np.where(begins, new_ids, self.word_start[parents])
-        for n, p, p_last, k in zip(
-            new_ids[begins].tolist(),
-            parents[begins].tolist(),
-            parent_last[begins].tolist(),
-            self.variant[toks[begins]].tolist(),
-        ):
-            self.history[n] = self.history[p] if self.is_space[p_last] else self.history_after[p, k]
-
-    def final(self, node: int, last: int, state: int) -> list[tuple[int, float]]:
-        """Score changes at the end of the utterance: the last partial word, then </s>, as
-        (homophone, change) for each homophone it may end as (0 always, -inf when it may not)."""
-        if self.is_space[last] or node == 1:
-            return [(0, self.alpha * self.lm.log_prob_ids(self.eos, self.history[node]))]
-        ended = self.completions(np.array([node]), np.array([last]), np.array([state]))[0].tolist()
-        changes = [(0, NEG_INF)] if ended[0] == NEG_INF else []
-        for k, change in enumerate(ended):
-            if change > NEG_INF:
-                changes.append(
-                    (k, change + self.alpha * self.lm.log_prob_ids(self.eos, self.history_after[node, k]))
-                )
-        return changes
-
-
 def prefix_beam_search_nbest(
     log_probs: np.ndarray,
     beam_size: int,
@@ -397,7 +200,7 @@ def prefix_beam_search_nbest(
     beams, where a prefix often enters the beam early, at a frame where its token is unlikely.
     Frames are made to increase along the labelling (transcript.py finds where each emission ends).
 
-    hotwords (normalised words, spelled models) earn hotword_boost per character (see _LMScorer);
+    hotwords (normalised words, spelled models) earn hotword_boost per character (see LMScorer);
     with lm, those it lacks become reachable even with unk_score -inf; without one, the search
     tracks words with an LM that scores nothing else.
     """
@@ -406,7 +209,7 @@ def prefix_beam_search_nbest(
     log_probs = np.asarray(log_probs, np.float64)  # (T, V)
     T, V = log_probs.shape
     if hotwords and lm is None:  # words are tracked by the LM scorer: one that scores nothing else
-        lm, alpha, beta, unk_score = _no_lm(), 0.0, 0.0, 0.0
+        lm, alpha, beta, unk_score = silent_lm(), 0.0, 0.0, 0.0
     space = vocab.index(" ") if vocab is not None and " " in vocab else -1
     if lm is not None and space < 0:
         raise ValueError("LM fusion needs a vocab with a space token")
@@ -423,9 +226,7 @@ def prefix_beam_search_nbest(
     is_space = np.zeros(V + 1, bool)  # (V + 1,) the word boundaries; [-1] for last = -1 (no vocab)
     is_space[:V] = [token == " " for token in vocab] if vocab is not None else False
     scorer = (
-        _LMScorer(lm, vocab, alpha, beta, unk_score, trie, hotwords, hotword_boost)
-        if lm is not None
-        else None
+        LMScorer(lm, vocab, alpha, beta, unk_score, trie, hotwords, hotword_boost) if lm is not None else None
     )
 
     # trie of prefixes: node 1 is the empty prefix, node 0 a sentinel parent no beam ever holds
@@ -446,8 +247,8 @@ def prefix_beam_search_nbest(
     last = np.array([space])  # (B,) its last token (-1: none)
     p_b = np.array([0.0])  # (B,) log P(prefix, ending in blank)
     p_nb = np.array([NEG_INF])  # (B,) log P(prefix, ending in its last token)
-    fused = np.array([0.0])  # (B,) LM score of the prefix (see _LMScorer)
-    states = np.array([0])  # (B,) word state of its partial word (see _LMScorer.extend; 0: none)
+    fused = np.array([0.0])  # (B,) LM score of the prefix (see LMScorer)
+    states = np.array([0])  # (B,) word state of its partial word (see LMScorer.extend; 0: none)
     row_of[1] = 0
     ends_in_space = is_space[last]
 

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:  # lm imports the text normaliser's module, which imports this one
-    from lm import NGramLM, WordTrie
+    from fusion import WordTrie
+    from lm import NGramLM
 
 PHONEMES = (
     "AA AE AH AO AW AY B CH D DH EH ER EY F G HH IH IY JH K L M N NG OW OY P R S SH T TH UH UW V W Y Z ZH"
@@ -272,7 +273,7 @@ class Lexicon:
         into the LM's words. A pronunciation's words are its homophones in the lexicon's order;
         one the LM lacks keeps its place, so that the k-th word of a trie state is always the
         lexicon's word(pron, k), but is no word (the LM cannot score it). Cached per LM and vocab."""
-        from lm import WordTrie
+        from fusion import WordTrie
 
         key = (id(lm), tuple(vocab))
         if key not in self._tries or self._tries[key][0] is not lm:

@@ -17,12 +17,16 @@ import sys
 import time
 from collections.abc import Iterable
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 import kneser_ney
 from arpa import BOS, EOS, UNK, open_text, read_arpa, tables_of, write_arpa_tables
 from cli import atomic_path
+
+if TYPE_CHECKING:
+    from fusion import WordTrie
 
 # LibriSpeech's official models (OpenSLR 11), fetched by data.download_openslr: addresses and md5s in data.py
 LM_NAMES = ("3-gram.pruned.3e-7", "3-gram.pruned.1e-7", "4-gram")
@@ -185,6 +189,8 @@ class NGramLM:
         with the extra words outside the vocabulary (hotwords) as <unk>: in the trie, so that their
         characters pay no unk_score, and scored by the LM as <unk> (a placeholder, no word, when the
         LM has no <unk>)."""
+        from fusion import WordTrie  # fusion imports this module
+
         key = (tuple(alphabet), extra)
         if key not in self._tries:
             unigram = np.nan_to_num(self.unigram_logp, nan=self.unk_logp)
@@ -292,114 +298,6 @@ class NGramLM:
     ) -> "NGramLM":
         """From build_kneser_ney's output (natural-log (logp, backoff) per n-gram, one dict per order)."""
         return cls(*tables_of(ngrams), unk_logp=unk_logp)
-
-
-class WordTrie:
-    """Character trie of an LM's words, for scoring partial words while decoding.
-
-    A word state is a trie state s >= 0 (0: the empty word), or -1 - s for a partial word that left
-    the trie after state s: it starts no vocabulary word, and walks no further. walk() follows
-    tokens (one or more characters each); a token's leading " " (a word piece that begins a word)
-    is not read: the decoder starts that word from state 0. word_id[s] is the LM id of the word
-    that ends at s (-1: none). Words spelled alike (homophones, when the spellings are
-    pronunciations) end at one state: word_ids[s, k] is the k-th of them in the order given, -1
-    past the last and for a placeholder (id -1) that keeps a word's place without being one;
-    is_word[s] says that some word ends at s. best[s] is the highest unigram log-prob of a word that
-    the partial word can still become: an optimistic estimate of its LM score before it ends (LM
-    look-ahead), so that prefixes with and without an unfinished word compare fairly.
-    """
-
-    def __init__(self, spellings: list[str], word_ids: list[int], unigram_logp, alphabet: list[str]):
-        """spellings[i] (in the alphabet's characters) spells the LM's word word_ids[i], whose
-        unigram log-prob is unigram_logp[i]; a spelling with a character outside the alphabet is
-        left out."""
-        chars = sorted({ch for token in alphabet for ch in token if ch != " "})
-        self.n_chars = len(chars)
-        self.char_id = char_id = {ch: i for i, ch in enumerate(chars)}
-        width = max([len(token) for token in alphabet] + [1])
-        # (V, L) char ids, padded with n_chars: "no character", whose edge leads back to the state
-        self.token_chars = np.full((len(alphabet), width), self.n_chars, np.int64)
-        for t, token in enumerate(alphabet):
-            spelled = token.removeprefix(" ")
-            if " " not in spelled:
-                self.token_chars[t, : len(spelled)] = [char_id[ch] for ch in spelled]
-        self.token_length = (self.token_chars < self.n_chars).sum(axis=1)  # (V,) characters read
-        children: dict[int, int] = {}  # state * (n_chars + 1) + char -> state
-        parents, best, ends = [-1], [-np.inf], {}  # ends: state -> the ids of the words ending there
-        for spelling, w, logp in zip(spellings, word_ids, np.asarray(unigram_logp, np.float64).tolist()):
-            if any(ch not in char_id for ch in spelling):
-                continue
-            state = 0
-            for ch in spelling:
-                key = state * (self.n_chars + 1) + char_id[ch]
-                nxt = children.get(key)
-                if nxt is None:
-                    nxt = children[key] = len(parents)
-                    parents.append(state)
-                    best.append(-np.inf)
-                state = nxt
-            ends.setdefault(state, []).append(w)
-            if w >= 0:
-                best[state] = max(best[state], logp)
-        homophones = max(map(len, ends.values()), default=1)
-        self.word_ids = np.full((len(parents), homophones), -1)  # (S, K)
-        for state, ids in ends.items():
-            self.word_ids[state, : len(ids)] = ids
-        self.word_id = self.word_ids[:, 0]  # (S,) the LM's id of the (first) word ending at each state
-        self.is_word = (self.word_ids >= 0).any(axis=1)  # (S,)
-        best = np.array(best)
-        depth = np.zeros(len(parents), np.int64)
-        for state in range(1, len(parents)):  # children come after their parents
-            depth[state] = depth[parents[state]] + 1
-        for state in range(len(parents) - 1, 0, -1):
-            best[parents[state]] = max(best[parents[state]], best[state])
-        self.best = best  # (S,)
-        self.depth = self.by_word_state(depth)  # (2S,) characters in each word state's prefix
-        # the edges as one flat table, child[state * (n_chars + 1) + char]: the next state, -1 - state
-        # where the word leaves the trie, and the state itself for "no character"
-        S, stride = len(parents), self.n_chars + 1
-        child = np.repeat(-1 - np.arange(S, dtype=np.int32)[:, None], stride, axis=1)  # (S, n_chars + 1)
-        child[:, self.n_chars] = np.arange(S)
-        self.child = child.ravel()
-        self.child[np.fromiter(children.keys(), np.int64, len(children))] = list(children.values())
-
-    def states_of(self, spelling: str) -> list[int]:
-        """The trie states a spelling walks through, its end last ([] when it leaves the trie)."""
-        states, state, stride = [], 0, self.n_chars + 1
-        for ch in spelling:
-            state = int(self.child[state * stride + self.char_id[ch]]) if ch in self.char_id else -1
-            if state < 0:
-                return []
-            states.append(state)
-        return states
-
-    @staticmethod
-    def by_word_state(per_state: np.ndarray) -> np.ndarray:
-        """(S,) values per trie state -> (2S,) indexed by word state: s >= 0 reads per_state[s], and
-        for a word that left the trie (s = -1 - its last trie state) numpy's negative index reads the
-        reversed copy at [-1 - s], the value of the state where the word left."""
-        return np.concatenate([per_state, per_state[::-1]])
-
-    def walk(self, states: np.ndarray, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Word states and tokens (broadcastable shapes) -> (next word states; the number of
-        characters read outside the trie). A token of several characters can leave the trie part
-        way, and only the rest is unknown."""
-        start = states = np.asarray(states, np.int64)
-        token_chars = self.token_chars[tokens]  # (..., L)
-        for i in range(token_chars.shape[-1]):  # one character position at a time
-            inside = states >= 0
-            edge = np.where(inside, states * (self.n_chars + 1) + token_chars[..., i], 0)
-            states = np.where(inside, self.child[edge], states)
-        return states, self.token_length[tokens] - (self.depth[states] - self.depth[start])
-
-    def step(self, states: np.ndarray, tokens: np.ndarray) -> np.ndarray:
-        """Trie states followed by tokens (broadcastable shapes) -> next states, -1 outside the trie."""
-        states = self.walk(states, tokens)[0]
-        return np.where(states >= 0, states, -1)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Download and the command line
 
 
 def download_lm(name: str, data_dir: str) -> str:

@@ -148,6 +148,11 @@ def _inflect(words: str, kind: str, ending: str) -> str:
     return " ".join([*head, last])
 
 
+def begins_word(token: str) -> bool:
+    """The word-boundary rule of every tokenizer: the space, and word pieces such as " the", begin a word."""
+    return token.startswith(" ")
+
+
 class Tokenizer:
     """Normalised text <-> token ids, one token per character. `vocab[i]` is token i's text: "" for
     the blank, " " (the word boundary) between words; a token whose text begins with " " begins a

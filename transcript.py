@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from audio import HOP_LENGTH, SAMPLE_RATE
+from tokenizer import begins_word
 
 FORMATS = ("txt", "json", "srt", "vtt")
 FEATURE_SECONDS = HOP_LENGTH / SAMPLE_RATE  # one feature frame: 10 ms
@@ -78,7 +79,7 @@ def word_groups(ids: list[int], tokenizer) -> list[tuple[str, list[int]]]:
 
     for i, tok in enumerate(ids):
         boundary = tok >= len(vocab) or vocab[tok] == " "
-        if boundary or vocab[tok].startswith(" "):
+        if boundary or begins_word(vocab[tok]):
             close([tok] if boundary else [])
         if not boundary:
             current.append(i)

@@ -6,6 +6,7 @@ import pytest
 from conftest import EXACT, collapse, random_log_probs
 
 import decode
+import fusion
 from arpa import write_arpa
 from decode import (
     DecodingOptions,
@@ -379,7 +380,7 @@ def test_lm_fusion_scores_the_words_of_word_pieces(tmp_path):
 
 
 def test_leaving_the_vocabulary_pays_unk_score_and_keeps_the_look_ahead(cat_lm):
-    scorer = decode._LMScorer(cat_lm, VOCAB, alpha=0.8, beta=1.0, unk_score=-2.5)
+    scorer = fusion.LMScorer(cat_lm, VOCAB, alpha=0.8, beta=1.0, unk_score=-2.5)
     trie, tok = scorer.trie, np.array([VOCAB.index(ch) for ch in "caxy"])
     c = trie.step(np.array([0]), tok[:1])
     ca = trie.step(c, tok[1:2])
