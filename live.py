@@ -65,6 +65,13 @@ class RunningStats:
         return ((log_mel - mean[:, None]) / (std[:, None] + STD_EPS)).astype(np.float32)
 
 
+def recording_stats(audio: np.ndarray, n_mels: int) -> RunningStats:
+    """A whole recording's (N,) normalisation statistics: those of the offline pass."""
+    stats = RunningStats(n_mels)
+    stats.add(torch.log(_mel(torch.as_tensor(audio, dtype=torch.float32), n_mels) + LOG_FLOOR).numpy())
+    return stats
+
+
 class LiveTranscriber:
     """Audio in pieces -> words (transcript.Word, times from the stream's start) once they settle.
 
@@ -75,7 +82,9 @@ class LiveTranscriber:
     """
 
     def __init__(self, model, tokenizer, hop_seconds=HOP_SECONDS, lookahead_seconds=LOOKAHEAD_SECONDS,
-                 max_pending_seconds=MAX_PENDING_SECONDS, device="cpu"):  # fmt: skip
+                 max_pending_seconds=MAX_PENDING_SECONDS, device="cpu", stats=None):  # fmt: skip
+        """stats: fixed normalisation statistics (a RunningStats, e.g. of an earlier recording with the
+        same microphone) instead of those of the audio so far."""
         self.model, self.tokenizer, self.device = model, tokenizer, device
         self.stride = model.stride
         self.n_mels = model.c1.depthwise.in_channels  # the features the model reads
@@ -90,7 +99,8 @@ class LiveTranscriber:
         self.total = 0  # samples fed
         self.since_pass = 0  # samples fed since the last decoding pass
         self.settled = 0  # output frame where the unsettled audio begins (a word boundary)
-        self.stats = RunningStats(self.n_mels)
+        self.fixed_stats = stats is not None
+        self.stats = stats if self.fixed_stats else RunningStats(self.n_mels)
         self.stats_frames = 0  # feature frames counted in stats
         self.passes = 0
 
@@ -174,6 +184,8 @@ class LiveTranscriber:
         """Add to the running statistics the frames of log_mel (its first one is frame `first` of the
         stream) not counted yet whose STFT window holds no padding; at the end, all the rest (the
         offline pass pads the last frames the same way)."""
+        if self.fixed_stats:
+            return
         done = num_frames(self.total) if final else max((self.total - N_FFT // 2) // HOP_LENGTH, 0)
         if done > self.stats_frames:
             self.stats.add(log_mel[:, self.stats_frames - first : done - first])
@@ -184,7 +196,8 @@ class LiveTranscriber:
         unsettled frame, stride-aligned), and the first frame whose audio it reads: EDGE_FRAMES more,
         so that lo's STFT reads real audio, and none counted in the statistics yet."""
         lo = max(self.settled * self.stride - self.context, 0)
-        return lo, max(min(lo - EDGE_FRAMES, self.stats_frames), 0)
+        counted = num_frames(self.total) if self.fixed_stats else self.stats_frames
+        return lo, max(min(lo - EDGE_FRAMES, counted), 0)
 
     def _forget(self) -> None:
         """Drop the audio no later pass reads: before the next window's first frame."""
