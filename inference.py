@@ -30,6 +30,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -483,6 +484,9 @@ def main(argv: list[str] | None = None) -> dict:
                                     hop_seconds=hop, lookahead_seconds=lookahead)  # fmt: skip
         except KeyboardInterrupt:
             sys.exit(EXIT_INTERRUPTED)
+        except BrokenPipeError:  # the reader stopped (| head): done, quietly (as Python's docs advise)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(0)
         except (FileNotFoundError, ValueError, OSError) as e:
             sys.exit(f"error: {e}")
         return dict(words=len(words))

@@ -102,7 +102,6 @@ class LiveTranscriber:
         self.fixed_stats = stats is not None
         self.stats = stats if self.fixed_stats else RunningStats(self.n_mels)
         self.stats_frames = 0  # feature frames counted in stats
-        self.passes = 0
 
     # ------------------------------------------------------------------ the stream
 
@@ -125,15 +124,13 @@ class LiveTranscriber:
     # ------------------------------------------------------------------ one decoding pass
 
     def _pass(self, final: bool) -> list[Word]:
-        self.passes += 1
         s = self.stride
         lo, first = self._window()
         window = self.audio[first * HOP_LENGTH - self.offset :]
         log_mel = torch.log(_mel(torch.from_numpy(window), self.n_mels) + LOG_FLOOR).numpy()  # (n_mels, F)
         self._count(log_mel, first, final)
-        features = torch.from_numpy(self.stats.normalise(log_mel[:, lo - first :])).to(
-            self.device
-        )  # (n_mels, F')
+        features = self.stats.normalise(log_mel[:, lo - first :])  # (n_mels, F') from frame lo
+        features = torch.from_numpy(features).to(self.device)
         with torch.no_grad():
             log_probs, _ = self.model(features[None], torch.tensor([features.shape[1]], device=self.device))
         log_probs = log_probs[0].float().cpu().numpy()  # (T', V) from output frame lo / s
@@ -143,7 +140,7 @@ class LiveTranscriber:
         ids, starts = greedy_path(pending, self.tokenizer.blank)
         words = words_with_times(ids, starts, pending, self.tokenizer, self.frame_seconds)
         limit = T if final else T - self.lookahead  # frames before limit are settled
-        out, resume = self._settle(words, ids, starts, limit, final)
+        out, resume = (words, None) if final else self._settle(words, starts, limit)
         if resume is None and not final and limit > 0 and (not starts or starts[0] >= limit):
             resume = limit  # nothing but blanks (silence) before the look-ahead: move on
         if resume is None and not final and limit > self.max_pending:  # a word that never ends
@@ -156,13 +153,10 @@ class LiveTranscriber:
             self._forget()
         return out
 
-    def _settle(
-        self, words: list[Word], ids, starts, limit: int, final: bool
-    ) -> tuple[list[Word], int | None]:
-        """The words (times from the window's first unsettled frame) that can no longer change, and
-        the output frame after the last one (where the next pass begins), or None when none can."""
-        if final:
-            return words, None
+    def _settle(self, words: list[Word], starts: list[int], limit: int) -> tuple[list[Word], int | None]:
+        """The words (times from the window's first unsettled frame; starts: the frame of each token of
+        the window's best path) that can no longer change, and the output frame after the last one
+        (where the next pass begins), or None when none can."""
         fs = self.frame_seconds
         out, resume = [], None
         for w in words:
@@ -173,9 +167,8 @@ class LiveTranscriber:
             if end >= limit or not (closed or paused):
                 break
             out.append(w)
-            resume = (
-                end + 1
-            )  # its emission's end: a blank or another token follows, so the path restarts exactly
+            # after its last token's run comes a blank or another token: the best path restarts exactly
+            resume = end + 1
         return out, resume
 
     # ------------------------------------------------------------------ features and memory
