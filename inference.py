@@ -6,6 +6,7 @@ from the command line. `--tune` tunes the LM fusion settings on labelled data in
     python inference.py --data_dir X --out preds --format json srt vtt   # + <id>.json, .srt, .vtt with times
     python inference.py --data_dir data --dataset librispeech --split dev-clean --out preds
     python inference.py --data_dir VAL --tune --lm lm.arpa.gz --out runs/r/tune   # -> runs/r/tune/tune.json
+    arecord -f S16_LE -r 16000 -c 1 | python inference.py --live -     # words printed as they settle (live.py)
 
 --data_dir may also be one audio file; audio in subfolders has ids like sub/x (-> preds/sub/x.txt).
 Predictions are written batch by batch, each whole or not at all, so an interrupted run (Ctrl-C:
@@ -29,6 +30,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -36,6 +38,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+import live
 from calc_metrics import (
     align_ids,
     corpus_error_rates,
@@ -309,6 +312,43 @@ def _score(data_dir, dataset: str, audio: list, out: Path, result: dict, tokeniz
     return metrics
 
 
+# ----------------------------------------------------------------------------- live
+
+
+def pcm_pieces(stream, piece_bytes: int = 8000):
+    """A binary stream of raw 16-bit little-endian mono PCM -> float32 pieces (N,), as they come."""
+    left = b""
+    while chunk := stream.read(piece_bytes):
+        data, left = left + chunk, b""
+        if len(data) % 2:  # half a sample: kept for the next piece
+            data, left = data[:-1], data[-1:]
+        yield live.pcm16_to_float(data)
+
+
+def transcribe_live(source="-", checkpoint=DEFAULT_CHECKPOINT, *, json_lines=False, out=None, device="cpu",
+                    hop_seconds=live.HOP_SECONDS, lookahead_seconds=live.LOOKAHEAD_SECONDS) -> list:  # fmt: skip
+    """Raw 16 kHz 16-bit mono PCM from stdin ("-") or a file -> its words printed to `out` (stdout) as
+    they settle (see live.py): separated by spaces, or one JSON object a line ({"word", "start",
+    "end", "confidence"}). Greedy decoding. -> the words (transcript.Word)."""
+    out = out or sys.stdout
+    model, _, tokenizer = load_model(load_checkpoint(resolve_checkpoint(checkpoint)), pick_device(device))
+    options = dict(hop_seconds=hop_seconds, lookahead_seconds=lookahead_seconds)
+    words = []
+    with open(sys.stdin.fileno() if source == "-" else source, "rb", buffering=0, closefd=source != "-") as f:
+        for w in live.transcribe_stream(
+            pcm_pieces(f), model, tokenizer, device=model.c4.weight.device, **options
+        ):
+            if json_lines:
+                out.write(json.dumps(dataclasses.asdict(w)) + "\n")
+            else:
+                out.write((" " if words else "") + w.word)
+            out.flush()
+            words.append(w)
+    if not json_lines and words:
+        out.write("\n")
+    return words
+
+
 # ----------------------------------------------------------------------------- tuning
 
 
@@ -383,7 +423,19 @@ def tune(data_dir, out, axes: dict[str, list], *, batch_seconds=200.0, num_worke
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description="Transcribe audio files with a trained QuartzNet model.")
     parser.add_argument(
-        "--data_dir", required=True, help="DIR with audio/ (+ transcriptions/), or a LibriSpeech folder"
+        "--data_dir", help="DIR with audio/ (+ transcriptions/), or a LibriSpeech folder (or --live)"
+    )
+    parser.add_argument(
+        "--live",
+        metavar="-",
+        help="transcribe raw 16 kHz 16-bit mono PCM from stdin (-) or a file as it comes (greedy; see live.py)",
+    )
+    parser.add_argument("--hop", type=float, default=live.HOP_SECONDS, help="--live: seconds between passes")
+    parser.add_argument(
+        "--lookahead",
+        type=float,
+        default=live.LOOKAHEAD_SECONDS,
+        help="--live: seconds a word waits to settle",
     )
     parser.add_argument(
         "--out", default="preds", help="folder for <id>.txt predictions (with --tune: tune.json)"
@@ -422,6 +474,24 @@ def main(argv: list[str] | None = None) -> dict:
         help="redo every file (by default a rerun resumes an unfinished run into --out)",
     )
     args = vars(parser.parse_args(argv))
+    source, hop, lookahead = args.pop("live"), args.pop("hop"), args.pop("lookahead")
+    if source is not None:  # a stream: greedy decoding, words printed as they settle
+        if args["formats"] not in (["txt"], ["json"]):
+            parser.error("--live prints text or, with --format json, one JSON word a line")
+        json_lines = args["formats"] == ["json"]
+        try:
+            words = transcribe_live(source, args["checkpoint"], json_lines=json_lines, device=args["device"],
+                                    hop_seconds=hop, lookahead_seconds=lookahead)  # fmt: skip
+        except KeyboardInterrupt:
+            sys.exit(EXIT_INTERRUPTED)
+        except BrokenPipeError:  # the reader stopped (| head): done, quietly (as Python's docs advise)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(0)
+        except (FileNotFoundError, ValueError, OSError) as e:
+            sys.exit(f"error: {e}")
+        return dict(words=len(words))
+    if args["data_dir"] is None:
+        parser.error("the following arguments are required: --data_dir (or --live -)")
     data_dir, out, run_tune = args.pop("data_dir"), args.pop("out"), args.pop("tune")
     axes = dict(alpha=args.pop("alphas"), beta=args.pop("betas"), unk_score=args.pop("unk_scores"))
     try:  # a bad decoding setting is a bad command line: said before the model and data are loaded
