@@ -10,13 +10,9 @@ QuartzNet BxR repeats each of the 5 blocks B/5 times: 5x5 has 6.7 M parameters, 
 
 Checkpoints are plain dicts of tensors and values (loaded with weights_only=True): model, config,
 tokenizer, and for training optimizer, step, epoch, epoch_batch; an exported checkpoint adds its
-decoding settings. `python train.py export SRC DEST ...` writes the small inference checkpoint.
+decoding settings (`python train.py export SRC DEST ...`: tools/export.py).
 """
 
-import argparse
-import dataclasses
-import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -26,9 +22,7 @@ import torch.nn.functional as F
 
 from cli import UsageError, atomic_path
 from config import Config, config_from_dict
-from decode import DecodingOptions, add_decoding_args
 from kernels import Dropout, depthwise_conv
-from lexicon import lexicon_beside
 from tokenizer import Tokenizer
 
 # 5 minutes of 10 ms feature frames per pass over a long recording, plus context. It bounds the
@@ -317,43 +311,6 @@ def load_model(checkpoint: dict, device="cpu") -> tuple[QuartzNet, Config, Token
     model = QuartzNet(cfg, len(tokenizer))
     model.load_state_dict({k: v.float() for k, v in checkpoint["model"].items() if not k.startswith("aux.")})
     return fold_batch_norm(model).to(device), cfg, tokenizer
-
-
-def export_main(argv: list[str]) -> Path:
-    """`python train.py export RUN/best.pt checkpoints/model.pt [--lm LM --tuned RUN/tune/tune.json]`: a small
-    half-precision checkpoint for inference (no optimizer), with its decoding settings and LM beside it
-    (and the LM's pronunciation lexicon, lexicon.lexicon_beside, where it has one)."""
-    parser = argparse.ArgumentParser(prog="train.py export", description=export_main.__doc__)
-    parser.add_argument("source")
-    parser.add_argument("dest")
-    add_decoding_args(parser)  # the LM is copied beside dest
-    parser.add_argument("--tuned", default="", help="tune.json of `inference.py --tune`: its best settings")
-    args = vars(parser.parse_args(argv))
-    checkpoint, dest = load_checkpoint(args["source"]), Path(args["dest"])
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    options = DecodingOptions(**{f.name: args[f.name] for f in dataclasses.fields(DecodingOptions)})
-    if args["tuned"]:
-        options = dataclasses.replace(options, **json.loads(Path(args["tuned"]).read_text())["best"])
-    lm = options.lm
-    if lm:
-        options = dataclasses.replace(options, lm=Path(lm).name)  # relative to the checkpoint's folder
-        # the LM's pronunciation lexicon (for phoneme models) goes with it
-        for src in [Path(lm)] + [lexicon_beside(lm)] * lexicon_beside(lm).exists():
-            if src.resolve() != (dest.parent / src.name).resolve():
-                shutil.copyfile(src, dest.parent / src.name)
-    state = dict(
-        model={  # inference needs no auxiliary output layer
-            k: v.half() if v.is_floating_point() else v
-            for k, v in checkpoint["model"].items()
-            if not k.startswith("aux.")
-        },
-        **{k: checkpoint[k] for k in ("config", "tokenizer", "step", "epoch", "epoch_batch")},
-        val=checkpoint.get("val", {}),
-        decoding=dataclasses.asdict(options),
-    )
-    save_checkpoint(dest, state)
-    print(f"{dest}: {dest.stat().st_size / 2**20:.1f} MiB, decoding {state['decoding']}")
-    return dest
 
 
 @torch.no_grad()

@@ -6,7 +6,7 @@
     python train.py --resume --out_dir runs/default                  # continue exactly where it stopped
     torchrun --standalone --nproc_per_node 4 train.py --preset base  # 4 GPUs, DistributedDataParallel
     python train.py plot runs/a runs/b --out curves.png              # loss / WER / CER / LR curves
-    python train.py export runs/a/best.pt checkpoints/model.pt --decoder beam_lm --lm lm.arpa.gz  # model.py
+    python train.py export runs/a/best.pt checkpoints/model.pt --decoder beam_lm --lm lm.arpa.gz  # tools/export.py
 
 The loop is written out top to bottom: data, model, optimiser, then steps with periodic validation
 and checkpoints. Checkpoints are written atomically (temporary file, then rename), so a crash or
@@ -74,7 +74,6 @@ from lexicon import describe as describe_lexicon
 from lexicon import spoken
 from model import (
     QuartzNet,
-    export_main,
     load_checkpoint,
     num_params,
     pick_device,
@@ -523,6 +522,8 @@ def main(argv: list[str] | None = None) -> dict:
 
         return plot_main(argv[1:])
     if argv[:1] == ["export"]:
+        from tools.export import export_main
+
         return export_main(argv[1:])
     args = parse_args(argv)
 
