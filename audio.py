@@ -24,6 +24,8 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".sph", ".m4a", ".aac", ".w
 # a long recording's features are computed 5 minutes at a time, to bound the STFT's memory; the
 # model's own pass is chunked separately (model.CHUNK_FRAMES): each is exact at any size
 MEL_CHUNK_FRAMES = 30000
+LOG_FLOOR = 1e-6  # added to the mel power before the log: silence is -13.8, not -inf
+STD_EPS = 1e-5  # added to a band's standard deviation before dividing by it
 
 
 def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -87,15 +89,19 @@ def _mel_transform(n_mels: int) -> torchaudio.transforms.MelSpectrogram:
     )
 
 
+def log_mel(audio, n_mels: int) -> torch.Tensor:
+    """Waveform (N,) at 16 kHz -> log-mel spectrogram (n_mels, num_frames(N)), not normalised."""
+    with torch.no_grad():
+        return torch.log(_mel(torch.as_tensor(audio, dtype=torch.float32), n_mels) + LOG_FLOOR)
+
+
 def log_mel_spectrogram(audio, n_mels: int) -> torch.Tensor:
     """Waveform (N,) at 16 kHz -> log-mel features (n_mels, num_frames(N)), each mel band normalised
     to zero mean and unit variance over the utterance."""
-    audio = torch.as_tensor(audio, dtype=torch.float32)
-    with torch.no_grad():
-        log_mel = torch.log(_mel(audio, n_mels) + 1e-6)  # (n_mels, T)
-        mean = log_mel.mean(dim=1, keepdim=True)
-        std = log_mel.std(dim=1, keepdim=True) if log_mel.shape[1] > 1 else torch.ones_like(mean)
-    return (log_mel - mean) / (std + 1e-5)
+    features = log_mel(audio, n_mels)  # (n_mels, T)
+    mean = features.mean(dim=1, keepdim=True)
+    std = features.std(dim=1, keepdim=True) if features.shape[1] > 1 else torch.ones_like(mean)
+    return (features - mean) / (std + STD_EPS)
 
 
 def _mel(audio: torch.Tensor, n_mels: int) -> torch.Tensor:

@@ -21,7 +21,7 @@ the statistics of their time, which is the live transcript's one difference from
 import numpy as np
 import torch
 
-from audio import HOP_LENGTH, N_FFT, SAMPLE_RATE, _mel, num_frames
+from audio import HOP_LENGTH, N_FFT, SAMPLE_RATE, STD_EPS, log_mel, num_frames
 from decode import greedy_path
 from model import output_frames
 from transcript import DECIMALS, FEATURE_SECONDS, Word, words_with_times
@@ -30,8 +30,6 @@ HOP_SECONDS = 1.0  # decode this often: each pass re-reads the window, so shorte
 LOOKAHEAD_SECONDS = 1.0  # frames newer than this may still change; the model sees 2.56 s either side
 MAX_PENDING_SECONDS = 20.0  # a word still open this long is given out anyway: bounds the window
 EDGE_FRAMES = N_FFT // 2 // HOP_LENGTH + 1  # a feature frame this close to an edge reads padding: 2
-LOG_FLOOR = 1e-6  # as audio.log_mel_spectrogram
-STD_EPS = 1e-5
 
 
 def pcm16_to_float(data: bytes) -> np.ndarray:
@@ -48,27 +46,27 @@ class RunningStats:
         self.sum = np.zeros(n_mels)
         self.sum_sq = np.zeros(n_mels)
 
-    def add(self, log_mel: np.ndarray) -> None:
-        """log_mel (n_mels, T) frames not added before."""
-        x = log_mel.astype(np.float64)
+    def add(self, mel: np.ndarray) -> None:
+        """mel (n_mels, T) frames not added before."""
+        x = mel.astype(np.float64)
         self.n += x.shape[1]
         self.sum += x.sum(axis=1)
         self.sum_sq += (x * x).sum(axis=1)
 
-    def normalise(self, log_mel: np.ndarray) -> np.ndarray:
+    def normalise(self, mel: np.ndarray) -> np.ndarray:
         """(n_mels, T) -> (n_mels, T) float32, zero mean and unit variance by the frames so far."""
         if self.n == 0:
-            return log_mel
+            return mel
         mean = self.sum / self.n
         var = (self.sum_sq - self.n * mean**2) / max(self.n - 1, 1)
         std = np.sqrt(np.maximum(var, 0.0)) if self.n > 1 else np.ones_like(mean)
-        return ((log_mel - mean[:, None]) / (std[:, None] + STD_EPS)).astype(np.float32)
+        return ((mel - mean[:, None]) / (std[:, None] + STD_EPS)).astype(np.float32)
 
 
 def recording_stats(audio: np.ndarray, n_mels: int) -> RunningStats:
     """A whole recording's (N,) normalisation statistics: those of the offline pass."""
     stats = RunningStats(n_mels)
-    stats.add(torch.log(_mel(torch.as_tensor(audio, dtype=torch.float32), n_mels) + LOG_FLOOR).numpy())
+    stats.add(log_mel(audio, n_mels).numpy())
     return stats
 
 
@@ -127,9 +125,9 @@ class LiveTranscriber:
         s = self.stride
         lo, first = self._window()
         window = self.audio[first * HOP_LENGTH - self.offset :]
-        log_mel = torch.log(_mel(torch.from_numpy(window), self.n_mels) + LOG_FLOOR).numpy()  # (n_mels, F)
-        self._count(log_mel, first, final)
-        features = self.stats.normalise(log_mel[:, lo - first :])  # (n_mels, F') from frame lo
+        mel = log_mel(window, self.n_mels).numpy()  # (n_mels, F)
+        self._count(mel, first, final)
+        features = self.stats.normalise(mel[:, lo - first :])  # (n_mels, F') from frame lo
         features = torch.from_numpy(features).to(self.device)
         with torch.no_grad():
             log_probs, _ = self.model(features[None], torch.tensor([features.shape[1]], device=self.device))
@@ -173,15 +171,15 @@ class LiveTranscriber:
 
     # ------------------------------------------------------------------ features and memory
 
-    def _count(self, log_mel: np.ndarray, first: int, final: bool) -> None:
-        """Add to the running statistics the frames of log_mel (its first one is frame `first` of the
+    def _count(self, mel: np.ndarray, first: int, final: bool) -> None:
+        """Add to the running statistics the frames of mel (its first one is frame `first` of the
         stream) not counted yet whose STFT window holds no padding; at the end, all the rest (the
         offline pass pads the last frames the same way)."""
         if self.fixed_stats:
             return
         done = num_frames(self.total) if final else max((self.total - N_FFT // 2) // HOP_LENGTH, 0)
         if done > self.stats_frames:
-            self.stats.add(log_mel[:, self.stats_frames - first : done - first])
+            self.stats.add(mel[:, self.stats_frames - first : done - first])
             self.stats_frames = done
 
     def _window(self) -> tuple[int, int]:
