@@ -433,16 +433,26 @@ def _audible(ids: list[int], space: int, begins_word: np.ndarray) -> list[bool]:
 
 
 def prefix_beam_search(
-    log_probs: np.ndarray, beam_size: int, blank: int = 0, lm: NGramLM | None = None, **search_kwargs
-) -> list[int]:
-    """(T, V) log-probs -> token ids of the best beam; see prefix_beam_search_nbest for the arguments.
+    log_probs: np.ndarray,
+    beam_size: int,
+    blank: int = 0,
+    lm: NGramLM | None = None,
+    with_frames: bool = False,
+    **search_kwargs,
+) -> list[int] | tuple[list[int], list[int]]:
+    """(T, V) log-probs -> token ids of the best beam (with_frames: and the frame of each one's
+    first emission); see prefix_beam_search_nbest for the arguments.
 
-    beam_size=1 without an LM is best-path (greedy) decoding: a single beam ranked by the summed
-    probability of its prefix could stay on a prefix that the best path has already left.
+    beam_size=1 without an LM or hotwords is best-path (greedy) decoding: a single beam ranked by the
+    summed probability of its prefix could stay on a prefix that the best path has already left.
     """
-    if beam_size == 1 and lm is None:
-        return greedy_decode(log_probs, blank)
-    return prefix_beam_search_nbest(log_probs, beam_size, blank=blank, lm=lm, **search_kwargs)[0][0]
+    if beam_size == 1 and lm is None and not search_kwargs.get("hotwords"):
+        ids, frames = greedy_path(log_probs, blank)
+        return (ids, frames) if with_frames else ids
+    best = prefix_beam_search_nbest(
+        log_probs, beam_size, blank=blank, lm=lm, with_frames=with_frames, **search_kwargs
+    )[0]
+    return (best[0], best[2]) if with_frames else best[0]
 
 
 def decode(
@@ -459,19 +469,16 @@ def decode(
     if options.decoder not in DECODERS:
         raise ValueError(f"unknown decoder {options.decoder!r}; choose {', '.join(DECODERS)}")
     lm = lm if options.decoder == "beam_lm" else None
-    hotwords = read_hotwords(options.hotwords) if options.decoder != "greedy" else ()
-    if options.decoder == "greedy" or (
-        options.beam_size == 1 and lm is None and lexicon is None and not hotwords
-    ):
-        ids, frames = greedy_path(log_probs)  # beam_size 1 with no LM: the best path (prefix_beam_search)
+    if options.decoder == "greedy":
+        ids, frames = greedy_path(log_probs)
         return (ids, frames) if with_frames else ids
+    hotwords = read_hotwords(options.hotwords)
     if hotwords and lexicon is not None:
         raise ValueError(HOTWORDS_NEED_SPELLING)
     kwargs = dict(options.search_kwargs(), with_frames=with_frames, hotwords=hotwords)
-    if lexicon is not None:
-        best = pronunciation_search_nbest(log_probs, options.beam_size, vocab, lexicon, lm, **kwargs)[0]
-    else:
-        best = prefix_beam_search_nbest(log_probs, options.beam_size, vocab=vocab, lm=lm, **kwargs)[0]
+    if lexicon is None:
+        return prefix_beam_search(log_probs, options.beam_size, vocab=vocab, lm=lm, **kwargs)
+    best = pronunciation_search_nbest(log_probs, options.beam_size, vocab, lexicon, lm, **kwargs)[0]
     return (best[0], best[2]) if with_frames else best[0]
 
 
