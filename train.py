@@ -49,7 +49,7 @@ from tqdm import tqdm
 
 from audio import HOP_LENGTH, SAMPLE_RATE
 from calc_metrics import corpus_error_rates, phoneme_error_rate
-from cli import EXIT_ERROR, EXIT_USAGE, EXIT_WARNINGS, DataError, UsageError, warning_line
+from cli import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, EXIT_WARNINGS, DataError, UsageError, warning_line
 from config import (
     Config,
     add_config_args,
@@ -771,7 +771,7 @@ def main(argv: list[str] | None = None) -> dict:
         if ddp:
             del model  # before the process group (distributed.teardown)
             teardown()
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except BaseException:
         if master_process:
             log.close(exit_code=1)  # marks the run as failed; the last checkpoint stays as it was
