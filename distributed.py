@@ -9,12 +9,16 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 from torch.distributed.nn.functional import all_reduce
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 
 def setup(device: str) -> tuple[int, int, int, bool, str]:
     """This process of a torchrun (which sets RANK, LOCAL_RANK and WORLD_SIZE for each), in its process
-    group and on its own GPU -> (rank, local rank, world size, master, device). The master, rank 0,
-    alone prints, logs, validates and writes checkpoints."""
+    group and on its own GPU -> (rank, local rank, world size, master, device); without torchrun the
+    one process, (0, 0, 1, True, device). The master, rank 0, alone prints, logs, validates and writes
+    checkpoints."""
+    if int(os.environ.get("RANK", -1)) == -1:
+        return 0, 0, 1, True, device
     rank, local_rank, world_size = (int(os.environ[k]) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))
     if device.startswith("cuda"):
         device = f"cuda:{local_rank}"  # one GPU per process
@@ -63,6 +67,14 @@ def sync_batch_norm(model: torch.nn.Module, device_type: str) -> torch.nn.Module
         if type(module) is torch.nn.BatchNorm1d:
             module.__class__ = SyncBatchNormCPU  # same parameters and buffers, another forward
     return model
+
+
+def wrap(model: torch.nn.Module, device: str) -> DDP:
+    """The model for training in this process of several: its batch norm over the global batch
+    (sync_batch_norm), its gradients the mean over all ranks' (DistributedDataParallel)."""
+    device_type = torch.device(device).type
+    model = sync_batch_norm(model, device_type)
+    return DDP(model, device_ids=[torch.device(device).index] if device_type == "cuda" else None)
 
 
 def gather_ints(values: Sequence[int], device) -> list[list[int]]:

@@ -44,7 +44,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from audio import HOP_LENGTH, SAMPLE_RATE
@@ -69,9 +68,10 @@ from data import (
     speaker_of,
 )
 from decode import DecodingOptions, decode_batch, decoder_pool
-from distributed import gather_ints, setup, sync_batch_norm, teardown
+from distributed import gather_ints, setup, teardown, wrap
 from lexicon import describe as describe_lexicon
 from lexicon import spoken
+from logger import RunLogger, plot_main
 from model import (
     QuartzNet,
     load_checkpoint,
@@ -82,6 +82,7 @@ from model import (
     widen,
 )
 from tokenizer import BLANK, Tokenizer, train_tokenizer
+from tools.export import export_main
 
 # ----------------------------------------------------------------------------- optimisation
 
@@ -217,6 +218,37 @@ def ctc_loss(log_probs, out_lengths, tokens, token_lengths, batch_size: float | 
         zero_infinity=True,
     )
     return (losses / token_lengths.clamp_min(1)).sum() / (batch_size or len(losses))
+
+
+def train_step(model, optimizer, scaler, batch, lr, frames, share_size, amp_dtype, cfg) -> tuple:
+    """Forward, backward and update on this rank's share of the global batch, its features padded to
+    the longest share's `frames` (batch norm sees the same padding on every rank) -> (loss, the
+    gradient norm before clipping). share_size: the global batch over the world size (ctc_loss)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    device = next(model.parameters()).device
+    features = batch["features"].to(device, non_blocking=True)
+    if frames > features.shape[2]:
+        features = F.pad(features, (0, frames - features.shape[2]))
+    feature_lengths = batch["feature_lengths"].to(device, non_blocking=True)
+    aux = "aux_tokens" in batch
+    with torch.autocast(device_type="cuda", dtype=amp_dtype, enabled=amp_dtype is not None):
+        outputs = model(features, feature_lengths, aux=aux)
+    log_probs, out_lengths = outputs[:2]
+    # divided by the global batch over world_size: DDP's mean of the ranks' gradients is then the
+    # gradient of the mean over the global batch, however unevenly it is shared
+    targets = [batch[k].to(device, non_blocking=True) for k in ("tokens", "token_lengths")]
+    loss = ctc_loss(log_probs, out_lengths, *targets, share_size)
+    if aux:  # the middle block's phonemes
+        aux_targets = [batch[k].to(device, non_blocking=True) for k in ("aux_tokens", "aux_token_lengths")]
+        loss = loss + cfg.aux_phone_weight * ctc_loss(outputs[2], out_lengths, *aux_targets, share_size)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    return loss, grad_norm
 
 
 # ----------------------------------------------------------------------------- validation
@@ -385,7 +417,10 @@ def read_flag_data(flag: str, spec: str, data_root: str) -> list:
 def read_utterances(cfg: Config, master_process: bool = True) -> tuple[list, list]:
     """The training and validation utterances of --train_data, --val_data and --val_speakers.
     --val_data auto: LibriSpeech's dev set for its training splits, else whole speakers held out of
-    the training data (hold_out), so a first run on one's own folder needs no download."""
+    the training data (hold_out), so a first run on one's own folder needs no download. Under torchrun
+    rank 0 reads first: it downloads and indexes what is missing, the others read its manifests."""
+    if dist.is_initialized() and not master_process:
+        dist.barrier()
     train_utts = read_flag_data("--train_data", cfg.train_data, cfg.data_root)
     val_data, held_out_slice = cfg.val_data, False
     if val_data == "auto":
@@ -395,6 +430,8 @@ def read_utterances(cfg: Config, master_process: bool = True) -> tuple[list, lis
         val_data = ("dev-clean-2" if mini else "dev-clean") if splits else ""
         held_out_slice = not splits and not cfg.val_speakers
     val_utts = read_flag_data(f"--val_data {cfg.val_data}", val_data, cfg.data_root) if val_data else []
+    if dist.is_initialized() and master_process:
+        dist.barrier()
     if held_out_slice:
         train_utts, val_utts = hold_out(train_utts)
         if master_process and val_utts:
@@ -434,9 +471,19 @@ def learn_tokenizers(cfg: Config, train_utts: list, tokenizer, aux_tokenizer, ma
     return tokenizer, aux_tokenizer
 
 
-def make_loaders(cfg: Config, train_utts, val_utts, tokenizer, aux_tokenizer, rank, world_size, device_type):
-    """(train set, its loader, validation set, its loader): this rank's share of each global batch of
-    --batch_seconds, and all of validation's (None and None without validation)."""
+class Data(NamedTuple):
+    """The training and validation sets and their loaders (make_loaders)."""
+
+    train_set: SpeechDataset
+    train_loader: torch.utils.data.DataLoader  # this rank's share of each global batch of --batch_seconds
+    val_set: SpeechDataset | None  # None: no validation
+    val_loader: torch.utils.data.DataLoader | None
+
+
+def make_loaders(
+    cfg: Config, train_utts, val_utts, tokenizer, aux_tokenizer, rank, world_size, device_type
+) -> Data:
+    """The data sets and loaders; rank 0 prints what the training data holds."""
     train_set = SpeechDataset(train_utts, cfg, tokenizer, train=True, aux_tokenizer=aux_tokenizer)
     sampler = DurationBatchSampler(  # the global batch of batch_seconds, this rank's share of it
         [u.duration for u in train_set.utterances],
@@ -468,7 +515,14 @@ def make_loaders(cfg: Config, train_utts, val_utts, tokenizer, aux_tokenizer, ra
     train_loader = torch.utils.data.DataLoader(
         train_set, batch_sampler=sampler, persistent_workers=cfg.num_workers > 0, **loader_args
     )
-    return train_set, train_loader, val_set, val_loader
+    if rank == 0:
+        hours = sum(u.duration for u in train_set.utterances) / 3600
+        skipped = f", {len(train_set.skipped)} skipped (named above)" if train_set.skipped else ""
+        print(
+            f"train: {len(train_set)} utterances ({hours:.2f} h{skipped}); validation: {len(val_utts)} utterances"
+        )
+        print(describe_targets(tokenizer, train_set.utterances, cfg))
+    return Data(train_set, train_loader, val_set, val_loader)
 
 
 def existing_run(out_dir: str) -> list[str]:
@@ -494,6 +548,107 @@ def catch_stop_signals() -> dict:
     }
 
 
+class Start(NamedTuple):
+    """What a run starts from (configure)."""
+
+    cfg: Config
+    resume: dict | None  # the checkpoint --resume continues
+    init: dict | None  # the checkpoint --init_from fine-tunes
+    tokenizer: Tokenizer | None  # None: learned from the training transcripts
+    aux_tokenizer: Tokenizer | None
+    new_output: bool  # --init_from with other symbols: a new output layer
+    wider: bool  # --init_from with more channels
+
+
+def configure(args) -> Start:
+    """The config: the command line's over that of the checkpoint resumed or fine-tuned."""
+    resume, init, tokenizer, aux_tokenizer, new_output, wider = None, None, None, None, False, False
+    if args.resume is not None:
+        cfg, resume, tokenizer, aux_tokenizer = config_for_resume(args)
+    else:
+        cfg = config_from_args(args)
+    if args.init_from:
+        cfg, tokenizer, init, new_output, wider = config_for_init(args, cfg)
+    check_config(cfg)
+    if resume is None and existing_run(cfg.out_dir):
+        raise UsageError(
+            f"--out_dir {cfg.out_dir} already holds a run ({', '.join(existing_run(cfg.out_dir))}): continue it "
+            f"with --resume --out_dir {cfg.out_dir}, or start a new one in another --out_dir"
+        )
+    return Start(cfg, resume, init, tokenizer, aux_tokenizer, new_output, wider)
+
+
+def restore(model, optimizer, start: Start, init_from: str, master_process: bool) -> tuple:
+    """Load the weights (and the optimiser) the run starts from -> (step, epoch, batch in the epoch,
+    best validation WER, minutes trained before, the schedule's start: see continue_schedule)."""
+    cfg, checkpoint, init = start.cfg, start.resume, start.init
+    progress = 0, 0, 0, float("inf"), 0.0, dict(step=0, minutes=0.0, lr=None)  # a new run: get_lr's step 0
+    if init is not None:
+        init_weights(model, init["model"], start.new_output, cfg.seed)
+        if master_process:
+            grown = f", widened to {num_params(model) / 1e6:.2f} M parameters" if start.wider else ""
+            grown += f", a new output layer for {cfg.tokenizer}" if start.new_output else ""
+            print(f"weights from {init_from} (step {init['step']}){grown}, new optimiser and schedule")
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        step, epoch, epoch_batch = checkpoint["step"], checkpoint["epoch"], checkpoint["epoch_batch"]
+        schedule_start = continue_schedule(cfg, checkpoint)
+        if master_process:
+            print(f"resumed from step {step} (epoch {epoch}, batch {epoch_batch})")
+            if schedule_start["step"] == step and step:
+                print(f"a schedule of another length: the lr goes on from {schedule_start['lr']:.3g}")
+        best_wer, minutes = checkpoint.get("best_wer", float("inf")), checkpoint.get("minutes", 0.0)
+        progress = step, epoch, epoch_batch, best_wer, minutes, schedule_start
+    if master_process:
+        print(
+            f"model: {num_params(model) / 1e6:.2f} M parameters, receptive field {model.receptive_field} frames"
+        )
+    return progress
+
+
+def validate(
+    model, data: "Data", train_batch, step: int, minutes: float, log, cfg: Config, tokenizer
+) -> dict:
+    """Rank 0's validation -> its metrics, logged with examples and the spectrogram and audio of the
+    first validation utterance and of the last training batch's first (train_batch; None: none)."""
+    device = next(model.parameters()).device
+    metrics, examples, val_batch = evaluate(model, data.val_loader, device, cfg, tokenizer)
+    shown = {"val": (data.val_set, val_batch)} | (
+        {"train": (data.train_set, train_batch)} if train_batch else {}
+    )
+    spectrograms = {k: b["features"][0, :, : b["feature_lengths"][0]].numpy() for k, (_, b) in shown.items()}
+    audio = {k: first_waveform(dataset, b) for k, (dataset, b) in shown.items()}
+    log.log_validation(step, metrics, examples, spectrograms, audio, sample_rate=SAMPLE_RATE)
+    tqdm.write(f"step {step} ({minutes:.1f} min): " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    return metrics
+
+
+def report(
+    log, bar, step: int, epoch: int, loss, lr: float, grad_norm, speed: float, data_wait: float
+) -> None:
+    """The training metrics of a --log_every step, to the logs (log: rank 0's, else None) and the bar;
+    the loss as the mean over the global batch."""
+    train_loss = loss.detach().clone()
+    if dist.is_initialized():
+        dist.all_reduce(train_loss)
+        train_loss /= dist.get_world_size()
+    if log is None:
+        return
+    metrics = {
+        "train/loss": train_loss.item(),
+        "train/lr": lr,
+        "train/grad_norm": grad_norm.item(),
+        "train/audio_sec_per_sec": speed,
+        "train/data_wait": data_wait,  # share of the time spent waiting for data
+        "train/epoch": epoch,
+    }
+    log.log(step, metrics)
+    bar.set_postfix(
+        loss=f"{metrics['train/loss']:.3f}", lr=f"{lr:.2e}", audio_x=f"{speed:.0f}", wait=f"{data_wait:.0%}"
+    )
+
+
 def parse_args(argv) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Train a QuartzNet CTC speech recognizer.")
     add_config_args(parser)
@@ -517,99 +672,44 @@ def parse_args(argv) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["plot"]:
-        from logger import plot_main
-
-        return plot_main(argv[1:])
-    if argv[:1] == ["export"]:
-        from tools.export import export_main
-
-        return export_main(argv[1:])
+    if argv[:1] in (["plot"], ["export"]):  # the curves of runs; a checkpoint for release
+        return {"plot": plot_main, "export": export_main}[argv[0]](argv[1:])
     args = parse_args(argv)
 
-    # -------- config: the command line's, over that of the checkpoint resumed or fine-tuned
-    checkpoint, init, tokenizer, aux_tokenizer = None, None, None, None  # tokenizers: None to learn them
-    if args.resume is not None:
-        cfg, checkpoint, tokenizer, aux_tokenizer = config_for_resume(args)
-    else:
-        cfg = config_from_args(args)
-    if args.init_from:
-        cfg, tokenizer, init, new_output, wider = config_for_init(args, cfg)
-    # bad flags end the run here, before any data is read or anything is written
-    check_config(cfg)
+    # -------- config: bad flags end the run here, before any data is read or anything is written
+    start = configure(args)
+    cfg, tokenizer, aux_tokenizer = start.cfg, start.tokenizer, start.aux_tokenizer  # None: learn them
     device = pick_device(cfg.device)
     amp_dtype = autocast_dtype(cfg.precision, device)
-    if checkpoint is None and existing_run(cfg.out_dir):
-        raise UsageError(
-            f"--out_dir {cfg.out_dir} already holds a run ({', '.join(existing_run(cfg.out_dir))}): continue it "
-            f"with --resume --out_dir {cfg.out_dir}, or start a new one in another --out_dir"
-        )
     out_dir = make_output_dir(cfg.out_dir, "--out_dir")
 
     # -------- several processes: torchrun sets RANK for each, one process group among them
-    ddp = int(os.environ.get("RANK", -1)) != -1
-    ddp_rank, ddp_local_rank, ddp_world_size, master_process, device = (
-        setup(device) if ddp else (0, 0, 1, True, device)
-    )
+    ddp_rank, _, ddp_world_size, master_process, device = setup(device)
+    ddp = dist.is_initialized()
     device_type = torch.device(device).type
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
 
-    # -------- data (rank 0 first: it downloads and indexes what is missing, the others read its manifests)
-    if ddp and not master_process:
-        dist.barrier()
+    # -------- data
     train_utts, val_utts = read_utterances(cfg, master_process)
-    if ddp and master_process:
-        dist.barrier()
     tokenizer, aux_tokenizer = learn_tokenizers(cfg, train_utts, tokenizer, aux_tokenizer, master_process)
-    train_set, train_loader, val_set, val_loader = make_loaders(
+    data = make_loaders(
         cfg, train_utts, val_utts, tokenizer, aux_tokenizer, ddp_rank, ddp_world_size, device_type
     )
-    if master_process:
-        hours = sum(u.duration for u in train_set.utterances) / 3600
-        skipped = f", {len(train_set.skipped)} skipped (named above)" if train_set.skipped else ""
-        print(
-            f"train: {len(train_set)} utterances ({hours:.2f} h{skipped}); validation: {len(val_utts)} utterances"
-        )
-        print(describe_targets(tokenizer, train_set.utterances, cfg))
 
     # -------- model and optimiser
     model = QuartzNet(cfg, len(tokenizer), len(aux_tokenizer) if aux_tokenizer else 0).to(device)
     optimizer = make_optimizer(model, cfg)
-    step, epoch, epoch_batch, best_wer, metrics, minutes_before = 0, 0, 0, float("inf"), {}, 0.0
-    schedule_start = dict(step=0, minutes=0.0, lr=None)  # get_lr's step 0 (continue_schedule)
-    if init is not None:
-        init_weights(model, init["model"], new_output, cfg.seed)
-        if master_process:
-            grown = f", widened to {num_params(model) / 1e6:.2f} M parameters" if wider else ""
-            grown += f", a new output layer for {cfg.tokenizer}" if new_output else ""
-            print(f"weights from {args.init_from} (step {init['step']}){grown}, new optimiser and schedule")
-    if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        step, epoch, epoch_batch = checkpoint["step"], checkpoint["epoch"], checkpoint["epoch_batch"]
-        best_wer = checkpoint.get("best_wer", best_wer)
-        minutes_before = checkpoint.get("minutes", 0.0)
-        schedule_start = continue_schedule(cfg, checkpoint)
-        if master_process:
-            print(f"resumed from step {step} (epoch {epoch}, batch {epoch_batch})")
-            if schedule_start["step"] == step and step:
-                print(f"a schedule of another length: the lr goes on from {schedule_start['lr']:.3g}")
+    step, epoch, epoch_batch, best_wer, minutes_before, schedule_start = restore(
+        model, optimizer, start, args.init_from, master_process
+    )
     schedule = schedule_config(cfg, schedule_start)
-    if master_process:
-        print(
-            f"model: {num_params(model) / 1e6:.2f} M parameters, receptive field {model.receptive_field} frames"
-        )
+    raw_model = model  # what is saved and validated
     if ddp:
-        model = sync_batch_norm(model, device_type)  # the global batch's statistics, as one process's
-        model = DDP(model, device_ids=[ddp_local_rank] if device_type == "cuda" else None)
-    raw_model = model.module if ddp else model  # what is saved and validated
+        model = wrap(model, device)
     # fp16's small range needs the loss scaled up (and the step skipped when a gradient overflows)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-
-    from logger import RunLogger
-
     log = RunLogger(cfg, out_dir) if master_process else None
 
     def save(name: str, **extra):  # rank 0's: all that --resume needs to go on exactly (extra: best.pt's val)
@@ -629,27 +729,14 @@ def main(argv: list[str] | None = None) -> dict:
         }
         save_checkpoint(out_dir / name, checkpoint)
 
-    def validate(train_batch):  # rank 0's: the metrics, logged with examples, spectrograms and audio
-        metrics, examples, val_batch = evaluate(raw_model, val_loader, device, cfg, tokenizer)
-        shown = {"val": (val_set, val_batch)} | ({"train": (train_set, train_batch)} if train_batch else {})
-        spectrograms = {
-            k: b["features"][0, :, : b["feature_lengths"][0]].numpy() for k, (_, b) in shown.items()
-        }
-        audio = {k: first_waveform(dataset, b) for k, (dataset, b) in shown.items()}
-        log.log_validation(step, metrics, examples, spectrograms, audio, sample_rate=SAMPLE_RATE)
-        tqdm.write(
-            f"step {step} ({minutes():.1f} min): " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-        )
-        return metrics
-
     def minutes() -> float:  # of training wall-clock time, across resumes
         return minutes_before + (time.time() - start_time) / 60
 
     # -------- training loop
-    start_time = time.time()
-    if val_loader is not None and step == 0:
-        if master_process:
-            metrics = validate(None)  # the untrained baseline, so every curve starts at step 0
+    start_time, metrics = time.time(), {}
+    if data.val_loader is not None and step == 0:
+        if master_process:  # the untrained baseline, so every curve starts at step 0
+            metrics = validate(raw_model, data, None, step, 0.0, log, cfg, tokenizer)
         if ddp:
             dist.barrier()  # the others wait for rank 0's validation
     model.train()
@@ -661,14 +748,14 @@ def main(argv: list[str] | None = None) -> dict:
         dynamic_ncols=True,
         disable=not master_process,
     )
-    last_batch, audio_seconds, t0, unreadable = None, 0.0, time.time(), set()
+    last_batch, audio_seconds, t0, unreadable, interrupted = None, 0.0, time.time(), set(), False
     previous_handlers = catch_stop_signals()
     try:
         done = step >= cfg.max_steps or 0 < cfg.max_minutes <= minutes_before
-        loader = WaitClock(train_loader)
+        loader = WaitClock(data.train_loader)
         while not done:
-            train_set.set_epoch(epoch)  # for first_waveform; the workers get the epoch from the sampler
-            train_loader.batch_sampler.set_epoch(epoch, start_batch=epoch_batch)
+            data.train_set.set_epoch(epoch)  # for first_waveform; the workers get the epoch from the sampler
+            data.train_loader.batch_sampler.set_epoch(epoch, start_batch=epoch_batch)
             for batch in loader:
                 for uid, error in batch["errors"]:  # named once; the count goes to the final line
                     if uid not in unreadable:
@@ -685,36 +772,14 @@ def main(argv: list[str] | None = None) -> dict:
                     continue
                 batch_size, frames = sum(s.utterances for s in shares), max(s.longest for s in shares)
 
-                # forward, backward, update
+                # forward, backward, update; dropout depends on the step (resumable) and differs between ranks
                 lr = get_lr(step - schedule_start["step"], schedule, clock - schedule_start["minutes"])
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                # dropout depends on the step (resumable) and differs between ranks
                 torch.manual_seed(cfg.seed + step * ddp_world_size + ddp_rank)
-                features = batch["features"].to(device, non_blocking=True)
-                if frames > features.shape[2]:  # as long as the longest share: batch norm sees padding
-                    features = F.pad(features, (0, frames - features.shape[2]))
-                feature_lengths = batch["feature_lengths"].to(device, non_blocking=True)
-                with torch.autocast(device_type="cuda", dtype=amp_dtype, enabled=amp_dtype is not None):
-                    outputs = model(features, feature_lengths, aux=aux_tokenizer is not None)
-                log_probs, out_lengths = outputs[:2]
-                # divided by the global batch over world_size: DDP's mean of the ranks' gradients is then
-                # the gradient of the mean over the global batch, however unevenly it is shared
                 share_size = batch_size / ddp_world_size
-                targets = [batch[k].to(device, non_blocking=True) for k in ("tokens", "token_lengths")]
-                loss = ctc_loss(log_probs, out_lengths, *targets, share_size)
-                if aux_tokenizer is not None:  # the middle block's phonemes
-                    keys = ("aux_tokens", "aux_token_lengths")
-                    aux = [batch[k].to(device, non_blocking=True) for k in keys]
-                    loss = loss + cfg.aux_phone_weight * ctc_loss(outputs[2], out_lengths, *aux, share_size)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)  # unclipped
-                scaler.step(optimizer)
-                scaler.update()
-                step, epoch_batch = step + 1, epoch_batch + 1
-                last_batch = batch
+                loss, grad_norm = train_step(
+                    model, optimizer, scaler, batch, lr, frames, share_size, amp_dtype, cfg
+                )
+                step, epoch_batch, last_batch = step + 1, epoch_batch + 1, batch
                 audio_seconds += sum(s.frames for s in shares) * HOP_LENGTH / SAMPLE_RATE  # all ranks'
 
                 # logging, checkpoints, validation
@@ -722,35 +787,14 @@ def main(argv: list[str] | None = None) -> dict:
                     elapsed, t0 = time.time() - t0, time.time()
                     speed, audio_seconds = audio_seconds / max(elapsed, 1e-9), 0.0
                     data_wait, loader.waited = loader.waited / max(elapsed, 1e-9), 0.0
-                    train_loss = loss.detach().clone()
-                    if ddp:  # the mean over the global batch
-                        dist.all_reduce(train_loss)
-                        train_loss /= ddp_world_size
-                    if master_process:
-                        log.log(
-                            step,
-                            {
-                                "train/loss": train_loss.item(),
-                                "train/lr": lr,
-                                "train/grad_norm": grad_norm.item(),
-                                "train/audio_sec_per_sec": speed,
-                                "train/data_wait": data_wait,  # share of the time spent waiting for data
-                                "train/epoch": epoch,
-                            },
-                        )
-                        bar.set_postfix(
-                            loss=f"{train_loss.item():.3f}",
-                            lr=f"{lr:.2e}",
-                            audio_x=f"{speed:.0f}",
-                            wait=f"{data_wait:.0%}",
-                        )
+                    report(log, bar, step, epoch, loss, lr, grad_norm, speed, data_wait)
                 bar.update(1)
                 if step % cfg.save_every == 0 and master_process:
                     save("last.pt")
                 done = step >= cfg.max_steps or 0 < cfg.max_minutes <= clock
-                if val_loader is not None and (step % cfg.eval_every == 0 or done):
+                if data.val_loader is not None and (step % cfg.eval_every == 0 or done):
                     if master_process:
-                        metrics = validate(last_batch)
+                        metrics = validate(raw_model, data, last_batch, step, minutes(), log, cfg, tokenizer)
                         if metrics["val/wer"] < best_wer:
                             best_wer = metrics["val/wer"]
                             save("best.pt", val=metrics)
@@ -762,16 +806,7 @@ def main(argv: list[str] | None = None) -> dict:
             else:
                 epoch, epoch_batch = epoch + 1, 0
     except KeyboardInterrupt:
-        if master_process:  # one writer: the other ranks hold the same weights
-            save("last.pt")
-            log.close()
-            print(
-                f"\ninterrupted: saved {out_dir / 'last.pt'} at step {step}; continue with --resume --out_dir {out_dir}"
-            )
-        if ddp:
-            del model  # before the process group (distributed.teardown)
-            teardown()
-        sys.exit(EXIT_INTERRUPTED)
+        interrupted = True
     except BaseException:
         if master_process:
             log.close(exit_code=1)  # marks the run as failed; the last checkpoint stays as it was
@@ -781,18 +816,24 @@ def main(argv: list[str] | None = None) -> dict:
         for signum, handler in previous_handlers.items():
             signal.signal(signum, handler)
     # utterances over --max_duration are left out by choice; the others could not be used (exit 3)
-    unusable = [u for u in train_set.skipped if u.duration <= cfg.max_duration] + (
-        val_set.skipped if val_set else []
+    unusable = [u for u in data.train_set.skipped if u.duration <= cfg.max_duration] + (
+        data.val_set.skipped if data.val_set else []
     )
-    if master_process:
+    if master_process:  # one writer: the other ranks hold the same weights
         save("last.pt")
         log.close()
         skipped = f" ({len(unreadable)} unreadable file(s) skipped, named above)" if unreadable else ""
         skipped += f" ({len(unusable)} utterance(s) unusable, named above)" if unusable else ""
-        print(f"done: {step} steps; checkpoints in {out_dir}{skipped}")
+        print(
+            f"\ninterrupted: saved {out_dir / 'last.pt'} at step {step}; continue with --resume --out_dir {out_dir}"
+            if interrupted
+            else f"done: {step} steps; checkpoints in {out_dir}{skipped}"
+        )
     if ddp:
         del model  # before the process group (distributed.teardown)
         teardown()
+    if interrupted:
+        sys.exit(EXIT_INTERRUPTED)
     return dict(step=step, best_wer=best_wer, unreadable=len(unreadable), unusable=len(unusable), **metrics)
 
 
