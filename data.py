@@ -61,7 +61,6 @@ DOWNLOADS = {
     "librispeech-lm-norm": ("11", "librispeech-lm-norm.txt.gz", "c83c64c726a1aedfe65f80aa311de402"),
 }
 LIBRISPEECH_SPLITS = [name for name, (_, file, _) in DOWNLOADS.items() if file.endswith(".tar.gz")]
-LM_DOWNLOADS = [name for name in DOWNLOADS if name not in LIBRISPEECH_SPLITS]
 DOWNLOAD_GROUPS = {  # short names for what is often fetched together
     "mini": ["train-clean-5", "dev-clean-2"],  # 5.3 h + 2 h: the releases' development set
     "lm": ["3-gram.pruned.3e-7", "3-gram.pruned.1e-7", "librispeech-vocab"],  # 48 MB of ready LMs

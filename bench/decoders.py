@@ -6,8 +6,9 @@
 The log-probs imitate a trained CTC model: (T=500, V=29), mostly blank frames, 1-2 frame character
 spikes, some frames where two characters compete and some weak characters inside blank runs. Both
 decoders get the same token floor and beam margin (ours keeps its default top-k and blank-frame
-skipping); best paths are compared as text. pyctcdecode is not a project dependency: install it to
-get its columns, else they show "-".
+skipping); best paths are compared as text. With a word LM, the first two rows are each decoder at
+its own defaults. pyctcdecode is not a project dependency: install it (and kenlm) to get its rows and
+columns, else they show "-".
 """
 
 import argparse
@@ -25,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from arpa import write_arpa  # noqa: E402
 from calc_metrics import corpus_error_rates  # noqa: E402
-from decode import prefix_beam_search  # noqa: E402
+from decode import DecodingOptions, decode, prefix_beam_search  # noqa: E402
 from kneser_ney import build_kneser_ney  # noqa: E402
 from lm import NGramLM  # noqa: E402
 from tokenizer import Tokenizer  # noqa: E402
@@ -132,6 +133,23 @@ def compare_with_lm(rng, n_utterances: int, beam: int, weights: list[tuple[float
         return lambda lp: decoder.decode(lp, beam_width=beam, beam_prune_logp=-BEAM_MARGIN, **pruning)
 
     have_theirs, have_kenlm = load_pyctcdecode() is not None, importlib.util.find_spec("kenlm") is not None
+    # each at its own defaults, but for the LM weights: ours DecodingOptions(), theirs build_ctcdecoder's
+    # and decode's (beam_width 50, token_min_logp -5, beam_prune_logp -10, unk_score_offset -10)
+    alpha, beta = weights[0]
+    options = DecodingOptions("beam_lm", beam, lm=arpa, alpha=alpha, beta=beta)
+    row(
+        "ours + LM, defaults",
+        f"{alpha} / {beta}",
+        lambda lp: TOKENIZER.decode(decode(lp, VOCAB, options, lm)),
+    )
+    if have_theirs and have_kenlm:
+        defaults = load_pyctcdecode(kenlm_model_path=arpa, alpha=alpha, beta=beta)
+        row(
+            "pyctcdecode + KenLM, defaults",
+            f"{alpha} / {beta}",
+            lambda lp: defaults.decode(lp, beam_width=beam),
+        )
+    # the same pruning for both (ours keeps its top-k and blank-frame skipping)
     row("ours, no LM", "-", ours())
     if have_theirs:
         row("pyctcdecode, no LM", "-", theirs())
@@ -145,7 +163,7 @@ def compare_with_lm(rng, n_utterances: int, beam: int, weights: list[tuple[float
 def compare_on_model(data_dir: str, checkpoint: str) -> None:
     """Beam search without and with the checkpoint's LM and settings, on its log-probs of data_dir:
     WER and ms per utterance, one process (the LM is loaded before timing)."""
-    from decode import decode, load_lm
+    from decode import load_lm
     from inference import _load, _log_probs
 
     model, tokenizer, options, data, device = _load(data_dir, checkpoint)
