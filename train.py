@@ -736,7 +736,7 @@ def main(argv: list[str] | None = None) -> dict:
     start_time, metrics = time.time(), {}
     if data.val_loader is not None and step == 0:
         if master_process:  # the untrained baseline, so every curve starts at step 0
-            metrics = validate(raw_model, data, None, step, 0.0, log, cfg, tokenizer)
+            metrics = validate(raw_model, data, None, step, minutes(), log, cfg, tokenizer)
         if ddp:
             dist.barrier()  # the others wait for rank 0's validation
     model.train()
