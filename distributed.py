@@ -70,11 +70,11 @@ def sync_batch_norm(model: torch.nn.Module, device_type: str) -> torch.nn.Module
 
 
 def wrap(model: torch.nn.Module, device: str) -> DDP:
-    """The model for training in this process of several: its batch norm over the global batch
-    (sync_batch_norm), its gradients the mean over all ranks' (DistributedDataParallel)."""
+    """The model for training in this process of several (on the GPU that setup gave it): its batch
+    norm over the global batch (sync_batch_norm), its gradients the mean over all ranks' (DDP)."""
     device_type = torch.device(device).type
     model = sync_batch_norm(model, device_type)
-    return DDP(model, device_ids=[torch.device(device).index] if device_type == "cuda" else None)
+    return DDP(model, device_ids=[torch.cuda.current_device()] if device_type == "cuda" else None)
 
 
 def gather_ints(values: Sequence[int], device) -> list[list[int]]:

@@ -82,7 +82,6 @@ from model import (
     widen,
 )
 from tokenizer import BLANK, Tokenizer, train_tokenizer
-from tools.export import export_main
 
 # ----------------------------------------------------------------------------- optimisation
 
@@ -552,12 +551,15 @@ class Start(NamedTuple):
     """What a run starts from (configure)."""
 
     cfg: Config
+    device: str
+    amp_dtype: torch.dtype | None  # what the model computes in under autocast; None: fp32
     resume: dict | None  # the checkpoint --resume continues
     init: dict | None  # the checkpoint --init_from fine-tunes
     tokenizer: Tokenizer | None  # None: learned from the training transcripts
     aux_tokenizer: Tokenizer | None
     new_output: bool  # --init_from with other symbols: a new output layer
     wider: bool  # --init_from with more channels
+    init_from: str | None  # the --init_from path
 
 
 def configure(args) -> Start:
@@ -570,15 +572,19 @@ def configure(args) -> Start:
     if args.init_from:
         cfg, tokenizer, init, new_output, wider = config_for_init(args, cfg)
     check_config(cfg)
+    device = pick_device(cfg.device)
+    amp_dtype = autocast_dtype(cfg.precision, device)
     if resume is None and existing_run(cfg.out_dir):
         raise UsageError(
             f"--out_dir {cfg.out_dir} already holds a run ({', '.join(existing_run(cfg.out_dir))}): continue it "
             f"with --resume --out_dir {cfg.out_dir}, or start a new one in another --out_dir"
         )
-    return Start(cfg, resume, init, tokenizer, aux_tokenizer, new_output, wider)
+    return Start(
+        cfg, device, amp_dtype, resume, init, tokenizer, aux_tokenizer, new_output, wider, args.init_from
+    )
 
 
-def restore(model, optimizer, start: Start, init_from: str, master_process: bool) -> tuple:
+def restore(model, optimizer, start: Start, master_process: bool) -> tuple:
     """Load the weights (and the optimiser) the run starts from -> (step, epoch, batch in the epoch,
     best validation WER, minutes trained before, the schedule's start: see continue_schedule)."""
     cfg, checkpoint, init = start.cfg, start.resume, start.init
@@ -588,7 +594,7 @@ def restore(model, optimizer, start: Start, init_from: str, master_process: bool
         if master_process:
             grown = f", widened to {num_params(model) / 1e6:.2f} M parameters" if start.wider else ""
             grown += f", a new output layer for {cfg.tokenizer}" if start.new_output else ""
-            print(f"weights from {init_from} (step {init['step']}){grown}, new optimiser and schedule")
+            print(f"weights from {start.init_from} (step {init['step']}){grown}, new optimiser and schedule")
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
@@ -607,11 +613,10 @@ def restore(model, optimizer, start: Start, init_from: str, master_process: bool
     return progress
 
 
-def validate(
-    model, data: "Data", train_batch, step: int, minutes: float, log, cfg: Config, tokenizer
-) -> dict:
+def validate(model, data: "Data", train_batch, step: int, minutes, log, cfg: Config, tokenizer) -> dict:
     """Rank 0's validation -> its metrics, logged with examples and the spectrogram and audio of the
-    first validation utterance and of the last training batch's first (train_batch; None: none)."""
+    first validation utterance and of the last training batch's first (train_batch; None: none).
+    minutes() -> the run's training minutes, printed once validation is done."""
     device = next(model.parameters()).device
     metrics, examples, val_batch = evaluate(model, data.val_loader, device, cfg, tokenizer)
     shown = {"val": (data.val_set, val_batch)} | (
@@ -620,7 +625,7 @@ def validate(
     spectrograms = {k: b["features"][0, :, : b["feature_lengths"][0]].numpy() for k, (_, b) in shown.items()}
     audio = {k: first_waveform(dataset, b) for k, (dataset, b) in shown.items()}
     log.log_validation(step, metrics, examples, spectrograms, audio, sample_rate=SAMPLE_RATE)
-    tqdm.write(f"step {step} ({minutes:.1f} min): " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    tqdm.write(f"step {step} ({minutes():.1f} min): " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
     return metrics
 
 
@@ -672,15 +677,18 @@ def parse_args(argv) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] in (["plot"], ["export"]):  # the curves of runs; a checkpoint for release
-        return {"plot": plot_main, "export": export_main}[argv[0]](argv[1:])
+    if argv[:1] == ["plot"]:  # the curves of runs
+        return plot_main(argv[1:])
+    if argv[:1] == ["export"]:  # a checkpoint for release: a tool, loaded only when asked for
+        from tools.export import export_main
+
+        return export_main(argv[1:])
     args = parse_args(argv)
 
     # -------- config: bad flags end the run here, before any data is read or anything is written
     start = configure(args)
-    cfg, tokenizer, aux_tokenizer = start.cfg, start.tokenizer, start.aux_tokenizer  # None: learn them
-    device = pick_device(cfg.device)
-    amp_dtype = autocast_dtype(cfg.precision, device)
+    cfg, device, amp_dtype = start.cfg, start.device, start.amp_dtype
+    tokenizer, aux_tokenizer = start.tokenizer, start.aux_tokenizer  # None: learned from the transcripts
     out_dir = make_output_dir(cfg.out_dir, "--out_dir")
 
     # -------- several processes: torchrun sets RANK for each, one process group among them
@@ -702,12 +710,12 @@ def main(argv: list[str] | None = None) -> dict:
     model = QuartzNet(cfg, len(tokenizer), len(aux_tokenizer) if aux_tokenizer else 0).to(device)
     optimizer = make_optimizer(model, cfg)
     step, epoch, epoch_batch, best_wer, minutes_before, schedule_start = restore(
-        model, optimizer, start, args.init_from, master_process
+        model, optimizer, start, master_process
     )
     schedule = schedule_config(cfg, schedule_start)
-    raw_model = model  # what is saved and validated
     if ddp:
         model = wrap(model, device)
+    raw_model = model.module if ddp else model  # what is saved and validated
     # fp16's small range needs the loss scaled up (and the step skipped when a gradient overflows)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     log = RunLogger(cfg, out_dir) if master_process else None
@@ -736,7 +744,7 @@ def main(argv: list[str] | None = None) -> dict:
     start_time, metrics = time.time(), {}
     if data.val_loader is not None and step == 0:
         if master_process:  # the untrained baseline, so every curve starts at step 0
-            metrics = validate(raw_model, data, None, step, minutes(), log, cfg, tokenizer)
+            metrics = validate(raw_model, data, None, step, minutes, log, cfg, tokenizer)
         if ddp:
             dist.barrier()  # the others wait for rank 0's validation
     model.train()
@@ -748,7 +756,7 @@ def main(argv: list[str] | None = None) -> dict:
         dynamic_ncols=True,
         disable=not master_process,
     )
-    last_batch, audio_seconds, t0, unreadable, interrupted = None, 0.0, time.time(), set(), False
+    last_batch, audio_seconds, t0, unreadable = None, 0.0, time.time(), set()
     previous_handlers = catch_stop_signals()
     try:
         done = step >= cfg.max_steps or 0 < cfg.max_minutes <= minutes_before
@@ -794,7 +802,7 @@ def main(argv: list[str] | None = None) -> dict:
                 done = step >= cfg.max_steps or 0 < cfg.max_minutes <= clock
                 if data.val_loader is not None and (step % cfg.eval_every == 0 or done):
                     if master_process:
-                        metrics = validate(raw_model, data, last_batch, step, minutes(), log, cfg, tokenizer)
+                        metrics = validate(raw_model, data, last_batch, step, minutes, log, cfg, tokenizer)
                         if metrics["val/wer"] < best_wer:
                             best_wer = metrics["val/wer"]
                             save("best.pt", val=metrics)
@@ -806,7 +814,16 @@ def main(argv: list[str] | None = None) -> dict:
             else:
                 epoch, epoch_batch = epoch + 1, 0
     except KeyboardInterrupt:
-        interrupted = True
+        if master_process:  # one writer: the other ranks hold the same weights
+            save("last.pt")
+            log.close()
+            print(
+                f"\ninterrupted: saved {out_dir / 'last.pt'} at step {step}; continue with --resume --out_dir {out_dir}"
+            )
+        if ddp:
+            del model  # before the process group (distributed.teardown)
+            teardown()
+        sys.exit(EXIT_INTERRUPTED)
     except BaseException:
         if master_process:
             log.close(exit_code=1)  # marks the run as failed; the last checkpoint stays as it was
@@ -819,21 +836,15 @@ def main(argv: list[str] | None = None) -> dict:
     unusable = [u for u in data.train_set.skipped if u.duration <= cfg.max_duration] + (
         data.val_set.skipped if data.val_set else []
     )
-    if master_process:  # one writer: the other ranks hold the same weights
+    if master_process:
         save("last.pt")
         log.close()
         skipped = f" ({len(unreadable)} unreadable file(s) skipped, named above)" if unreadable else ""
         skipped += f" ({len(unusable)} utterance(s) unusable, named above)" if unusable else ""
-        print(
-            f"\ninterrupted: saved {out_dir / 'last.pt'} at step {step}; continue with --resume --out_dir {out_dir}"
-            if interrupted
-            else f"done: {step} steps; checkpoints in {out_dir}{skipped}"
-        )
+        print(f"done: {step} steps; checkpoints in {out_dir}{skipped}")
     if ddp:
         del model  # before the process group (distributed.teardown)
         teardown()
-    if interrupted:
-        sys.exit(EXIT_INTERRUPTED)
     return dict(step=step, best_wer=best_wer, unreadable=len(unreadable), unusable=len(unusable), **metrics)
 
 
