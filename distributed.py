@@ -12,13 +12,13 @@ from torch.distributed.nn.functional import all_reduce
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 
-def setup(device: str) -> tuple[int, int, int, bool, str]:
+def setup(device: str) -> tuple[int, int, bool, str]:
     """This process of a torchrun (which sets RANK, LOCAL_RANK and WORLD_SIZE for each), in its process
-    group and on its own GPU -> (rank, local rank, world size, master, device); without torchrun the
-    one process, (0, 0, 1, True, device). The master, rank 0, alone prints, logs, validates and writes
+    group and on its own GPU -> (rank, world size, master, device); without torchrun the one
+    process, (0, 1, True, device). The master, rank 0, alone prints, logs, validates and writes
     checkpoints."""
     if int(os.environ.get("RANK", -1)) == -1:
-        return 0, 0, 1, True, device
+        return 0, 1, True, device
     rank, local_rank, world_size = (int(os.environ[k]) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))
     if device.startswith("cuda"):
         device = f"cuda:{local_rank}"  # one GPU per process
@@ -27,7 +27,7 @@ def setup(device: str) -> tuple[int, int, int, bool, str]:
     dist.init_process_group("nccl" if device.startswith("cuda") else "gloo", timeout=timedelta(hours=1))
     if rank != 0:
         warnings.filterwarnings("ignore")  # every rank reads the same data: rank 0 names what is wrong
-    return rank, local_rank, world_size, rank == 0, device
+    return rank, world_size, rank == 0, device
 
 
 def teardown() -> None:

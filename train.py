@@ -613,7 +613,7 @@ def restore(model, optimizer, start: Start, master_process: bool) -> tuple:
     return progress
 
 
-def validate(model, data: "Data", train_batch, step: int, minutes, log, cfg: Config, tokenizer) -> dict:
+def validate(model, data: Data, train_batch, step: int, minutes, log, cfg: Config, tokenizer) -> dict:
     """Rank 0's validation -> its metrics, logged with examples and the spectrogram and audio of the
     first validation utterance and of the last training batch's first (train_batch; None: none).
     minutes() -> the run's training minutes, printed once validation is done."""
@@ -692,7 +692,7 @@ def main(argv: list[str] | None = None) -> dict:
     out_dir = make_output_dir(cfg.out_dir, "--out_dir")
 
     # -------- several processes: torchrun sets RANK for each, one process group among them
-    ddp_rank, _, ddp_world_size, master_process, device = setup(device)
+    ddp_rank, ddp_world_size, master_process, device = setup(device)
     ddp = dist.is_initialized()
     device_type = torch.device(device).type
     if cfg.threads:
