@@ -217,6 +217,8 @@ class LMScorer:
         self.history = {1: (lm.word_id(BOS),)}  # node whose token begins a word (or the root) -> history
         # (node, homophone) -> history once the node's partial word has ended as that homophone
         self.history_after: dict[tuple[int, int], tuple] = {}
+        self.context_of = {self.history[1]: 0}  # history -> a number of its own (future_keys)
+        self.context = np.zeros(1024, np.int64)  # node as in history -> its history's number
         self.trie = trie if trie is not None else lm.word_trie(vocab, hotwords)
         self.look, self.is_word, ends, word_of = _word_state_tables(self.trie, alpha, lm.word_id(UNK))
         self.hot_end = None  # (2S,) the bonus of ending as a hotword, with hotwords
@@ -231,6 +233,7 @@ class LMScorer:
         self.word_start = np.ones(1024, np.int64)  # node -> the node whose token began its word
         # node -> score change of ending its word now as each homophone (nan: not asked)
         self.ended = np.full((1024, self.ends.shape[1]), np.nan)
+        self.context_after = np.zeros((1024, self.ends.shape[1]), np.int64)  # the number of history_after
         # unk_score per number of characters read outside the trie (0 to the longest token)
         self.unk_cost = np.array(
             [0.0] + [unk_score * n for n in range(1, self.trie.token_chars.shape[1] + 1)]
@@ -265,9 +268,9 @@ class LMScorer:
             history = self.history[int(self.word_start[node])]
             scores[j, k] += self.alpha * self.lm.log_prob_ids(word, history)
             history += (word,)
-            self.history_after[node, int(k)] = (
-                history[len(history) - self.n_history :] if self.n_history else ()
-            )
+            history = history[len(history) - self.n_history :] if self.n_history else ()
+            self.history_after[node, int(k)] = history
+            self.context_after[node, k] = self.context_of.setdefault(history, len(self.context_of))
         self.ended[nodes] = scores
         return scores
 
@@ -295,7 +298,11 @@ class LMScorer:
         if len(new_ids) and new_ids.max() >= len(self.word_start):
             grow = max(len(self.word_start), int(new_ids.max()) + 1 - len(self.word_start))
             self.word_start = np.concatenate([self.word_start, np.ones(grow, np.int64)])
+            self.context = np.concatenate([self.context, np.zeros(grow, np.int64)])
             self.ended = np.concatenate([self.ended, np.full((grow, self.ended.shape[1]), np.nan)])
+            self.context_after = np.concatenate(
+                [self.context_after, np.zeros_like(self.context_after[:grow])]
+            )
         begins = self.begins_word[toks]
         self.word_start[new_ids] = np.where(begins, new_ids, self.word_start[parents])
         for n, p, p_last, k in zip(
@@ -304,7 +311,34 @@ class LMScorer:
             parent_last[begins].tolist(),
             self.variant[toks[begins]].tolist(),
         ):
-            self.history[n] = self.history[p] if self.is_space[p_last] else self.history_after[p, k]
+            history = self.history[p] if self.is_space[p_last] else self.history_after[p, k]
+            self.history[n] = history
+            self.context[n] = self.context_of.setdefault(history, len(self.context_of))
+
+    def future_keys(self, ids: np.ndarray, last: np.ndarray, states: np.ndarray) -> np.ndarray:
+        """(B,) beams -> (B,) numbers, equal for beams that every continuation scores alike: the same
+        LM history before the partial word, the same word state and the same last token (which
+        CTC's repeat rule reads)."""
+        return self._key(self.context[self.word_start[ids]], states, last)
+
+    def extension_keys(
+        self, ids: np.ndarray, last: np.ndarray, child: np.ndarray, toks: np.ndarray
+    ) -> np.ndarray:
+        """future_keys of the (B, C) extensions of beams (B,) by tokens (C,), in word states child
+        (extend()); a token that begins a word follows the history after the word it ends
+        (completions() must have been asked for the beams where that extension counts)."""
+        context = self.context[self.word_start[ids]][:, None]  # (B, 1)
+        begins = self.begins_word[toks]  # (C,)
+        if begins.any():
+            after = np.where(
+                self.is_space[last][:, None], context, self.context_after[ids][:, self.variant[toks]]
+            )  # (B, C)
+            context = np.where(begins[None, :], after, context)
+        return self._key(context, child, toks[None, :])
+
+    def _key(self, context: np.ndarray, states: np.ndarray, last: np.ndarray) -> np.ndarray:
+        n_states, n_tokens = len(self.look), len(self.variant) + 1  # states < 0 and last = -1 fold in
+        return (context * n_states + states % n_states) * n_tokens + last + 1
 
     def final(self, node: int, last: int, state: int) -> list[tuple[int, float]]:
         """Score changes at the end of the utterance: the last partial word, then </s>, as

@@ -135,7 +135,7 @@ def tiny_args(train_data, out_dir, *extra) -> list[str]:
 
 # CTC: prefix_beam_search_nbest's settings for a search without pruning (exact up to beam_size), and
 # the brute-force references' pieces
-EXACT = dict(token_min_logp=-np.inf, top_k=None, beam_margin=np.inf, blank_skip_logp=0.0)
+EXACT = dict(token_min_logp=-np.inf, top_k=None, beam_margin=np.inf, blank_skip_logp=0.0, recombine=False)
 
 
 def random_log_probs(rng, T, V, scale=1.5) -> np.ndarray:

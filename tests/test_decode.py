@@ -446,6 +446,16 @@ def test_decode_batch_reuses_workers_and_reports_errors(tmp_path):
         texts(utterances, missing)
 
 
+def test_recombination_drops_only_beams_that_trail_one_of_their_key_in_both_log_probs():
+    keys = np.array([5, 7, 5, 5, 7, 9])
+    p_b = np.log([0.4, 0.1, 0.2, 0.5, 0.1, 0.3])
+    p_nb = np.log([0.4, 0.3, 0.1, 0.1, 0.2, 0.3])
+    # key 5: row 0 is the best (0.8); row 2 trails it in both, row 3 has the larger p_b: kept;
+    # key 7: row 4 ties row 1 in p_b and trails it in p_nb: dropped
+    assert decode._recombine(keys, p_b, p_nb).tolist() == [0, 1, 3, 5]
+    assert decode._recombine(np.array([1, 2, 3]), p_b[:3], p_nb[:3]) is None  # no key twice
+
+
 def test_options_reach_the_search():
     options = DecodingOptions("beam", 8, top_k=None, beam_margin=float("inf"))
     kwargs = options.search_kwargs()

@@ -249,6 +249,22 @@ def test_an_lm_without_any_of_the_largest_homophone_set_decodes():
     assert result_words(ids) == ("a", "ab")
 
 
+def test_recombination_frees_a_beam_place_for_the_best_words():
+    """x is said AA or B; the LM much prefers y (AA B AA). After AA|B, B|_ the two ways of saying
+    "x" end alike (the same history, word state and last token) and outscore y's start (beta 4 a
+    word): without recombination they fill a beam of 2 and y is lost; with it, the second "x"
+    trails the first in both of its log-probs and gives its place to y."""
+    lex = Lexicon({"y": [("AA", "B", "AA")], "x": [("AA",), ("B",)]})
+    unigrams = {"<s>": 0.0, "</s>": 0.0, "<unk>": -20.0, "y": np.log(0.5), "x": np.log(0.02)}
+    lm = NGramLM.from_ngrams([{(w,): (logp, 0.0) for w, logp in unigrams.items()}])
+    log_probs = clear_log_probs([{2: 0.5, 3: 0.5}, {3: 0.5, 1: 0.5}, {2: 1.0}, {1: 1.0}])
+    for beam_size, recombine, words in [(3, False, ["y"]), (2, False, ["x", "x"]), (2, True, ["y"])]:
+        (ids, _), *_ = pronunciation_search_nbest(
+            log_probs, beam_size, TINY, lex, lm, alpha=1.0, beta=4.0, recombine=recombine
+        )
+        assert [lex.word(pron, k) for pron, k in result_pronunciations(ids)] == words
+
+
 # ----------------------------------------------------------------------------- files and commands
 
 

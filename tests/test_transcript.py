@@ -7,7 +7,7 @@ import re
 
 import numpy as np
 import pytest
-from conftest import TONE_TEXTS, tone_word_times, write_custom_dir
+from conftest import EXACT, TONE_TEXTS, tone_word_times, write_custom_dir
 
 import inference
 from decode import DecodingOptions, decode, greedy_path, prefix_beam_search_nbest
@@ -26,7 +26,6 @@ from transcript import (
     words_with_times,
 )
 
-EXACT = dict(token_min_logp=-np.inf, top_k=None, beam_margin=np.inf, blank_skip_logp=0.0)
 CHARS = Tokenizer()
 # The tiny model (150 steps on 4 tone utterances, 20 ms frames at stride 2) places its letters up to
 # ~3 frames early or late and lets a word's last letter run on into the silence after it: measured,
