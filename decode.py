@@ -433,10 +433,11 @@ def pronunciation_search_nbest(
 def _recombine(keys: np.ndarray, p_b: np.ndarray, p_nb: np.ndarray) -> np.ndarray | None:
     """(N,) candidate beams' future keys (LMScorer.future_keys, extension_keys) and log-probs of
     ending in blank and not (fused score added) -> the rows worth keeping, or None for all. Among
-    beams of one key, every continuation adds the same to each (in probability: their two parts weighted alike),
-    so one that trails the best of them in both parts can overtake it only by alignments that enter
-    its prefix later, from its parent: hypothesis recombination, a pruning. Its place in the beam
-    goes to another text; on the shipped phoneme model this gains what a much wider beam does.
+    beams of one key, every continuation adds the same to each (in probability: their two parts
+    weighted alike), so one that trails the best of them in both parts can overtake it only by
+    alignments that enter its prefix later, from its parent: hypothesis recombination, a pruning.
+    Its place in the beam goes to another text; on the shipped phoneme model this gains what a much
+    wider beam does.
     """
     order = np.lexsort((-np.logaddexp(p_b, p_nb), keys))  # (N,) by key, the best of each first
     sorted_keys = keys[order]
