@@ -195,8 +195,8 @@ def prefix_beam_search_nbest(
     before one changes no text, and is dropped from the result like a trailing one (the two labellings
     merge). Other segmentations of the same text ("th" + "e", "the") are other labellings, as in training.
     Pruning per frame: candidate tokens (see frame_candidates), then at most beam_size prefixes no more
-    than beam_margin below the best; with an LM (or a lexicon), recombine drops a beam that can no
-    longer overtake another (see _recombine). unk_score is added for each character of a word from
+    than beam_margin below the best; with an LM (or a lexicon), when more than beam_size are left,
+    recombine first drops those that can no longer overtake another (see _recombine). unk_score is added for each character of a word from
     where it stops being the start of any LM word, and once more at its end; -inf keeps only
     vocabulary words. Pass token_min_logp=-inf, top_k=None, beam_margin=inf, blank_skip_logp=0,
     recombine=False for an exact search (up to beam_size).
@@ -321,10 +321,10 @@ def prefix_beam_search_nbest(
                 fused_ext[:, begins] += ended[:, scorer.variant[toks[begins]]]
         score_ext = ext + fused_ext  # (B, C)
 
-        # keep the best beam_size within beam_margin of the best
+        # keep the best beam_size within beam_margin of the best, recombined when they do not fit
         scores = np.concatenate([score_stay, score_ext.ravel()])  # (B + B*C,)
         keep = np.flatnonzero((scores >= scores.max() - beam_margin) & (scores > NEG_INF))
-        if recombine and scorer is not None and len(keep) > 1:
+        if recombine and scorer is not None and len(keep) > beam_size:
             keys = np.concatenate(
                 [scorer.future_keys(ids, last, states), scorer.extension_keys(ids, last, child, toks).ravel()]
             )
