@@ -65,7 +65,7 @@ step python train.py plot "$run"/stage{1,2,3,4,5,6,7,8,9,10,11} --x minutes --ou
 step python inference.py --checkpoint "$run/$last/last.pt" --data_dir "$val_dirs" --tune --lm "$lm" \
   --beam_size 200 --alphas 0.6 0.8 1.0 --betas 0.5 1 2 --unk_scores lexicon --out "$run/tune"
 step python train.py export "$run/$last/last.pt" "$run/model.pt" --decoder beam_lm --lm "$lm" \
-  --beam_size 200 --tuned "$run/tune/tune.json"
+  --beam_size 500 --tuned "$run/tune/tune.json"
 
 sets=(ls "$val_dirs" cv "$cv/val")
 [ -d "$test_clean" ] && sets+=(test_clean "$test_clean")  # reported only
