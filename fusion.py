@@ -217,7 +217,8 @@ class LMScorer:
         self.history = {1: (lm.word_id(BOS),)}  # node whose token begins a word (or the root) -> history
         # (node, homophone) -> history once the node's partial word has ended as that homophone
         self.history_after: dict[tuple[int, int], tuple] = {}
-        self.context_of = {self.history[1]: 0}  # history -> a number of its own (future_keys)
+        # history -> a number of its own (future_keys), given when complete() first makes it
+        self.context_of = {self.history[1]: 0}
         self.context = np.zeros(1024, np.int64)  # node as in history -> its history's number
         self.trie = trie if trie is not None else lm.word_trie(vocab, hotwords)
         self.look, self.is_word, ends, word_of = _word_state_tables(self.trie, alpha, lm.word_id(UNK))
@@ -311,9 +312,10 @@ class LMScorer:
             parent_last[begins].tolist(),
             self.variant[toks[begins]].tolist(),
         ):
-            history = self.history[p] if self.is_space[p_last] else self.history_after[p, k]
-            self.history[n] = history
-            self.context[n] = self.context_of.setdefault(history, len(self.context_of))
+            if self.is_space[p_last]:
+                self.history[n], self.context[n] = self.history[p], self.context[p]
+            else:
+                self.history[n], self.context[n] = self.history_after[p, k], self.context_after[p, k]
 
     def future_keys(self, ids: np.ndarray, last: np.ndarray, states: np.ndarray) -> np.ndarray:
         """(B,) beams -> (B,) numbers, equal for beams that every continuation scores alike: the same
