@@ -302,7 +302,7 @@ class LMScorer:
             self.context = np.concatenate([self.context, np.zeros(grow, np.int64)])
             self.ended = np.concatenate([self.ended, np.full((grow, self.ended.shape[1]), np.nan)])
             self.context_after = np.concatenate(
-                [self.context_after, np.zeros_like(self.context_after[:grow])]
+                [self.context_after, np.zeros((grow, self.context_after.shape[1]), np.int64)]
             )
         begins = self.begins_word[toks]
         self.word_start[new_ids] = np.where(begins, new_ids, self.word_start[parents])

@@ -391,6 +391,16 @@ def test_leaving_the_vocabulary_pays_unk_score_and_keeps_the_look_ahead(cat_lm):
     assert scorer.look[caxy] == scorer.look[ca][0] == 0.8 * cat_lm.log_prob("cat")
 
 
+def test_the_scorers_node_tables_grow_together_past_a_jump_in_node_ids(cat_lm):
+    """A frame of a wide beam can make more new prefixes than the tables hold: each per-node table
+    must then cover the largest node id, not only double."""
+    scorer = fusion.LMScorer(cat_lm, VOCAB, alpha=0.8, beta=1.0, unk_score=-2.5)
+    space, c = VOCAB.index(" "), VOCAB.index("c")
+    scorer.add_words(np.array([5000]), np.array([1]), np.array([space]), np.array([c]))
+    tables = (scorer.word_start, scorer.context, scorer.ended, scorer.context_after)
+    assert all(len(table) > 5000 for table in tables)
+
+
 def test_larger_lm_weight_degrades_gracefully(cat_lm):
     # a clear acoustic path with words outside the LM: no alpha may empty the output or drop words,
     # and the lexicon-constrained search still gives vocabulary words
