@@ -17,8 +17,10 @@ mkdir -p "$out"
 first80m=(--text "$books" --max_vocab 200000 --max_words 80000000)  # the first 80 M words
 python lm.py build "${first80m[@]}" --order 3 --prune 1 2 3 --out "$out/books3.arpa.gz"
 python lm.py build "${first80m[@]}" --order 3 --prune 1 3 5 --out "$out/books3_small.arpa.gz"
-python lm.py build "${first80m[@]}" --order 3 --prune 1 5 10 --out "$out/books3_tiny.arpa.gz"  # under 25 MB
+python lm.py build "${first80m[@]}" --order 3 --prune 1 5 10 --out "$out/books3_tiny.arpa.gz"  # shipped until release 3's stage 11
 python lm.py build "${first80m[@]}" --order 4 --prune 1 2 3 3 --out "$out/books4.arpa.gz"
 python lm.py build "${first80m[@]}" --order 4 --prune 1 1 2 2 --out "$out/books4_large.arpa.gz"
 python lm.py build --text "$books" --max_vocab 200000 --order 3 --prune 1 2 3 --out "$out/books3_full.arpa.gz"
+# the shipped checkpoints/books3.arpa.gz (30 MB): the whole text, cut-offs between books3_small's and books3_tiny's
+python lm.py build --text "$books" --max_vocab 200000 --order 3 --prune 1 4 8 --out "$out/books3_medium.arpa.gz"
 ls -la "$out"/books*.arpa.gz*
