@@ -196,9 +196,9 @@ def prefix_beam_search_nbest(
     merge). Other segmentations of the same text ("th" + "e", "the") are other labellings, as in training.
     Pruning per frame: candidate tokens (see frame_candidates), then at most beam_size prefixes no more
     than beam_margin below the best; with an LM (or a lexicon), when more than beam_size are left,
-    recombine first drops those that can no longer overtake another (see _recombine). unk_score is added for each character of a word from
-    where it stops being the start of any LM word, and once more at its end; -inf keeps only
-    vocabulary words. Pass token_min_logp=-inf, top_k=None, beam_margin=inf, blank_skip_logp=0,
+    recombine first drops those that can no longer overtake another (see _recombine). unk_score is
+    added for each character of a word from where it stops being the start of any LM word, and once
+    more at its end; -inf keeps only vocabulary words. Pass token_min_logp=-inf, top_k=None, beam_margin=inf, blank_skip_logp=0,
     recombine=False for an exact search (up to beam_size).
 
     trie replaces the LM's character trie of its words (a lexicon's pronunciations: see

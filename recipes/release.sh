@@ -34,7 +34,7 @@ step() {  # one command line: run it, or print it with --dry-run (quoted only wh
   echo "${out[*]}"
 }
 
-last=""
+last="" stages=()  # the stages' run folders, for the curves (release 1's run is a different preset)
 while IFS=$'\t' read -r stage from lr minutes max_steps made train_data val_data eval_every flags; do
   [[ -z $stage || $stage == \#* ]] && continue
   train_data=${train_data//LS5/$ls5} train_data=${train_data//CV/$cv}
@@ -58,8 +58,9 @@ while IFS=$'\t' read -r stage from lr minutes max_steps made train_data val_data
     step "${cmd[@]}"
   fi
   last=$stage
+  [[ $stage == stage* ]] && stages+=("$run/$stage")
 done < "$(dirname "$0")/release_stages.tsv"
-step python train.py plot "$run"/stage{1,2,3,4,5,6,7,8,9,10,11,12} --x minutes --out "$run/release_curves.png"
+step python train.py plot "${stages[@]}" --x minutes --out "$run/release_curves.png"
 
 # fusion with the shipped book 3-gram, tuned on the LibriSpeech speakers only; the model beside its LM
 step python inference.py --checkpoint "$run/$last/last.pt" --data_dir "$val_dirs" --tune --lm "$lm" \
