@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import kneser_ney
-from arpa import ARPA_DECIMALS, BOS, EOS, LN10, write_arpa
+from arpa import ARPA_DECIMALS, BOS, EOS, LN10, read_arpa, write_arpa
 from kneser_ney import build_kneser_ney, corpus_ids
 from lm import BINARY_SUFFIX, NGramLM, main
 from recipes import corpus
@@ -196,6 +196,15 @@ def test_written_arpa_reads_back(tmp_path):
         for w in built.vocab:
             if w != BOS:  # a probability backed off twice adds up three written values
                 assert read.log_prob(w, h) == pytest.approx(built.log_prob(w, h), abs=3 * rounding)
+    words, tables = read_arpa(str(path))  # and each value is the built one rounded, no further off
+    for n, (table, (ids, logp, backoff)) in enumerate(zip(ngrams, tables), start=1):
+        assert len(ids) == len(table)
+        for gram, p, b in zip(np.asarray(words, dtype=object)[ids].tolist(), logp, backoff):
+            want_p, want_b = table[tuple(gram)]
+            written = [(p, want_p)] + [(b, want_b)] * (n < len(ngrams))  # the last order has no back-off
+            for got, want in written:
+                if want > -90 * LN10:  # -inf and ARPA's -99 (<s>) are written as -99
+                    assert got == pytest.approx(round(want / LN10, ARPA_DECIMALS) * LN10, abs=1e-9)
 
 
 def test_normalize_text():
