@@ -1,6 +1,6 @@
 """The GPU path in one run: correctness on CUDA, mixed precision, speed and torchrun, one table.
 
-    # here, once: a compact slice of train-clean-5 (Opus in Ogg, ~7 MB) that travels with the tree
+    # here, once: a compact slice of train-clean-5 (Opus in Ogg, ~6 MB) that travels with the tree
     python bench/gpu.py slice --source LS/train-clean-5 --out data/gpu_slice
     # on the GPU machine (minutes); --device cpu --quick runs every section small, to test the script
     python bench/gpu.py --data data/gpu_slice --out gpu_table.md
@@ -331,8 +331,8 @@ def main() -> None:
     make = sub.add_parser("slice", help="write the compact data slice the other sections read")
     make.add_argument("--source", required=True, help="LibriSpeech train-clean-5 (LibriSpeech layout)")
     make.add_argument("--out", default="data/gpu_slice")
-    make.add_argument("--train_minutes", type=float, default=25.0)
-    make.add_argument("--val_minutes", type=float, default=8.0)
+    make.add_argument("--train_minutes", type=float, default=20.0)
+    make.add_argument("--val_minutes", type=float, default=6.0)
     parser.add_argument("--data", default="data/gpu_slice", help="the slice (train/ and val/)")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--out", default="gpu_table.md", help="the report, also printed")
