@@ -1,6 +1,7 @@
 """The release recipe: its stage table read back as command lines (--dry-run), on a data folder laid out
 as recipes/get_data.sh makes it, against the commands that made the shipped model."""
 
+import json
 import shlex
 import subprocess
 from pathlib import Path
@@ -133,3 +134,18 @@ def test_a_recipe_run_resumes_its_folder_or_starts_it_anew(tmp_path):
     (run / "metrics.jsonl").write_text('{"step": 100}\n')
     assert train_run() == f"train.py --resume --out_dir {run}"
     assert (run / "metrics.jsonl").exists()
+
+
+def test_every_phoneme_stage_has_its_logs_in_the_repository():
+    """docs/logs/stageN for each stage of release 3 (release 1's and 2's logs were lost: docs/releases.md):
+    metrics from step 0 to the steps the stage table records, examples, and an offline W&B run that
+    `wandb sync` publishes (.gitignore's wandb/ keeps such runs out unless added on purpose)."""
+    rows = [line.split("\t") for line in (REPO / "recipes" / "release_stages.tsv").read_text().splitlines()]
+    stages = {row[0]: int(row[5]) for row in rows if row[0].startswith("stage") and int(row[0][5:]) >= 7}
+    assert "stage7" in stages and len(stages) >= 7
+    for stage, made in stages.items():
+        logs = REPO / "docs" / "logs" / stage
+        steps = [json.loads(line)["step"] for line in (logs / "metrics.jsonl").read_text().splitlines()]
+        assert (steps[0], max(steps)) == (0, made), stage
+        assert (logs / "examples.jsonl").read_text().strip(), stage
+        assert len(list(logs.glob("wandb/offline-run-*/run-*.wandb"))) == 1, stage
