@@ -198,8 +198,8 @@ def prefix_beam_search_nbest(
     than beam_margin below the best; with an LM (or a lexicon), when more than beam_size are left,
     recombine first drops those that can no longer overtake another (see _recombine). unk_score is
     added for each character of a word from where it stops being the start of any LM word, and once
-    more at its end; -inf keeps only vocabulary words. Pass token_min_logp=-inf, top_k=None, beam_margin=inf, blank_skip_logp=0,
-    recombine=False for an exact search (up to beam_size).
+    more at its end; -inf keeps only vocabulary words. Pass token_min_logp=-inf, top_k=None,
+    beam_margin=inf, blank_skip_logp=0, recombine=False for an exact search (up to beam_size).
 
     trie replaces the LM's character trie of its words (a lexicon's pronunciations: see
     pronunciation_search_nbest). With homophones = K > 1, the space gets K - 1 copies, tokens V to
