@@ -24,6 +24,7 @@ import numpy as np
 import kneser_ney
 from arpa import BOS, EOS, UNK, open_text, read_arpa, tables_of, write_arpa_tables
 from cli import atomic_path
+from tokenizer import TEXT_RULES
 
 if TYPE_CHECKING:
     from fusion import WordTrie
@@ -271,10 +272,12 @@ class NGramLM:
 
         With cache, the model is also written in the binary format beside the file (path + BINARY_SUFFIX)
         and read from there next time, as long as the ARPA file is the one it was made from (its
-        fingerprint, not its mtime): seconds, not minutes. A file that read_arpa refuses is never cached.
+        fingerprint, not its mtime) and the text rules it was read under: seconds, not minutes. A file
+        that read_arpa refuses is never cached.
         """
         binary = path + BINARY_SUFFIX
-        source = file_fingerprint(path) if cache else ""
+        # the words were normalised on read: a cache made under other text rules is stale
+        source = f"{file_fingerprint(path)} text rules {TEXT_RULES}" if cache else ""
         if cache and os.path.exists(binary):
             try:
                 if cls.binary_header(binary)[0].get("source") == source:

@@ -25,6 +25,9 @@ SENTENCEPIECE_SPACE = "\u2581"  # "▁", sentencepiece's mark of a word start
 
 APOSTROPHES = str.maketrans(dict.fromkeys("\u2019\u2018`\u00b4\u2032\u02bc\u02b9\uff07", "'"))  # ’‘`´′ʼʹ＇
 SYMBOLS = {"&": " and ", "%": " percent ", "+": " plus ", "@": " at "}
+# titles as LibriSpeech's transcripts spell them out; books write "Mr." 25 times as often as "mister"
+TITLES = {"mr": "mister", "mrs": "missus", "dr": "doctor"}
+TEXT_RULES = 2  # normalize_text's version (2: TITLES); LM caches made under other rules are made again
 CURRENCIES = {  # symbol -> (unit, units, hundredth, hundredths)
     "$": ("dollar", "dollars", "cent", "cents"),
     "£": ("pound", "pounds", "penny", "pence"),
@@ -55,7 +58,8 @@ def normalize_text(text: str) -> str:
     (’ ‘ ` ´ ′ ʼ) are apostrophes; invisible characters (zero-width spaces and joiners, soft hyphens,
     byte-order marks) are dropped; accents are dropped; numbers and the symbols & % + @ $ £ € are
     spelled out as LibriSpeech transcripts read them (spell_numbers); hyphens, dashes and other
-    punctuation separate words; quotes are not apostrophes. Other letters (Greek, Chinese, ...) are
+    punctuation separate words; quotes are not apostrophes; the titles Mr, Mrs and Dr are spelled
+    out (TITLES). Other letters (Greek, Chinese, ...) are
     kept, so that `Tokenizer.encode` can report them instead of silently changing what was said."""
     text = text.translate(APOSTROPHES)  # before NFKD, which splits ´ into a space and an accent
     text = "".join(c for c in text if unicodedata.category(c) != "Cf")  # invisible format characters
@@ -64,7 +68,7 @@ def normalize_text(text: str) -> str:
     text = spell_numbers(text)
     text = re.sub(r"[^\w' ]|_", " ", text)  # punctuation -> space
     text = re.sub(r"(?<![a-z])'|'(?![a-z])", " ", text)  # quotes, not apostrophes
-    return " ".join(text.split())
+    return " ".join(TITLES.get(word, word) for word in text.split())
 
 
 def spell_numbers(text: str) -> str:

@@ -11,7 +11,7 @@ from arpa import ARPA_DECIMALS, BOS, EOS, LN10, read_arpa, write_arpa
 from kneser_ney import build_kneser_ney, corpus_ids
 from lm import BINARY_SUFFIX, NGramLM, main
 from recipes import corpus
-from tokenizer import normalize_text
+from tokenizer import TEXT_RULES, normalize_text
 
 # upper-case words as in LibriSpeech's ARPA files; log10 values
 ARPA = """\\data\\
@@ -309,6 +309,13 @@ def test_binary_cache_gives_the_arpa_scores(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert NGramLM.from_arpa(str(path)).order == 2  # and the binary made again from it
     assert NGramLM.from_binary(binary).order == 2
+    # ...and so is a binary made under other text rules: its words were normalised differently
+    monkeypatch.setattr("lm.read_arpa", no_parsing)
+    assert NGramLM.from_arpa(str(path)).order == 2  # the binary, still good
+    monkeypatch.setattr("lm.TEXT_RULES", TEXT_RULES + 1)
+    with pytest.raises(AssertionError, match="binary"):
+        NGramLM.from_arpa(str(path))
+    monkeypatch.undo()
     # a damaged binary is made again, not trusted
     with open(binary, "r+b") as f:
         f.write(b"garbage!")
@@ -376,6 +383,18 @@ def test_upper_case_arpa_scores_as_its_lower_case_copy(tmp_path):
         for w in ["the", "cafe", "don't", EOS, "dog"]:
             assert a.log_prob(w, h) == b.log_prob(w, h), (w, h)
     assert a.log_prob("cafe", (BOS, "the")) == pytest.approx(-0.1 * LN10)  # the trigram, found
+
+
+def test_two_spellings_of_one_word_read_as_one_word_and_the_first_entry_counts(tmp_path):
+    """An ARPA file with both MR and MISTER (LibriSpeech's LMs, or one built before titles were spelled
+    out): both are the word "mister", and its n-grams keep the file's first entry."""
+    both = ARPA.replace("ngram 1=5", "ngram 1=7").replace(
+        "-0.7\tCAT\t-0.1\n", "-0.7\tCAT\t-0.1\n-1.5\tMISTER\n-1.2\tMR.\n"
+    )
+    (tmp_path / "both.arpa").write_text(both)
+    lm = NGramLM.from_arpa(str(tmp_path / "both.arpa"))
+    assert "mr" not in lm.vocab and lm.words.count("mister") == 1
+    assert lm.log_prob("mister") == pytest.approx(-1.5 * LN10)
 
 
 def test_corpus_drops_excluded_books(tmp_path):

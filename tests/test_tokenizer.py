@@ -83,6 +83,7 @@ def test_cardinal_numbers_by_hand(n, words):
         ("the 1990s, the 80's", "the nineteen nineties the eighties"),
         ("5% of 1,000 is 50; 3.25 & 007", "five percent of one thousand is fifty three point two five and zero zero seven"),
         ("mp3 4x4 1+1 me@home", "mp three four x four one plus one me at home"),
+        ("Mr. and Mrs. Brown met Dr Watson", "mister and missus brown met doctor watson"),  # as LibriSpeech spells them
     ],
 )  # fmt: skip
 def test_numbers_and_symbols_are_spelled_as_librispeech_reads_them(text, normalised):
