@@ -29,6 +29,7 @@ the one beside its LM (lm.arpa.gz -> lm.lexicon.gz, see lexicon.py), else its tr
 import argparse
 import dataclasses
 import hashlib
+import itertools
 import json
 import os
 import sys
@@ -366,21 +367,35 @@ def grid_search_lm(log_probs_list, references, tokenizer, options, grid: list[di
     return rows
 
 
-def line_search(evaluate, axes: dict[str, list], start: dict, rounds: int = 2) -> tuple[dict, list[dict]]:
-    """Tune one setting at a time over its values with the others at their best so far, `rounds`
-    times over the axes: far fewer decodings than the full grid. evaluate(points) -> rows with wer
-    and cer. -> (best point, every row evaluated)."""
-    rows: dict[tuple, dict] = {}
+def search_grid(evaluate, axes: dict[str, list], start: dict, rounds: int = 2) -> tuple[dict, list[dict]]:
+    """The best point of a grid (axes: name -> values) by evaluate(points) -> rows with wer and cer.
+    -> (best point, every row evaluated).
+
+    A grid no bigger than `rounds` line searches is decoded whole. A bigger one is line-searched from
+    `start`: one setting at a time over its values, the others at their best so far, `rounds` times
+    over the axes; far fewer decodings, but it can stop at a point that is only best along its lines
+    (stage 13 with the books LM of titles spelled out: alpha 1.0, beta 0.5 at 25.20 %, where the grid
+    had 0.8, 0 at 25.08 %)."""
+
+    def key(row):
+        return row["wer"], row["cer"]
+
+    points = [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
+    if len(points) <= rounds * sum(len(values) for values in axes.values()):
+        rows = evaluate(points)
+        found = min(rows, key=key)
+        return {name: found[name] for name in axes}, rows
+    rows_at: dict[tuple, dict] = {}
     best = dict(start)
     for _ in range(rounds):
         for name, values in axes.items():
             line = [dict(best, **{name: v}) for v in values]
-            for row in evaluate([p for p in line if tuple(p.values()) not in rows]):
-                rows[tuple(row[k] for k in best)] = row
-            found = min((rows[tuple(p.values())] for p in line), key=lambda r: (r["wer"], r["cer"]))
+            for row in evaluate([p for p in line if tuple(p.values()) not in rows_at]):
+                rows_at[tuple(row[k] for k in best)] = row
+            found = min((rows_at[tuple(p.values())] for p in line), key=key)
             best = {k: found[k] for k in best}
             print(f"{name} over {values}: best {best} (WER {100 * found['wer']:.2f} %)", flush=True)
-    return best, list(rows.values())
+    return best, list(rows_at.values())
 
 
 def format_table(rows: list[dict]) -> str:
@@ -398,7 +413,7 @@ def format_table(rows: list[dict]) -> str:
 
 def tune(data_dir, out, axes: dict[str, list], *, batch_seconds=200.0, num_workers=2, **kwargs) -> dict:
     """Tune LM fusion (axes: DecodingOptions field -> values, e.g. alpha, beta, unk_score) on labelled
-    data by line_search from the checkpoint's settings: prints the table, writes it with the best
+    data by search_grid from the checkpoint's settings: prints the table, writes it with the best
     point to OUT/tune.json and returns the best point. kwargs: as transcribe's."""
     model, tokenizer, options, data, device = _load(data_dir, **dict(kwargs, decoder="beam_lm"))
     refs = {u.id: u.text for u in data.utterances if u.text}
@@ -409,7 +424,7 @@ def tune(data_dir, out, axes: dict[str, list], *, batch_seconds=200.0, num_worke
     print(f"tuning {', '.join(axes)} on {len(kept)} utterances (beam {options.beam_size})")
     log_probs, references = [lp for _, lp in kept], [refs[u] for u, _ in kept]
     with decoder_pool(options.lm, max(num_workers, 1), tokenizer.lexicon) as pool:
-        best, rows = line_search(
+        best, rows = search_grid(
             lambda grid: grid_search_lm(log_probs, references, tokenizer, options, grid, pool),
             axes,
             {name: getattr(options, name) for name in axes},

@@ -490,8 +490,8 @@ def test_grid_search_lm(tmp_path):
     assert rows[1]["cer"] == 0.0 < rows[0]["cer"]
 
 
-def test_line_search_finds_a_separable_optimum_with_few_evaluations():
-    from inference import line_search
+def test_search_grid_line_searches_a_big_grid_with_few_evaluations():
+    from inference import search_grid
 
     calls = []
 
@@ -503,9 +503,30 @@ def test_line_search_finds_a_separable_optimum_with_few_evaluations():
         ]
 
     axes = dict(alpha=[0.2, 0.6, 1.2, 2.0], beta=[0, 1, 2, 3, 4, 5], unk=[-2.0, -1.0, 0.0])
-    best, rows = line_search(evaluate, axes, dict(alpha=0.6, beta=1.0, unk=-1.0))
+    best, rows = search_grid(evaluate, axes, dict(alpha=0.6, beta=1.0, unk=-1.0))
     assert best == dict(alpha=1.2, beta=3, unk=0.0)
     assert len(rows) == len(calls) == len({tuple(p.values()) for p in calls}) < 4 * 6 * 3  # none twice
+
+
+def test_search_grid_decodes_a_small_grid_whole_and_finds_what_line_search_misses():
+    """A valley along the diagonal: from (1.0, 1.0) each line alone finds nothing better than (1.0, 0.5)
+    (value 1), but the grid's best is (0.6, 0) (value 0), which only the whole grid shows."""
+    from inference import search_grid
+
+    table = {(0.6, 0.0): 0, (0.8, 0.0): 3, (1.0, 0.0): 3, (0.6, 0.5): 3, (0.8, 0.5): 2, (1.0, 0.5): 1,
+             (0.6, 1.0): 3, (0.8, 1.0): 3, (1.0, 1.0): 2}  # fmt: skip
+    calls = []
+
+    def evaluate(points):
+        calls.extend(points)
+        return [dict(p, wer=table[p["alpha"], p["beta"]], cer=0.0) for p in points]
+
+    axes = dict(alpha=[0.6, 0.8, 1.0], beta=[0.0, 0.5, 1.0])
+    best, rows = search_grid(evaluate, axes, dict(alpha=1.0, beta=1.0))
+    assert best == dict(alpha=0.6, beta=0.0) and len(rows) == len(calls) == 9
+    calls.clear()  # one round of line search costs 6 decodings, fewer than the grid's 9: it searches lines
+    best, _ = search_grid(evaluate, axes, dict(alpha=1.0, beta=1.0), rounds=1)
+    assert best == dict(alpha=1.0, beta=0.5) and len(calls) < 9
 
 
 def test_format_table():
