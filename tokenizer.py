@@ -25,7 +25,7 @@ SENTENCEPIECE_SPACE = "\u2581"  # "▁", sentencepiece's mark of a word start
 
 APOSTROPHES = str.maketrans(dict.fromkeys("\u2019\u2018`\u00b4\u2032\u02bc\u02b9\uff07", "'"))  # ’‘`´′ʼʹ＇
 SYMBOLS = {"&": " and ", "%": " percent ", "+": " plus ", "@": " at "}
-# titles as LibriSpeech's transcripts spell them out; books write "Mr." 25 times as often as "mister"
+# titles as LibriSpeech's transcripts spell them out; books write "Mr." 200 times as often as "mister"
 TITLES = {"mr": "mister", "mrs": "missus", "dr": "doctor"}
 TEXT_RULES = 2  # normalize_text's version (2: TITLES); LM caches made under other rules are made again
 CURRENCIES = {  # symbol -> (unit, units, hundredth, hundredths)
