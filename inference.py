@@ -413,8 +413,9 @@ def format_table(rows: list[dict]) -> str:
 
 def tune(data_dir, out, axes: dict[str, list], *, batch_seconds=200.0, num_workers=2, **kwargs) -> dict:
     """Tune LM fusion (axes: DecodingOptions field -> values, e.g. alpha, beta, unk_score) on labelled
-    data by search_grid from the checkpoint's settings: prints the table, writes it with the best
-    point to OUT/tune.json and returns the best point. kwargs: as transcribe's."""
+    data by search_grid (the whole grid, or line searches from the checkpoint's settings): prints the
+    table, writes it with the best point to OUT/tune.json and returns the best point. kwargs: as
+    transcribe's."""
     model, tokenizer, options, data, device = _load(data_dir, **dict(kwargs, decoder="beam_lm"))
     refs = {u.id: u.text for u in data.utterances if u.text}
     kept = [(uid, lp) for ids, _, lps in _log_probs(model, data, batch_seconds, device, num_workers)

@@ -59,8 +59,8 @@ def normalize_text(text: str) -> str:
     byte-order marks) are dropped; accents are dropped; numbers and the symbols & % + @ $ £ € are
     spelled out as LibriSpeech transcripts read them (spell_numbers); hyphens, dashes and other
     punctuation separate words; quotes are not apostrophes; the titles Mr, Mrs and Dr are spelled
-    out (TITLES). Other letters (Greek, Chinese, ...) are
-    kept, so that `Tokenizer.encode` can report them instead of silently changing what was said."""
+    out (TITLES). Other letters (Greek, Chinese, ...) are kept, so that `Tokenizer.encode` can report
+    them instead of silently changing what was said."""
     text = text.translate(APOSTROPHES)  # before NFKD, which splits ´ into a space and an accent
     text = "".join(c for c in text if unicodedata.category(c) != "Cf")  # invisible format characters
     text = unicodedata.normalize("NFKD", text)
