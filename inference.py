@@ -367,6 +367,11 @@ def grid_search_lm(log_probs_list, references, tokenizer, options, grid: list[di
     return rows
 
 
+def by_error(row: dict) -> tuple[float, float]:
+    """How tuning rows rank: by WER, ties by CER."""
+    return row["wer"], row["cer"]
+
+
 def search_grid(evaluate, axes: dict[str, list], start: dict, rounds: int = 2) -> tuple[dict, list[dict]]:
     """The best point of a grid (axes: name -> values) by evaluate(points) -> rows with wer and cer.
     -> (best point, every row evaluated).
@@ -377,13 +382,10 @@ def search_grid(evaluate, axes: dict[str, list], start: dict, rounds: int = 2) -
     (stage 13 with the books LM of titles spelled out: alpha 1.0, beta 0.5 at 25.20 %, where the grid
     had 0.8, 0 at 25.08 %)."""
 
-    def key(row):
-        return row["wer"], row["cer"]
-
     points = [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
     if len(points) <= rounds * sum(len(values) for values in axes.values()):
         rows = evaluate(points)
-        found = min(rows, key=key)
+        found = min(rows, key=by_error)
         return {name: found[name] for name in axes}, rows
     rows_at: dict[tuple, dict] = {}
     best = dict(start)
@@ -392,7 +394,7 @@ def search_grid(evaluate, axes: dict[str, list], start: dict, rounds: int = 2) -
             line = [dict(best, **{name: v}) for v in values]
             for row in evaluate([p for p in line if tuple(p.values()) not in rows_at]):
                 rows_at[tuple(row[k] for k in best)] = row
-            found = min((rows_at[tuple(p.values())] for p in line), key=key)
+            found = min((rows_at[tuple(p.values())] for p in line), key=by_error)
             best = {k: found[k] for k in best}
             print(f"{name} over {values}: best {best} (WER {100 * found['wer']:.2f} %)", flush=True)
     return best, list(rows_at.values())
@@ -400,7 +402,7 @@ def search_grid(evaluate, axes: dict[str, list], start: dict, rounds: int = 2) -
 
 def format_table(rows: list[dict]) -> str:
     """Tuning rows as an aligned text table, best WER marked with *."""
-    best = min(range(len(rows)), key=lambda i: (rows[i]["wer"], rows[i]["cer"])) if rows else -1
+    best = min(range(len(rows)), key=lambda i: by_error(rows[i])) if rows else -1
     lines = ["alpha |  beta |   unk |    wer |    cer", "------+-------+-------+--------+-------"]
     for i, r in enumerate(rows):
         mark = " *" if i == best else ""
