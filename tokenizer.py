@@ -51,7 +51,7 @@ NUMBER = re.compile(
 )
 
 
-def normalize_text(text: str) -> str:
+def normalize_text(text: str, titles: bool = True) -> str:
     """Any text -> lower-case words of a-z and apostrophes, single spaces: what the model spells.
 
     The rules, for transcripts, LM text, references and predictions alike: apostrophe look-alikes
@@ -59,8 +59,9 @@ def normalize_text(text: str) -> str:
     byte-order marks) are dropped; accents are dropped; numbers and the symbols & % + @ $ £ € are
     spelled out as LibriSpeech transcripts read them (spell_numbers); hyphens, dashes and other
     punctuation separate words; quotes are not apostrophes; the titles Mr, Mrs and Dr are spelled
-    out (TITLES). Other letters (Greek, Chinese, ...) are kept, so that `Tokenizer.encode` can report
-    them instead of silently changing what was said."""
+    out (TITLES; titles=False keeps them as written, the rules before TEXT_RULES 2). Other letters
+    (Greek, Chinese, ...) are kept, so that `Tokenizer.encode` can report them instead of silently
+    changing what was said."""
     text = text.translate(APOSTROPHES)  # before NFKD, which splits ´ into a space and an accent
     text = "".join(c for c in text if unicodedata.category(c) != "Cf")  # invisible format characters
     text = unicodedata.normalize("NFKD", text)
@@ -68,7 +69,7 @@ def normalize_text(text: str) -> str:
     text = spell_numbers(text)
     text = re.sub(r"[^\w' ]|_", " ", text)  # punctuation -> space
     text = re.sub(r"(?<![a-z])'|'(?![a-z])", " ", text)  # quotes, not apostrophes
-    return " ".join(TITLES.get(word, word) for word in text.split())
+    return " ".join(TITLES.get(word, word) if titles else word for word in text.split())
 
 
 def spell_numbers(text: str) -> str:

@@ -5,7 +5,8 @@
 In Common Voice one sentence is read by several people: a random split by clip would put the same
 sentence in training and validation, and the validation WER would reward memorised sentences. Here
 every clip of a sentence goes to the same side, chosen by a hash of its normalised text, so the split
-is the same on every machine. Audio is decoded and resampled once (mp3 at 48 kHz costs the data
+is the same on every machine. The hash reads the text under the rules the split was first made with
+(titles as written: `normalize_text(titles=False)`), so that a later text rule moves no clip. Audio is decoded and resampled once (mp3 at 48 kHz costs the data
 loader more than the model on a small CPU) and written as DEST/{train,val}/audio/<id>.flac with
 DEST/{train,val}/transcriptions/<id>.txt.
 """
@@ -21,8 +22,10 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from audio import SAMPLE_RATE, load_audio  # noqa: E402
+from calc_metrics import align_ids, read_texts  # noqa: E402
 from cli import DataError  # noqa: E402
 from data import read_custom_dir  # noqa: E402
+from tokenizer import normalize_text  # noqa: E402
 
 
 def side(text: str, val_fraction: float) -> str:
@@ -38,9 +41,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--val_fraction", type=float, default=0.08, help="of the distinct sentences")
     args = parser.parse_args(argv)
     utterances = [u for u in read_custom_dir(args.source) if u.text]
+    raw = align_ids(read_texts(Path(args.source) / "transcriptions"), [u.id for u in utterances])
     counts = {"train": [0, 0.0], "val": [0, 0.0]}
     for u in tqdm(utterances, desc="split", unit="file"):
-        name = side(u.text, args.val_fraction)
+        name = side(normalize_text(raw[u.id], titles=False), args.val_fraction)
         out = Path(args.dest) / name
         flac = out / "audio" / f"{u.id}.flac"
         if not flac.exists():

@@ -8,6 +8,7 @@ import sys
 import tarfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 from conftest import REPO, tone_speech, write_librispeech
@@ -230,3 +231,18 @@ def test_common_voice_without_the_table_names_what_is_there(tmp_path):
     assert not (tmp_path / "cv-dev").exists()
     with pytest.raises(SystemExit, match="error: .*nowhere: not found"):
         data.main(["common_voice", str(tmp_path / "nowhere"), str(tmp_path / "cv-dev")])
+
+
+def test_split_by_sentence_hashes_the_text_rules_it_was_made_with(tmp_path):
+    """Spelling out titles (Mr -> mister) changed normalised text after Common Voice was split: the side
+    is hashed from the text with titles as written, so the split stays as it was."""
+    source = tmp_path / "cv-dev"
+    (source / "audio").mkdir(parents=True)
+    (source / "transcriptions").mkdir()
+    sf.write(source / "audio" / "a.wav", np.zeros(8000, dtype=np.float32), 16000)
+    (source / "transcriptions" / "a.txt").write_text("Is there a Mrs. Joshua?\n")
+    old, new = "is there a mrs joshua", "is there a missus joshua"
+    assert (split_by_text.side(old, 0.08), split_by_text.side(new, 0.08)) == ("val", "train")
+    split_by_text.main([str(source), str(tmp_path / "cv"), "--val_fraction", "0.08"])
+    assert (tmp_path / "cv" / "val" / "audio" / "a.flac").is_file()
+    assert (tmp_path / "cv" / "val" / "transcriptions" / "a.txt").read_text() == new + "\n"  # text as trained
