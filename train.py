@@ -172,6 +172,39 @@ class Share(NamedTuple):
     clock_ms: int  # training time so far: rank 0's is the one all ranks follow (get_lr, --max_minutes)
 
 
+class GlobalBatch(NamedTuple):
+    """A step's batch over all ranks (global_batch)."""
+
+    utterances: int  # all ranks'
+    fewest: int  # utterances of the rank with the fewest: 0 skips the step on every rank
+    longest: int  # frames of the longest utterance: every rank pads its features to it
+    frames: int  # of all utterances: the training speed in audio seconds per second
+    clock: float  # rank 0's training minutes, which all ranks follow (get_lr, --max_minutes)
+
+
+def global_batch(batch: dict, minutes: float, device, ddp: bool) -> GlobalBatch:
+    """This rank's batch and clock -> the global batch, exchanged between the ranks under DDP."""
+    lengths = batch["feature_lengths"].tolist() if batch["ids"] else []
+    share = Share(len(lengths), max(lengths, default=0), sum(lengths), round(minutes * 60000))
+    shares = [Share(*s) for s in gather_ints(share, device)] if ddp else [share]
+    return GlobalBatch(
+        sum(s.utterances for s in shares),
+        min(s.utterances for s in shares),
+        max(s.longest for s in shares),
+        sum(s.frames for s in shares),
+        shares[0].clock_ms / 60000,
+    )
+
+
+def name_unreadable(batch: dict, named: set) -> None:
+    """Warn once for each file of the batch that could not be read; named collects their ids (the count
+    goes to the final line)."""
+    for uid, error in batch["errors"]:
+        if uid not in named:
+            named.add(uid)
+            tqdm.write(f"warning: skipped in training: {error}")
+
+
 class WaitClock:
     """Iterates a data loader, adding up the seconds the training loop waits for its batches: a GPU
     starved by the CPU workers' loading and augmentation shows here as a share of the wall time."""
@@ -677,12 +710,8 @@ def parse_args(argv) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["plot"]:  # the curves of runs
-        return plot_main(argv[1:])
-    if argv[:1] == ["export"]:  # a checkpoint for release: a tool, loaded only when asked for
-        from tools.export import export_main
-
-        return export_main(argv[1:])
+    if argv[:1] in (["plot"], ["export"]):  # tools: the curves of runs, a checkpoint for release
+        return tool_main(argv)
     args = parse_args(argv)
 
     # -------- config: bad flags end the run here, before any data is read or anything is written
@@ -749,14 +778,9 @@ def main(argv: list[str] | None = None) -> dict:
             dist.barrier()  # the others wait for rank 0's validation
     model.train()
     bar = tqdm(
-        total=cfg.max_steps,
-        initial=step,
-        desc="train",
-        unit="step",
-        dynamic_ncols=True,
-        disable=not master_process,
+        total=cfg.max_steps, initial=step, desc="train", unit="step", dynamic_ncols=True, disable=ddp_rank > 0
     )
-    last_batch, audio_seconds, t0, unreadable = None, 0.0, time.time(), set()
+    last_batch, audio_seconds, t0, unreadable, interrupted = None, 0.0, time.time(), set(), False
     previous_handlers = catch_stop_signals()
     try:
         done = step >= cfg.max_steps or 0 < cfg.max_minutes <= minutes_before
@@ -765,30 +789,21 @@ def main(argv: list[str] | None = None) -> dict:
             data.train_set.set_epoch(epoch)  # for first_waveform; the workers get the epoch from the sampler
             data.train_loader.batch_sampler.set_epoch(epoch, start_batch=epoch_batch)
             for batch in loader:
-                for uid, error in batch["errors"]:  # named once; the count goes to the final line
-                    if uid not in unreadable:
-                        unreadable.add(uid)
-                        tqdm.write(f"warning: skipped in training: {error}")
-                # the global batch: every rank's share of it, and rank 0's clock, which all follow
-                lengths = batch["feature_lengths"].tolist() if batch["ids"] else []
-                share = Share(len(lengths), max(lengths, default=0), sum(lengths), round(minutes() * 60000))
-                shares = [Share(*s) for s in gather_ints(share, device)] if ddp else [share]
-                clock = shares[0].clock_ms / 60000
-                # no step where all files failed to load, or there were fewer than one per rank
-                if min(s.utterances for s in shares) == 0:
+                name_unreadable(batch, unreadable)
+                world = global_batch(batch, minutes(), device, ddp)
+                if world.fewest == 0:  # all files failed to load, or there were fewer than one per rank
                     epoch_batch += 1  # every rank skips the step
                     continue
-                batch_size, frames = sum(s.utterances for s in shares), max(s.longest for s in shares)
 
                 # forward, backward, update; dropout depends on the step (resumable) and differs between ranks
-                lr = get_lr(step - schedule_start["step"], schedule, clock - schedule_start["minutes"])
+                lr = get_lr(step - schedule_start["step"], schedule, world.clock - schedule_start["minutes"])
                 torch.manual_seed(cfg.seed + step * ddp_world_size + ddp_rank)
-                share_size = batch_size / ddp_world_size
+                share_size = world.utterances / ddp_world_size
                 loss, grad_norm = train_step(
-                    model, optimizer, scaler, batch, lr, frames, share_size, amp_dtype, cfg
+                    model, optimizer, scaler, batch, lr, world.longest, share_size, amp_dtype, cfg
                 )
                 step, epoch_batch, last_batch = step + 1, epoch_batch + 1, batch
-                audio_seconds += sum(s.frames for s in shares) * HOP_LENGTH / SAMPLE_RATE  # all ranks'
+                audio_seconds += world.frames * HOP_LENGTH / SAMPLE_RATE
 
                 # logging, checkpoints, validation
                 if step % cfg.log_every == 0:
@@ -799,7 +814,7 @@ def main(argv: list[str] | None = None) -> dict:
                 bar.update(1)
                 if step % cfg.save_every == 0 and master_process:
                     save("last.pt")
-                done = step >= cfg.max_steps or 0 < cfg.max_minutes <= clock
+                done = step >= cfg.max_steps or 0 < cfg.max_minutes <= world.clock
                 if data.val_loader is not None and (step % cfg.eval_every == 0 or done):
                     if master_process:
                         metrics = validate(raw_model, data, last_batch, step, minutes, log, cfg, tokenizer)
@@ -814,16 +829,7 @@ def main(argv: list[str] | None = None) -> dict:
             else:
                 epoch, epoch_batch = epoch + 1, 0
     except KeyboardInterrupt:
-        if master_process:  # one writer: the other ranks hold the same weights
-            save("last.pt")
-            log.close()
-            print(
-                f"\ninterrupted: saved {out_dir / 'last.pt'} at step {step}; continue with --resume --out_dir {out_dir}"
-            )
-        if ddp:
-            del model  # before the process group (distributed.teardown)
-            teardown()
-        sys.exit(EXIT_INTERRUPTED)
+        interrupted = True
     except BaseException:
         if master_process:
             log.close(exit_code=1)  # marks the run as failed; the last checkpoint stays as it was
@@ -836,16 +842,32 @@ def main(argv: list[str] | None = None) -> dict:
     unusable = [u for u in data.train_set.skipped if u.duration <= cfg.max_duration] + (
         data.val_set.skipped if data.val_set else []
     )
-    if master_process:
+    if master_process:  # one writer: the other ranks hold the same weights
         save("last.pt")
         log.close()
         skipped = f" ({len(unreadable)} unreadable file(s) skipped, named above)" if unreadable else ""
         skipped += f" ({len(unusable)} utterance(s) unusable, named above)" if unusable else ""
-        print(f"done: {step} steps; checkpoints in {out_dir}{skipped}")
+        print(
+            f"\ninterrupted: saved {out_dir / 'last.pt'} at step {step}; continue with --resume --out_dir {out_dir}"
+            if interrupted
+            else f"done: {step} steps; checkpoints in {out_dir}{skipped}"
+        )
     if ddp:
         del model  # before the process group (distributed.teardown)
         teardown()
+    if interrupted:
+        sys.exit(EXIT_INTERRUPTED)
     return dict(step=step, best_wer=best_wer, unreadable=len(unreadable), unusable=len(unusable), **metrics)
+
+
+def tool_main(argv: list[str]):
+    """`train.py plot RUN...` (the curves of runs) or `train.py export ...` (a checkpoint for release):
+    tools, loaded only when asked for."""
+    if argv[0] == "plot":
+        return plot_main(argv[1:])
+    from tools.export import export_main
+
+    return export_main(argv[1:])
 
 
 def cli(argv: list[str] | None = None) -> int:
