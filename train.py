@@ -848,7 +848,7 @@ def main(argv: list[str] | None = None) -> dict:
         skipped = f" ({len(unreadable)} unreadable file(s) skipped, named above)" if unreadable else ""
         skipped += f" ({len(unusable)} utterance(s) unusable, named above)" if unusable else ""
         print(
-            f"\ninterrupted: saved {out_dir / 'last.pt'} at step {step}; continue with --resume --out_dir {out_dir}"
+            f"interrupted: saved {out_dir / 'last.pt'} at step {step}; continue with --resume --out_dir {out_dir}"
             if interrupted
             else f"done: {step} steps; checkpoints in {out_dir}{skipped}"
         )

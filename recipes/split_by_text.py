@@ -5,10 +5,10 @@
 In Common Voice one sentence is read by several people: a random split by clip would put the same
 sentence in training and validation, and the validation WER would reward memorised sentences. Here
 every clip of a sentence goes to the same side, chosen by a hash of its normalised text, so the split
-is the same on every machine. The hash reads the text under the rules the split was first made with
-(titles as written: `normalize_text(titles=False)`), so that a later text rule moves no clip. Audio is decoded and resampled once (mp3 at 48 kHz costs the data
-loader more than the model on a small CPU) and written as DEST/{train,val}/audio/<id>.flac with
-DEST/{train,val}/transcriptions/<id>.txt.
+is the same on every machine. The hash reads the text as normalised before titles were spelled out
+(`normalize_text(titles=False)`), so that rule moves no clip; a later rule must be pinned the same
+way. Audio is decoded and resampled once (mp3 at 48 kHz costs the data loader more than the model on
+a small CPU) and written as DEST/{train,val}/audio/<id>.flac with DEST/{train,val}/transcriptions/<id>.txt.
 """
 
 import argparse
@@ -40,8 +40,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("dest")
     parser.add_argument("--val_fraction", type=float, default=0.08, help="of the distinct sentences")
     args = parser.parse_args(argv)
-    utterances = [u for u in read_custom_dir(args.source) if u.text]
-    raw = align_ids(read_texts(Path(args.source) / "transcriptions"), [u.id for u in utterances])
+    everything = read_custom_dir(args.source)
+    text_dir = Path(args.source) / "transcriptions"
+    raw = align_ids(read_texts(text_dir), [u.id for u in everything]) if text_dir.is_dir() else {}
+    utterances = [u for u in everything if u.text]
     counts = {"train": [0, 0.0], "val": [0, 0.0]}
     for u in tqdm(utterances, desc="split", unit="file"):
         name = side(normalize_text(raw[u.id], titles=False), args.val_fraction)

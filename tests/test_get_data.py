@@ -246,3 +246,7 @@ def test_split_by_sentence_hashes_the_text_rules_it_was_made_with(tmp_path):
     split_by_text.main([str(source), str(tmp_path / "cv"), "--val_fraction", "0.08"])
     assert (tmp_path / "cv" / "val" / "audio" / "a.flac").is_file()
     assert (tmp_path / "cv" / "val" / "transcriptions" / "a.txt").read_text() == new + "\n"  # text as trained
+    (source / "transcriptions" / "a.txt").unlink()
+    (source / "transcriptions").rmdir()
+    split_by_text.main([str(source), str(tmp_path / "untranscribed")])  # nothing to split: no error
+    assert not (tmp_path / "untranscribed").exists()
