@@ -79,12 +79,6 @@ class DecodingOptions:
             if problem:
                 raise ValueError(f"--{name} {getattr(self, name)}: {problem}")
 
-    def search_kwargs(self) -> dict:
-        """The keyword arguments of prefix_beam_search_nbest (all but decoder, beam_size, lm, lexicon,
-        and hotwords, which decode() reads: read_hotwords)."""
-        files = ("decoder", "beam_size", "lm", "lexicon", "hotwords")
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in files}
-
 
 def yes_no(text: str) -> bool:
     """--recombine true | false."""
@@ -167,26 +161,18 @@ def frame_candidates(
 
 def prefix_beam_search_nbest(
     log_probs: np.ndarray,
-    beam_size: int,
-    blank: int = 0,
+    options: DecodingOptions = DecodingOptions(),
     vocab: list[str] | None = None,
     lm: NGramLM | None = None,
-    alpha: float = 0.5,
-    beta: float = 1.0,
-    token_min_logp: float = -10.0,
-    top_k: int | None = 16,
-    beam_margin: float = 10.0,
-    blank_skip_logp: float = -1e-3,
-    recombine: bool = True,
-    unk_score: float = -3.0,
+    *,
+    blank: int = 0,
     trie: WordTrie | None = None,
     homophones: int = 1,
     with_frames: bool = False,
-    hotwords: tuple[str, ...] = (),
-    hotword_boost: float = 1.0,
 ) -> list[tuple]:
-    """CTC prefix beam search; (T, V) log-probs -> beams as (token ids, score), best first; with_frames,
-    (token ids, score, frames): per token, the frame of its first emission (see the end).
+    """CTC prefix beam search with options' settings (all but decoder, lm and lexicon, which decode()
+    reads); (T, V) log-probs -> beams as (token ids, score), best first; with_frames, (token ids,
+    score, frames): per token, the frame of its first emission (see the end).
 
     score = log P_ctc(prefix) + alpha * log P_lm(words) + beta * len(words) (the LM terms only with lm).
     With vocab (which must then contain " "), spaces are word boundaries: leading and repeated spaces do
@@ -198,8 +184,8 @@ def prefix_beam_search_nbest(
     than beam_margin below the best; with an LM (or a lexicon), when more than beam_size are left,
     recombine first drops those that can no longer overtake another (see _recombine). unk_score is
     added for each character of a word from where it stops being the start of any LM word, and once
-    more at its end; -inf keeps only vocabulary words. Pass token_min_logp=-inf, top_k=None,
-    beam_margin=inf, blank_skip_logp=0, recombine=False for an exact search (up to beam_size).
+    more at its end; -inf keeps only vocabulary words. Options with token_min_logp=-inf, top_k=None,
+    beam_margin=inf, blank_skip_logp=0, recombine=False make an exact search (up to beam_size).
 
     trie replaces the LM's character trie of its words (a lexicon's pronunciations: see
     pronunciation_search_nbest). With homophones = K > 1, the space gets K - 1 copies, tokens V to
@@ -214,12 +200,13 @@ def prefix_beam_search_nbest(
     beams, where a prefix often enters the beam early, at a frame where its token is unlikely.
     Frames are made to increase along the labelling (transcript.py finds where each emission ends).
 
-    hotwords (normalised words, spelled models) earn hotword_boost per character (see LMScorer);
+    The hotwords (read_hotwords; spelled models) earn hotword_boost per character (see LMScorer);
     with lm, those it lacks become reachable even with unk_score -inf; without one, the search
     tracks words with an LM that scores nothing else.
     """
-    if beam_size < 1:
-        raise ValueError(f"beam_size must be at least 1, got {beam_size}")
+    beam_size, beam_margin, recombine = options.beam_size, options.beam_margin, options.recombine
+    alpha, beta, unk_score = options.alpha, options.beta, options.unk_score
+    hotwords = read_hotwords(options.hotwords)
     log_probs = np.asarray(log_probs, np.float64)  # (T, V)
     T, V = log_probs.shape
     if hotwords and lm is None:  # words are tracked by the LM scorer: one that scores nothing else
@@ -227,7 +214,7 @@ def prefix_beam_search_nbest(
     space = vocab.index(" ") if vocab is not None and " " in vocab else -1
     if lm is not None and space < 0:
         raise ValueError("LM fusion needs a vocab with a space token")
-    cands = frame_candidates(log_probs, blank, token_min_logp, top_k, blank_skip_logp)
+    cands = frame_candidates(log_probs, blank, options.token_min_logp, options.top_k, options.blank_skip_logp)
     if homophones > 1:  # the space's copies: candidates where it is one, and pruned as it is
         copies = np.arange(V, V + homophones - 1)
         cands = [np.concatenate([c, copies]) if np.any(c == space) else c for c in cands]
@@ -240,7 +227,9 @@ def prefix_beam_search_nbest(
     is_space = np.zeros(V + 1, bool)  # (V + 1,) the word boundaries; [-1] for last = -1 (no vocab)
     is_space[:V] = [token == " " for token in vocab] if vocab is not None else False
     scorer = (
-        LMScorer(lm, vocab, alpha, beta, unk_score, trie, hotwords, hotword_boost) if lm is not None else None
+        LMScorer(lm, vocab, alpha, beta, unk_score, trie, hotwords, options.hotword_boost)
+        if lm is not None
+        else None
     )
 
     # trie of prefixes: node 1 is the empty prefix, node 0 a sentinel parent no beam ever holds
@@ -404,12 +393,13 @@ def prefix_beam_search_nbest(
 
 def pronunciation_search_nbest(
     log_probs: np.ndarray,
-    beam_size: int,
+    options: DecodingOptions,
     vocab: list[str],
     lexicon: Lexicon,
     lm: NGramLM | None = None,
-    **search_kwargs,
-) -> list[tuple[list[int], float]]:
+    *,
+    with_frames: bool = False,
+) -> list[tuple]:
     """Words from phonemes: prefix beam search over phoneme tokens (vocab: blank at 0, " " the word
     boundary) constrained to the lexicon's pronunciations, which spell no other word. -> beams as
     prefix_beam_search_nbest's; PhoneTokenizer.decode writes their words.
@@ -420,13 +410,15 @@ def pronunciation_search_nbest(
     the score is the CTC probability of the phonemes alone, and each pronunciation is written as
     its most frequent word.
     """
-    search_kwargs["unk_score"] = NEG_INF  # a pronunciation outside the lexicon has no spelling
+    if read_hotwords(options.hotwords):
+        raise ValueError(HOTWORDS_NEED_SPELLING)
+    options = dataclasses.replace(options, unk_score=NEG_INF)  # a pronunciation outside it has no spelling
     homophones = lexicon.max_homophones if lm is not None else 1
     if lm is None:
-        lm, search_kwargs["alpha"], search_kwargs["beta"] = lexicon.frequency_lm, 0.0, 0.0
+        lm, options = lexicon.frequency_lm, dataclasses.replace(options, alpha=0.0, beta=0.0)
     trie = lexicon.word_trie(lm, list(vocab) + [" "] * (homophones - 1))
     return prefix_beam_search_nbest(
-        log_probs, beam_size, vocab=vocab, lm=lm, trie=trie, homophones=homophones, **search_kwargs
+        log_probs, options, vocab, lm, trie=trie, homophones=homophones, with_frames=with_frames
     )
 
 
@@ -478,11 +470,12 @@ def _audible(ids: list[int], space: int, begins_word: np.ndarray) -> list[bool]:
 
 def prefix_beam_search(
     log_probs: np.ndarray,
-    beam_size: int,
-    blank: int = 0,
+    options: DecodingOptions = DecodingOptions(),
+    vocab: list[str] | None = None,
     lm: NGramLM | None = None,
+    *,
+    blank: int = 0,
     with_frames: bool = False,
-    **search_kwargs,
 ) -> list[int] | tuple[list[int], list[int]]:
     """(T, V) log-probs -> token ids of the best beam (with_frames: and the frame of each one's
     first emission); see prefix_beam_search_nbest for the arguments.
@@ -490,12 +483,10 @@ def prefix_beam_search(
     beam_size=1 without an LM or hotwords is best-path (greedy) decoding: a single beam ranked by the
     summed probability of its prefix could stay on a prefix that the best path has already left.
     """
-    if beam_size == 1 and lm is None and not search_kwargs.get("hotwords"):
+    if options.beam_size == 1 and lm is None and not read_hotwords(options.hotwords):
         ids, frames = greedy_path(log_probs, blank)
         return (ids, frames) if with_frames else ids
-    best = prefix_beam_search_nbest(
-        log_probs, beam_size, blank=blank, lm=lm, with_frames=with_frames, **search_kwargs
-    )[0]
+    best = prefix_beam_search_nbest(log_probs, options, vocab, lm, blank=blank, with_frames=with_frames)[0]
     return (best[0], best[2]) if with_frames else best[0]
 
 
@@ -510,19 +501,13 @@ def decode(
     """(T, V) log-probs -> token ids, by options.decoder; lm is used by beam_lm only. With a
     lexicon, the tokens are phonemes and the beam searches keep to its words. with_frames: (token
     ids, the frame of each one's first emission), for word times (transcript.py)."""
-    if options.decoder not in DECODERS:
-        raise ValueError(f"unknown decoder {options.decoder!r}; choose {', '.join(DECODERS)}")
     lm = lm if options.decoder == "beam_lm" else None
     if options.decoder == "greedy":
         ids, frames = greedy_path(log_probs)
         return (ids, frames) if with_frames else ids
-    hotwords = read_hotwords(options.hotwords)
-    if hotwords and lexicon is not None:
-        raise ValueError(HOTWORDS_NEED_SPELLING)
-    kwargs = dict(options.search_kwargs(), with_frames=with_frames, hotwords=hotwords)
     if lexicon is None:
-        return prefix_beam_search(log_probs, options.beam_size, vocab=vocab, lm=lm, **kwargs)
-    best = pronunciation_search_nbest(log_probs, options.beam_size, vocab, lexicon, lm, **kwargs)[0]
+        return prefix_beam_search(log_probs, options, vocab, lm, with_frames=with_frames)
+    best = pronunciation_search_nbest(log_probs, options, vocab, lexicon, lm, with_frames=with_frames)[0]
     return (best[0], best[2]) if with_frames else best[0]
 
 

@@ -111,7 +111,6 @@ def compare_with_lm(rng, n_utterances: int, beam: int, weights: list[tuple[float
     lm = NGramLM.from_arpa(arpa)
     refs = [sentence(20) for _ in range(n_utterances)]
     utterances = [spell(rng, text, rival_below=(-1.5, 2.0)) for text in refs]  # greedy gets many words wrong
-    pruning = dict(token_min_logp=TOKEN_MIN_LOGP)
     print(f"\n{n_utterances} utterances of a known word 3-gram language, beam {beam}, one process")
     print("decoder | alpha / beta | WER | CER | ms / utterance")
 
@@ -123,14 +122,17 @@ def compare_with_lm(rng, n_utterances: int, beam: int, weights: list[tuple[float
         rates = corpus_error_rates(refs, hyps)
         print(f"{name} | {weight} | {100 * rates['wer']:.2f} % | {100 * rates['cer']:.2f} % | {ms:.0f}")
 
-    def ours(**fusion):
-        return lambda lp: TOKENIZER.decode(
-            prefix_beam_search(lp, beam, vocab=VOCAB, beam_margin=BEAM_MARGIN, **pruning, **fusion)
+    def ours(lm=None, **fusion):
+        options = DecodingOptions(
+            beam_size=beam, token_min_logp=TOKEN_MIN_LOGP, beam_margin=BEAM_MARGIN, **fusion
         )
+        return lambda lp: TOKENIZER.decode(prefix_beam_search(lp, options, VOCAB, lm))
 
     def theirs(**fusion):
         decoder = load_pyctcdecode(**fusion)
-        return lambda lp: decoder.decode(lp, beam_width=beam, beam_prune_logp=-BEAM_MARGIN, **pruning)
+        return lambda lp: decoder.decode(
+            lp, beam_width=beam, beam_prune_logp=-BEAM_MARGIN, token_min_logp=TOKEN_MIN_LOGP
+        )
 
     have_theirs, have_kenlm = load_pyctcdecode() is not None, importlib.util.find_spec("kenlm") is not None
     # each at its own defaults, but for the LM weights: ours DecodingOptions(), theirs build_ctcdecoder's
@@ -211,15 +213,8 @@ def main() -> None:
     for beam in args.beams:
         ours_s, theirs_s, same = 0.0, 0.0, True
         for lp in utterances:
-            seconds, ids = best_time(
-                args.repeats,
-                prefix_beam_search,
-                lp,
-                beam,
-                vocab=VOCAB,
-                token_min_logp=TOKEN_MIN_LOGP,
-                beam_margin=BEAM_MARGIN,
-            )
+            options = DecodingOptions(beam_size=beam, token_min_logp=TOKEN_MIN_LOGP, beam_margin=BEAM_MARGIN)
+            seconds, ids = best_time(args.repeats, prefix_beam_search, lp, options, VOCAB)
             ours_s += seconds
             if theirs is not None:
                 seconds, text = best_time(

@@ -1,3 +1,4 @@
+import dataclasses
 import itertools
 from collections import defaultdict
 
@@ -73,13 +74,16 @@ def test_beam_size_one_is_the_best_path():
     repeat in frame 2) where the best path goes on to "ab" (0.6 * 0.4); beam_size=1 is the best path."""
     a, b = VOCAB.index("a"), VOCAB.index("b")
     log_probs = spell([{"a": 0.6, "b": 0.4}, {"b": 0.4, 0: 0.3, "a": 0.3}])
-    assert prefix_beam_search_nbest(log_probs, 1)[0][0] == [a]  # what beam_size=1 must not return
-    assert prefix_beam_search(log_probs, 1) == prefix_beam_search(log_probs, 1, vocab=VOCAB) == [a, b]
+    one = DecodingOptions(beam_size=1)
+    assert prefix_beam_search_nbest(log_probs, one)[0][0] == [a]  # what beam_size=1 must not return
+    assert prefix_beam_search(log_probs, one) == prefix_beam_search(log_probs, one, vocab=VOCAB) == [a, b]
     rng = np.random.default_rng(0)
     for _ in range(8):
         log_probs = random_log_probs(rng, 50, len(VOCAB), scale=3.0)
         best_path = list(collapse(log_probs.argmax(axis=1)))  # best token per frame, merged, no blanks
-        assert prefix_beam_search(log_probs, 1) == prefix_beam_search(log_probs, 1, vocab=VOCAB) == best_path
+        assert (
+            prefix_beam_search(log_probs, one) == prefix_beam_search(log_probs, one, vocab=VOCAB) == best_path
+        )
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -88,7 +92,7 @@ def test_beam_search_finds_most_probable_labelling(seed):
     T, V = int(rng.integers(1, 7)), int(rng.integers(3, 5))
     log_probs = random_log_probs(rng, T, V)
     best, best_logp = brute_force_best(log_probs)
-    (ids, score), *_ = prefix_beam_search_nbest(log_probs, 2000, **EXACT)
+    (ids, score), *_ = prefix_beam_search_nbest(log_probs, DecodingOptions(beam_size=2000, **EXACT))
     assert tuple(ids) == best
     assert score == pytest.approx(best_logp)
 
@@ -96,7 +100,9 @@ def test_beam_search_finds_most_probable_labelling(seed):
     vocab = ["", " ", "a", "b"][:V]
     text = lambda ids: " ".join("".join(vocab[i] for i in ids).split())  # noqa: E731
     best, best_logp = brute_force_best(log_probs, text)
-    (ids, score), *_ = prefix_beam_search_nbest(log_probs, 2000, vocab=vocab, **EXACT)
+    (ids, score), *_ = prefix_beam_search_nbest(
+        log_probs, DecodingOptions(beam_size=2000, **EXACT), vocab=vocab
+    )
     assert text(ids) == best
     assert score == pytest.approx(best_logp)
 
@@ -126,7 +132,9 @@ def test_small_beams_match_reference_search(seed):
     log_probs = random_log_probs(rng, 12, 4)
     for beam_size in (2, 3, 5):
         ids, score = reference_beam_search(log_probs, beam_size)
-        (got_ids, got_score), *_ = prefix_beam_search_nbest(log_probs, beam_size, **EXACT)
+        (got_ids, got_score), *_ = prefix_beam_search_nbest(
+            log_probs, DecodingOptions(beam_size=beam_size, **EXACT)
+        )
         assert got_ids == ids
         assert got_score == pytest.approx(score)
 
@@ -134,7 +142,7 @@ def test_small_beams_match_reference_search(seed):
 def test_nbest_scores_are_labelling_probabilities():
     rng = np.random.default_rng(0)
     log_probs = random_log_probs(rng, 4, 3)
-    beams = prefix_beam_search_nbest(log_probs, 2000, **EXACT)
+    beams = prefix_beam_search_nbest(log_probs, DecodingOptions(beam_size=2000, **EXACT))
     # every labelling of 4 frames over 2 symbols is found and their probabilities sum to 1
     assert np.logaddexp.reduce([score for _, score in beams]) == pytest.approx(0.0)
     assert [s for _, s in beams] == sorted((s for _, s in beams), reverse=True)
@@ -155,10 +163,14 @@ def peaky_log_probs(rng, T=120):
 @pytest.mark.parametrize("seed", range(4))
 def test_pruning_keeps_best_path(seed):
     log_probs = peaky_log_probs(np.random.default_rng(seed))
-    (wide_ids, _), *_ = prefix_beam_search_nbest(log_probs, 64, vocab=VOCAB, **EXACT)
-    (exact_ids, exact_score), *_ = prefix_beam_search_nbest(log_probs, 16, vocab=VOCAB, **EXACT)
+    (wide_ids, _), *_ = prefix_beam_search_nbest(
+        log_probs, DecodingOptions(beam_size=64, **EXACT), vocab=VOCAB
+    )
+    (exact_ids, exact_score), *_ = prefix_beam_search_nbest(
+        log_probs, DecodingOptions(beam_size=16, **EXACT), vocab=VOCAB
+    )
     # default token floor, top-k, margin and blank skipping, at the same beam size
-    (ids, score), *_ = prefix_beam_search_nbest(log_probs, 16, vocab=VOCAB)
+    (ids, score), *_ = prefix_beam_search_nbest(log_probs, DecodingOptions(beam_size=16), vocab=VOCAB)
     assert ids == exact_ids == wide_ids
     assert score == pytest.approx(exact_score, abs=1e-2)
 
@@ -198,24 +210,35 @@ def cat_lm():
 
 def test_lm_fusion_prefers_likely_words(cat_lm):
     log_probs = kat_or_cat()
-    assert ids_to_text(prefix_beam_search(log_probs, 8, vocab=VOCAB), VOCAB) == "the kat"
-    fused = prefix_beam_search(log_probs, 8, vocab=VOCAB, lm=cat_lm, alpha=0.5, beta=1.0)
+    assert (
+        ids_to_text(prefix_beam_search(log_probs, DecodingOptions(beam_size=8), vocab=VOCAB), VOCAB)
+        == "the kat"
+    )
+    fused = prefix_beam_search(
+        log_probs, DecodingOptions(beam_size=8, alpha=0.5, beta=1.0), vocab=VOCAB, lm=cat_lm
+    )
     assert ids_to_text(fused, VOCAB) == "the cat"
     # alpha = 0 and no unknown-word score leave only the word bonus, which both spellings get
-    plain = prefix_beam_search(log_probs, 8, vocab=VOCAB, lm=cat_lm, alpha=0.0, beta=1.0, unk_score=0.0)
+    plain = prefix_beam_search(
+        log_probs, DecodingOptions(beam_size=8, alpha=0.0, beta=1.0, unk_score=0.0), vocab=VOCAB, lm=cat_lm
+    )
     assert ids_to_text(plain, VOCAB) == "the kat"
     # the partial word "k" starts no LM word: with unk_score -inf it is pruned as soon as it appears
-    pruned = prefix_beam_search_nbest(log_probs, 8, vocab=VOCAB, lm=cat_lm, unk_score=-np.inf)
+    pruned = prefix_beam_search_nbest(
+        log_probs, DecodingOptions(beam_size=8, unk_score=-np.inf), vocab=VOCAB, lm=cat_lm
+    )
     texts = [ids_to_text(ids, VOCAB) for ids, _ in pruned]
     assert texts[0] == "the cat" and not any("k" in text for text in texts)
-    unpruned = prefix_beam_search_nbest(log_probs, 8, vocab=VOCAB, lm=cat_lm)
+    unpruned = prefix_beam_search_nbest(log_probs, DecodingOptions(beam_size=8), vocab=VOCAB, lm=cat_lm)
     assert any("k" in ids_to_text(ids, VOCAB) for ids, _ in unpruned)
 
 
 def test_lm_score_adds_up(cat_lm):
     # certain acoustics: the score is just alpha * log P_lm(sentence) + beta * words
     log_probs = spell_text("the cat", p=1.0, floor=1e-12)
-    (ids, score), *_ = prefix_beam_search_nbest(log_probs, 4, vocab=VOCAB, lm=cat_lm, alpha=0.7, beta=2.0)
+    (ids, score), *_ = prefix_beam_search_nbest(
+        log_probs, DecodingOptions(beam_size=4, alpha=0.7, beta=2.0), vocab=VOCAB, lm=cat_lm
+    )
     assert ids_to_text(ids, VOCAB) == "the cat"
     assert score == pytest.approx(0.7 * cat_lm.sentence_log_prob(["the", "cat"]) + 2.0 * 2, abs=1e-6)
 
@@ -234,7 +257,9 @@ def run_on(words, space_p=0.3):
 def test_lm_fusion_splits_run_on_words(cat_lm, alpha):
     log_probs = run_on(["the", "cat", "sat", "the", "dog", "ran"])
     assert ids_to_text(greedy_decode(log_probs), VOCAB) == "thecatsatthedogran"
-    fused = prefix_beam_search(log_probs, 16, vocab=VOCAB, lm=cat_lm, alpha=alpha, beta=1.0)
+    fused = prefix_beam_search(
+        log_probs, DecodingOptions(beam_size=16, alpha=alpha, beta=1.0), vocab=VOCAB, lm=cat_lm
+    )
     assert ids_to_text(fused, VOCAB) == "the cat sat the dog ran"
 
 
@@ -269,7 +294,10 @@ def test_fused_score_is_ctc_plus_lm_by_brute_force(seed):
     log_probs = random_log_probs(rng, 6, len(VOCAB_AB))
     alpha, beta, unk = rng.uniform(0.2, 2.0), rng.uniform(0, 3), -rng.uniform(1, 5)
     beams = prefix_beam_search_nbest(
-        log_probs, 4000, vocab=VOCAB_AB, lm=lm, alpha=alpha, beta=beta, unk_score=unk, **EXACT
+        log_probs,
+        DecodingOptions(beam_size=4000, alpha=alpha, beta=beta, unk_score=unk, **EXACT),
+        vocab=VOCAB_AB,
+        lm=lm,
     )
     texts = {" ".join("".join(VOCAB_AB[i] for i in ids).split()) for ids, _ in beams}
     assert len(texts) == len(beams)  # texts that differ only in spaces were merged
@@ -305,7 +333,7 @@ def test_word_piece_search_is_exact_by_brute_force(seed):
     rng = np.random.default_rng(seed)
     log_probs = random_log_probs(rng, int(rng.integers(2, 6)), len(PIECES))
     totals = labelling_totals(log_probs, piece_labelling)
-    beams = prefix_beam_search_nbest(log_probs, 10_000, vocab=PIECES, **EXACT)
+    beams = prefix_beam_search_nbest(log_probs, DecodingOptions(beam_size=10_000, **EXACT), vocab=PIECES)
     assert len(beams) == len(totals)  # each labelling once: with and without a silent space merged
     for ids, score in beams:
         assert score == pytest.approx(totals[tuple(ids)])
@@ -315,7 +343,10 @@ def test_word_piece_search_is_exact_by_brute_force(seed):
     alpha, beta, unk = rng.uniform(0.2, 2.0), rng.uniform(0, 3), -rng.uniform(1, 5)
     fused = {k: v + lm_terms(piece_text(k), lm, alpha, beta, unk) for k, v in totals.items()}
     beams = prefix_beam_search_nbest(
-        log_probs, 10_000, vocab=PIECES, lm=lm, alpha=alpha, beta=beta, unk_score=unk, **EXACT
+        log_probs,
+        DecodingOptions(beam_size=10_000, alpha=alpha, beta=beta, unk_score=unk, **EXACT),
+        vocab=PIECES,
+        lm=lm,
     )
     assert len(beams) == len(fused)
     for ids, score in beams:
@@ -360,7 +391,7 @@ def test_lm_fusion_scores_the_words_of_word_pieces(tmp_path):
                 probs[t, k] = p
         log_probs = np.log(probs / probs.sum(axis=1, keepdims=True))
         (ids, score), *_ = prefix_beam_search_nbest(
-            log_probs, 8, vocab=vocab, lm=lm, alpha=alpha, beta=beta, unk_score=unk
+            log_probs, DecodingOptions(beam_size=8, alpha=alpha, beta=beta, unk_score=unk), vocab=vocab, lm=lm
         )
         assert [vocab[i] for i in ids] == pieces
         return score
@@ -407,11 +438,12 @@ def test_larger_lm_weight_degrades_gracefully(cat_lm):
     log_probs = spell_text("the cat sat on the mat")
     previous = "the cat sat on the mat"
     for alpha in np.linspace(0.0, 2.0, 9):
-        search = dict(vocab=VOCAB, lm=cat_lm, alpha=alpha, beta=1.0)
-        text = ids_to_text(prefix_beam_search(log_probs, 16, **search), VOCAB)
+        options = DecodingOptions(beam_size=16, alpha=alpha, beta=1.0)
+        text = ids_to_text(prefix_beam_search(log_probs, options, VOCAB, cat_lm), VOCAB)
         assert len(text.split()) == 6 and sum(a != b for a, b in zip(text, previous)) <= 4, (alpha, text)
         previous = text
-        text = ids_to_text(prefix_beam_search(log_probs, 16, unk_score=-np.inf, **search), VOCAB)
+        vocabulary_only = dataclasses.replace(options, unk_score=-np.inf)
+        text = ids_to_text(prefix_beam_search(log_probs, vocabulary_only, VOCAB, cat_lm), VOCAB)
         assert len(text.split()) >= 4 and set(text.split()) <= set(cat_lm.vocab), (alpha, text)
 
 
@@ -466,16 +498,15 @@ def test_recombination_drops_only_beams_that_trail_one_of_their_key_in_both_log_
     assert decode._recombine(np.array([1, 2, 3]), p_b[:3], p_nb[:3]) is None  # no key twice
 
 
-def test_options_reach_the_search():
-    options = DecodingOptions("beam", 8, top_k=None, beam_margin=float("inf"))
-    kwargs = options.search_kwargs()
-    assert (
-        kwargs["top_k"] is None and kwargs["alpha"] == 0.5 and "decoder" not in kwargs and "lm" not in kwargs
-    )
-    log_probs = kat_or_cat()
-    assert decode_batch([log_probs], VOCAB, options) == [
-        prefix_beam_search(log_probs, 8, vocab=VOCAB, **kwargs)
-    ]
+def test_options_reach_the_search(tmp_path):
+    # the LM makes "the kat" "the cat", unless the token floor keeps "c" (log 0.45) out of its frame:
+    # the options travel whole through decode_batch and decode to the search
+    path = tmp_path / "cat.arpa"
+    write_arpa(build_kneser_ney(["the cat sat", "the cat ran", "a cat", "the dog sat"], order=3), str(path))
+    options = DecodingOptions("beam_lm", 8, lm=str(path))
+    assert texts([kat_or_cat()], options) == ["the cat"]
+    assert texts([kat_or_cat()], dataclasses.replace(options, token_min_logp=-0.7)) == ["the kat"]
+    assert texts([kat_or_cat()], dataclasses.replace(options, decoder="beam")) == ["the kat"]
 
 
 def test_grid_search_lm(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 from conftest import EXACT, collapse, random_log_probs
 
 import lexicon
-from decode import pronunciation_search_nbest
+from decode import DecodingOptions, pronunciation_search_nbest
 from kneser_ney import build_kneser_ney
 from lexicon import PHONEMES, Lexicon, build_lexicon, cmu_dictionary, describe, load_lexicon
 from lm import NGramLM
@@ -188,7 +188,9 @@ def test_pronunciation_search_without_lm_is_exact_by_brute_force(seed):
         for k, v in pronunciation_totals(log_probs).items()
         if all(p in TINY_LEXICON.homophones for p in k)
     }
-    beams = pronunciation_search_nbest(log_probs, 10_000, TINY, TINY_LEXICON, **EXACT)
+    beams = pronunciation_search_nbest(
+        log_probs, DecodingOptions(beam_size=10_000, **EXACT), TINY, TINY_LEXICON
+    )
     found = [(ids, score) for ids, score in beams if score > -np.inf]
     assert len(found) == len(totals)  # every sequence of lexicon words once, and nothing else
     for ids, score in found:
@@ -211,7 +213,7 @@ def test_pronunciation_search_with_lm_is_exact_by_brute_force(seed):
         for words in itertools.product(*choices):
             fused[words] = total + alpha * lm.sentence_log_prob(list(words)) + beta * len(words)
     beams = pronunciation_search_nbest(
-        log_probs, 10_000, TINY, TINY_LEXICON, lm, alpha=alpha, beta=beta, **EXACT
+        log_probs, DecodingOptions(beam_size=10_000, alpha=alpha, beta=beta, **EXACT), TINY, TINY_LEXICON, lm
     )
     found = {result_words(ids): score for ids, score in beams if score > -np.inf}
     assert len(found) == len([s for _, s in beams if s > -np.inf])  # each word sequence once
@@ -234,9 +236,11 @@ def test_homophones_follow_the_lm(tmp_path):
     """Clear acoustics for B AA | AA: the LM picks which "ba" it is from the word after."""
     lm = NGramLM.from_ngrams(build_kneser_ney(["baa a", "baa a", "bah b"], order=2))
     log_probs = clear_log_probs([{3: 1.0}, {2: 1.0}, {1: 1.0}, {2: 1.0}])  # B AA | AA
-    (ids, _), *_ = pronunciation_search_nbest(log_probs, 8, TINY, TINY_LEXICON, lm, alpha=1.0, beta=0.0)
+    (ids, _), *_ = pronunciation_search_nbest(
+        log_probs, DecodingOptions(beam_size=8, alpha=1.0, beta=0.0), TINY, TINY_LEXICON, lm
+    )
     assert result_words(ids) == ("baa", "a")
-    (ids, _), *_ = pronunciation_search_nbest(log_probs, 8, TINY, TINY_LEXICON)
+    (ids, _), *_ = pronunciation_search_nbest(log_probs, DecodingOptions(beam_size=8), TINY, TINY_LEXICON)
     assert result_words(ids) == ("ba", "a")  # without an LM: the most frequent homophone
 
 
@@ -245,7 +249,9 @@ def test_an_lm_without_any_of_the_largest_homophone_set_decodes():
     an LM that knows none of them leaves the trie narrower: the extra copies end no word."""
     lm = NGramLM.from_ngrams(build_kneser_ney(["a ab", "ab b a", "b a"], order=2))
     log_probs = clear_log_probs([{2: 1.0}, {1: 1.0}, {2: 1.0}, {3: 1.0}])  # AA | AA B
-    (ids, _), *_ = pronunciation_search_nbest(log_probs, 8, TINY, TINY_LEXICON, lm, alpha=1.0, beta=0.0)
+    (ids, _), *_ = pronunciation_search_nbest(
+        log_probs, DecodingOptions(beam_size=8, alpha=1.0, beta=0.0), TINY, TINY_LEXICON, lm
+    )
     assert result_words(ids) == ("a", "ab")
 
 
@@ -260,7 +266,11 @@ def test_recombination_frees_a_beam_place_for_the_best_words():
     log_probs = clear_log_probs([{2: 0.5, 3: 0.5}, {3: 0.5, 1: 0.5}, {2: 1.0}, {1: 1.0}])
     for beam_size, recombine, words in [(3, False, ["y"]), (2, False, ["x", "x"]), (2, True, ["y"])]:
         (ids, _), *_ = pronunciation_search_nbest(
-            log_probs, beam_size, TINY, lex, lm, alpha=1.0, beta=4.0, recombine=recombine
+            log_probs,
+            DecodingOptions(beam_size=beam_size, alpha=1.0, beta=4.0, recombine=recombine),
+            TINY,
+            lex,
+            lm,
         )
         assert [lex.word(pron, k) for pron, k in result_pronunciations(ids)] == words
 

@@ -162,7 +162,7 @@ def test_beam_frames_are_where_a_token_is_likeliest_not_where_its_prefix_began()
     weak = {a: 0.02}
     log_probs = spikes([{}, weak, {}, {}, {}, {a: 0.95}, {}, {}, {b: 0.95}, {}], len(CHARS))
     (ids, _, frames), *_ = prefix_beam_search_nbest(
-        log_probs, 8, vocab=CHARS.vocab, with_frames=True, **EXACT
+        log_probs, DecodingOptions(beam_size=8, **EXACT), vocab=CHARS.vocab, with_frames=True
     )
     assert (ids, frames) == ([a, b], [5, 8])
     assert greedy_path(log_probs) == (ids, frames)
