@@ -9,6 +9,7 @@ whose text begins with " " (" the") begins a word, ending the one before it.
 """
 
 import dataclasses
+import itertools
 import math
 import multiprocessing
 import os
@@ -337,13 +338,12 @@ def prefix_beam_search_nbest(
             capacity += grow
         # a prefix that was pruned earlier gets its old node back, so that its children still in
         # the beam find it as their parent
-        new_ids = np.empty(len(r), np.int64)
-        for j, key in enumerate((ids[r] * V + toks[c]).tolist()):
-            node = children.get(key)
-            if node is None:
-                node = children[key] = n_nodes
-                n_nodes += 1
-            new_ids[j] = node
+        keys = (ids[r] * V + toks[c]).tolist()  # (parent, token) of each new prefix
+        new_ids = np.array([children.get(key, -1) for key in keys], np.int64)
+        fresh = np.flatnonzero(new_ids < 0)
+        new_ids[fresh] = np.arange(n_nodes, n_nodes + len(fresh))
+        children.update(zip([keys[j] for j in fresh.tolist()], new_ids[fresh].tolist()))
+        n_nodes += len(fresh)
         if with_frames:
             _note_entries(first, entry_logp, new_ids, ext[r, c], t)
         parent[new_ids] = ids[r]
@@ -366,25 +366,28 @@ def prefix_beam_search_nbest(
     # token ids -> [log P_ctc, LM score, frames of its most probable prefix, that prefix's log P_ctc]
     results: dict[tuple[int, ...], list] = {}
     space_of = np.flatnonzero(is_space[:V])  # homophone k -> the space (copy) that ends a word as it
-    for node, t, s, ctc, f in zip(
-        ids.tolist(), last.tolist(), states.tolist(), p_tot.tolist(), fused.tolist()
-    ):
-        endings = scorer.final(node, t, s) if scorer is not None else [(0, 0.0)]
-        backwards, nodes = [], []
+    finals = scorer.final(ids, last, states) if scorer is not None else np.zeros((len(ids), 1))  # (B, K)
+    parent_of, token_of, starts = parent[:n_nodes].tolist(), token[:n_nodes].tolist(), begins_word.tolist()
+    for node, ctc, f, changes in zip(ids.tolist(), p_tot.tolist(), fused.tolist(), finals.tolist()):
+        labelling, nodes = [], []
         while node > 1:
-            backwards.append(int(token[node]))
-            if with_frames:
-                nodes.append(node)
-            node = int(parent[node])
-        for k, change in endings:  # the last word as each homophone: the copy of the space says which
-            labelling = backwards[::-1] + ([int(space_of[k])] if k else [])
-            audible = _audible(labelling, space, begins_word)
-            key = tuple(i for i, keep in zip(labelling, audible) if keep)
+            labelling.append(token_of[node])
+            nodes.append(node)
+            node = parent_of[node]
+        labelling.reverse()
+        # the spaces that change no text: at the end, and before a token that begins a word itself
+        # (" the"); leading and repeated spaces never enter a prefix
+        audible = [t != space or not starts[after] for t, after in zip(labelling, labelling[1:] + [space])]
+        spoken = tuple(itertools.compress(labelling, audible))
+        for k, change in enumerate(changes):  # the last word as each homophone: the space's copy says which
+            if k and change == NEG_INF:
+                continue
+            key = spoken + ((int(space_of[k]),) if k else ())
             row = results.setdefault(key, [NEG_INF, f + change, None, NEG_INF])
             row[0] = float(np.logaddexp(row[0], ctc))
             if with_frames and ctc > row[3]:
                 at = _increasing(first[nodes[::-1]].tolist() + [T - 1] * bool(k), T)  # the copy: the end
-                row[2:] = [i for i, keep in zip(at, audible) if keep], ctc
+                row[2:] = list(itertools.compress(at, audible + [True] * bool(k))), ctc
     beams = sorted(results.items(), key=lambda x: -(x[1][0] + x[1][1]))
     if with_frames:
         return [(list(k), ctc + f, frames) for k, (ctc, f, frames, _) in beams]
@@ -460,12 +463,6 @@ def _increasing(frames: list[int], T: int) -> list[int]:
         return []
     n = np.arange(len(frames))
     return np.minimum(np.maximum.accumulate(np.asarray(frames, np.int64) - n) + n, T - 1).tolist()
-
-
-def _audible(ids: list[int], space: int, begins_word: np.ndarray) -> list[bool]:
-    """Per token of a labelling, False for the spaces that change no text: at the end, and before a
-    token that begins a word itself (" the"). Leading and repeated spaces never enter a prefix."""
-    return [t != space or not begins_word[after] for t, after in zip(ids, ids[1:] + [space])]
 
 
 def prefix_beam_search(

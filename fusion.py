@@ -213,13 +213,13 @@ class LMScorer:
         self.unk_score = unk_score
         self.n_history = lm.order - 1
         self.eos = lm.word_id(EOS)
-        # word ids throughout: an unknown word is <unk>, which is all the LM can tell of it
-        self.history = {1: (lm.word_id(BOS),)}  # node whose token begins a word (or the root) -> history
-        # (node, homophone) -> history once the node's partial word has ended as that homophone
-        self.history_after: dict[tuple[int, int], tuple] = {}
-        # history -> a number of its own (future_keys), given when complete() first makes it
-        self.context_of = {self.history[1]: 0}
-        self.context = np.zeros(1024, np.int64)  # node as in history -> its history's number
+        # an LM history (the words before a partial word, as word ids: an unknown word is <unk>, all
+        # the LM can tell of it) has a number, given when it first appears; its row in histories is
+        # its words, oldest first, padded on the left with -1 (LM.log_probs)
+        start = (-1,) * (self.n_history - 1) + (lm.word_id(BOS),) if self.n_history else ()
+        self.context_of = {start: 0}  # history -> its number
+        self.histories = np.array([start], np.int64).reshape(1, self.n_history)  # (contexts, n_history)
+        self.context = np.zeros(1024, np.int64)  # node whose token begins a word (or the root) -> its history
         self.trie = trie if trie is not None else lm.word_trie(vocab, hotwords)
         self.look, self.is_word, ends, word_of = _word_state_tables(self.trie, alpha, lm.word_id(UNK))
         self.hot_end = None  # (2S,) the bonus of ending as a hotword, with hotwords
@@ -234,7 +234,8 @@ class LMScorer:
         self.word_start = np.ones(1024, np.int64)  # node -> the node whose token began its word
         # node -> score change of ending its word now as each homophone (nan: not asked)
         self.ended = np.full((1024, self.ends.shape[1]), np.nan)
-        self.context_after = np.zeros((1024, self.ends.shape[1]), np.int64)  # the number of history_after
+        # node -> the history after its word once it ended as each homophone (asked by complete())
+        self.context_after = np.zeros((1024, self.ends.shape[1]), np.int64)
         # unk_score per number of characters read outside the trie (0 to the longest token)
         self.unk_cost = np.array(
             [0.0] + [unk_score * n for n in range(1, self.trie.token_chars.shape[1] + 1)]
@@ -263,17 +264,25 @@ class LMScorer:
         scores = (self.beta - self.look[states])[:, None] + extra
         if self.hot_end is not None:
             scores += self.hot_end[states][:, None]
-        words = self.word_of[states]
-        for j, k in zip(*np.nonzero(scores > NEG_INF)):
-            node, word = int(nodes[j]), int(words[j, k])
-            history = self.history[int(self.word_start[node])]
-            scores[j, k] += self.alpha * self.lm.log_prob_ids(word, history)
-            history += (word,)
-            history = history[len(history) - self.n_history :] if self.n_history else ()
-            self.history_after[node, int(k)] = history
-            self.context_after[node, k] = self.context_of.setdefault(history, len(self.context_of))
+        j, k = np.nonzero(scores > NEG_INF)  # (M,) each: a beam, a homophone it may end as
+        words = self.word_of[states[j], k]  # (M,)
+        before = self.context[self.word_start[nodes[j]]]  # (M,) the history before the word
+        scores[j, k] += self.alpha * self.lm.log_probs(words, self.histories[before])
+        self.context_after[nodes[j], k] = self._contexts(before, words)
         self.ended[nodes] = scores
         return scores
+
+    def _contexts(self, before: np.ndarray, words: np.ndarray) -> np.ndarray:
+        """(M,) histories (numbers) and the words that follow them -> (M,) the numbers of the
+        histories they make (the last n_history words), numbered when new."""
+        rows = np.concatenate([self.histories[before], words[:, None]], axis=1)[:, 1:]  # (M, n_history)
+        number = self.context_of.setdefault
+        numbers = np.array([number(key, len(self.context_of)) for key in map(tuple, rows.tolist())], np.int64)
+        if len(self.context_of) > len(self.histories):  # new histories: room for their rows
+            grow = max(len(self.histories), len(self.context_of) - len(self.histories))
+            self.histories = np.concatenate([self.histories, np.zeros((grow, self.n_history), np.int64)])
+        self.histories[numbers] = rows
+        return numbers
 
     def completion_bound(self, states: np.ndarray) -> np.ndarray:
         """(B,) upper bound of completions(): log P(word | history) <= 0, unk_score <= 0; -inf for a
@@ -306,16 +315,9 @@ class LMScorer:
             )
         begins = self.begins_word[toks]
         self.word_start[new_ids] = np.where(begins, new_ids, self.word_start[parents])
-        for n, p, p_last, k in zip(
-            new_ids[begins].tolist(),
-            parents[begins].tolist(),
-            parent_last[begins].tolist(),
-            self.variant[toks[begins]].tolist(),
-        ):
-            if self.is_space[p_last]:
-                self.history[n], self.context[n] = self.history[p], self.context[p]
-            else:
-                self.history[n], self.context[n] = self.history_after[p, k], self.context_after[p, k]
+        n, p = new_ids[begins], parents[begins]  # (M,) each
+        after = self.context_after[p, self.variant[toks[begins]]]  # the parent's word, ended by the token
+        self.context[n] = np.where(self.is_space[parent_last[begins]], self.context[p], after)
 
     def future_keys(self, ids: np.ndarray, last: np.ndarray, states: np.ndarray) -> np.ndarray:
         """(B,) beams -> (B,) numbers, equal for beams that every continuation scores alike: the same
@@ -342,16 +344,13 @@ class LMScorer:
         n_states, n_tokens = len(self.look), len(self.variant) + 1  # states < 0 and last = -1 fold in
         return (context * n_states + states % n_states) * n_tokens + last + 1
 
-    def final(self, node: int, last: int, state: int) -> list[tuple[int, float]]:
-        """Score changes at the end of the utterance: the last partial word, then </s>, as
-        (homophone, change) for each homophone it may end as (0 always, -inf when it may not)."""
-        if self.is_space[last] or node == 1:
-            return [(0, self.alpha * self.lm.log_prob_ids(self.eos, self.history[node]))]
-        ended = self.completions(np.array([node]), np.array([last]), np.array([state]))[0].tolist()
-        changes = [(0, NEG_INF)] if ended[0] == NEG_INF else []
-        for k, change in enumerate(ended):
-            if change > NEG_INF:
-                changes.append(
-                    (k, change + self.alpha * self.lm.log_prob_ids(self.eos, self.history_after[node, k]))
-                )
-        return changes
+    def final(self, ids: np.ndarray, last: np.ndarray, states: np.ndarray) -> np.ndarray:
+        """(B, K) score changes at the end of the utterance: the beams' last partial words as each
+        homophone (see completions()), then </s>; -inf where a beam may not end so. A beam with no
+        partial word ends only as homophone 0."""
+        ended = self.completions(ids, last, states)  # (B, K)
+        no_word = self.is_space[last] | (ids == 1)  # (B,) the root, or a space last
+        ended[no_word, 1:] = NEG_INF
+        context = np.where(no_word[:, None], self.context[ids][:, None], self.context_after[ids])  # (B, K)
+        eos = self.lm.log_probs(np.full(context.size, self.eos), self.histories[context.ravel()])
+        return np.where(ended > NEG_INF, ended + self.alpha * eos.reshape(context.shape), NEG_INF)

@@ -15,7 +15,6 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterable
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -47,21 +46,18 @@ FINGERPRINT_BYTES = 1 << 20
 _HASH_MUL = 0x9E3779B97F4A7C15
 _MASK64 = (1 << 64) - 1
 _MASK63 = (1 << 63) - 1
+# log_probs answers calls of at most this many queries from a cache when it can: the decoder asks a few
+# at a time, often the same ones, and numpy's fixed cost per call would dominate
+CACHED_QUERIES = 16
 
 
-def _hash_ids(ids: Iterable[int]) -> int:
-    h = 0
-    for i in ids:
-        h = (h * _HASH_MUL + i + 1) & _MASK64
-    return h & _MASK63
-
-
-def _hash_id_rows(ids: np.ndarray) -> np.ndarray:
-    """(N, n) word ids -> (N,) int64 hashes, equal to _hash_ids of each row (uint64 wraps like & _MASK64)."""
+def _hash_id_rows(ids: np.ndarray, mask: bool = True) -> np.ndarray:
+    """(N, n) word ids -> (N,) int64 hashes (uint64 wraps like & _MASK64); mask=False: the uint64 hash
+    before its top bit is cleared, which the hash of a longer n-gram continues."""
     h = np.zeros(len(ids), np.uint64)
     for j in range(ids.shape[1]):
         h = h * np.uint64(_HASH_MUL) + (ids[:, j] + 1).astype(np.uint64)
-    return (h & np.uint64(_MASK63)).astype(np.int64)
+    return (h & np.uint64(_MASK63)).astype(np.int64) if mask else h
 
 
 def file_fingerprint(path: str) -> str:
@@ -114,15 +110,18 @@ class NGramLM:
         self.counts = [len(k) for k in keys]
         self._keys, self._logp, self._backoff = keys, logps, backoffs
         self._unk = self.vocab.get(UNK, -1)
-        self._cache: dict[tuple, float] = {}
-        self._backoffs: dict[tuple, float] = {}
+        self._cache: dict[tuple, float] = {}  # (word, history) -> log-prob, for small calls of log_probs
         self._tries: dict[tuple, tuple] = {}
 
-    def _find(self, ids: tuple[int, ...]) -> int:
-        keys = self._keys[len(ids) - 1]
-        key = _hash_ids(ids)
-        i = int(keys.searchsorted(key))
-        return i if i < len(keys) and keys[i] == key else -1
+    def _find(self, n: int, key: np.ndarray) -> np.ndarray:
+        """(N,) hashes of n-grams (_hash_id_rows, masked or not) -> (N,) their rows in the order-n
+        tables, -1 where absent."""
+        keys = self._keys[n - 1]
+        key = (key & np.uint64(_MASK63)).astype(np.int64) if key.dtype == np.uint64 else key
+        if not len(keys):
+            return np.full(len(key), -1)
+        at = np.minimum(keys.searchsorted(key), len(keys) - 1)
+        return np.where(keys[at] == key, at, -1)
 
     def log_prob(self, word: str, history: tuple[str, ...] = ()) -> float:
         """Natural-log P(word | history); history is oldest-first, e.g. ("<s>", "the") for the 3rd word.
@@ -137,44 +136,51 @@ class NGramLM:
         return self.vocab.get(word.lower(), self._unk)
 
     def log_prob_ids(self, w: int, history: tuple[int, ...]) -> float:
-        """log_prob() for word ids (see word_id), cached: the decoder asks the same questions often."""
-        history = history[len(history) - self.order + 1 :] if self.order > 1 else ()
-        logp = self._cache.get((w, history))
-        if logp is None:
-            logp = self._backoff_prob(w, history) if w >= 0 else self.unk_logp
+        """log_prob() for word ids (see word_id)."""
+        width = max(self.order - 1, len(history))
+        return float(self.log_probs(np.array([w]), np.array([(-1,) * (width - len(history)) + history]))[0])
+
+    def log_probs(self, words: np.ndarray, histories: np.ndarray) -> np.ndarray:
+        """Many queries at once, as the decoder asks them: (N,) word ids and (N, H) histories, oldest
+        first, shorter ones padded on the left with -1 -> (N,) natural-log P(word | history).
+
+        Back-off from the longest history suffix of at most order - 1 words: each suffix that has no
+        n-gram with the word adds its back-off weight (0 when the suffix is no n-gram itself). A
+        suffix that starts with -1 is padding (or a word the model has no id for: no n-gram holds
+        it either) and is skipped."""
+        words = np.asarray(words, np.int64)
+        histories = np.asarray(histories, np.int64)
+        histories = histories[:, histories.shape[1] - min(self.order - 1, histories.shape[1]) :]
+        if len(words) <= CACHED_QUERIES:
+            asked = list(zip(words.tolist(), map(tuple, histories.tolist())))
+            known = [self._cache.get(query) for query in asked]
+            if None not in known:
+                return np.array(known)
+        logp, backoff = np.full(len(words), np.nan), np.zeros(len(words))
+        for start in range(histories.shape[1]):  # the longest suffix first
+            context = histories[:, start:]  # (N, n - 1)
+            n = context.shape[1] + 1
+            h = _hash_id_rows(context, mask=False)  # the n-gram's hash continues its context's
+            ngram = h * np.uint64(_HASH_MUL) + (words + 1).astype(np.uint64)
+            valid = context[:, 0] >= 0  # (N,) not padding
+            at = np.where(valid, self._find(n, ngram), -1)  # (N,)
+            logp = np.where(np.isnan(logp) & (at >= 0), backoff + self._logp[n - 1][at], logp)
+            at = np.where(valid, self._find(n - 1, h), -1)
+            backoff = backoff + np.where(at >= 0, self._backoff[n - 2][at], 0.0)
+        unigram = self.unigram_logp[np.maximum(words, 0)]  # nan for a word with no unigram (a malformed file)
+        logp = np.where(np.isnan(logp), backoff + unigram, logp)
+        logp = np.where((words >= 0) & ~np.isnan(logp), logp, self.unk_logp)
+        if len(words) <= CACHED_QUERIES:
             if len(self._cache) > 1_000_000:
                 self._cache.clear()
-            self._cache[(w, history)] = logp
+            self._cache.update(zip(asked, logp.tolist()))
         return logp
-
-    def _backoff_prob(self, w: int, h: tuple[int, ...]) -> float:
-        backoff = 0.0
-        for start in range(len(h)):
-            ctx = h[start:]
-            i = self._find(ctx + (w,))
-            if i >= 0:
-                return backoff + float(self._logp[len(ctx)][i])
-            backoff += self._context_backoff(ctx)
-        unigram = float(self.unigram_logp[w])  # nan for a word with no unigram (a malformed file)
-        return self.unk_logp if unigram != unigram else backoff + unigram
-
-    def _context_backoff(self, ctx: tuple[int, ...]) -> float:
-        """The back-off weight of a history (0 when it is no n-gram), cached: histories recur."""
-        weight = self._backoffs.get(ctx)
-        if weight is None:
-            j = self._find(ctx)
-            weight = float(self._backoff[len(ctx) - 1][j]) if j >= 0 else 0.0
-            if len(self._backoffs) > 1_000_000:
-                self._backoffs.clear()
-            self._backoffs[ctx] = weight
-        return weight
 
     @cached_property
     def unigram_logp(self) -> np.ndarray:
         """(words,) log P(word) by id; nan where the model has no unigram."""
-        keys = _hash_id_rows(np.arange(len(self.words))[:, None])
-        at = np.minimum(self._keys[0].searchsorted(keys), len(self._keys[0]) - 1)
-        return np.where(self._keys[0][at] == keys, self._logp[0][at], np.nan)
+        at = self._find(1, _hash_id_rows(np.arange(len(self.words))[:, None]))
+        return np.where(at >= 0, self._logp[0][at], np.nan)
 
     def sentence_log_prob(self, words: list[str], bos: bool = True, eos: bool = True) -> float:
         """Natural-log probability of a word sequence, with <s> as the first history and </s> at the end."""

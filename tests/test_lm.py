@@ -167,6 +167,33 @@ def test_kneser_ney_distributions_sum_to_one(order, prune, max_vocab, unk_counts
         assert total == pytest.approx(1.0, abs=1e-9), h
 
 
+def test_queries_at_once_give_the_back_off_by_hand():
+    # the decoder asks many queries in one call: histories padded on the left with -1, some calls
+    # small enough to be answered from the cache the second time
+    ngrams = build_kneser_ney(CORPUS, order=3)
+    lm = NGramLM.from_ngrams(ngrams)
+
+    def by_hand(word, history):
+        backoff = 0.0
+        for start in range(len(history)):  # the longest history first
+            context = history[start:]
+            if context + (word,) in ngrams[len(context)]:
+                return backoff + ngrams[len(context)][context + (word,)][0]
+            backoff += ngrams[len(context) - 1].get(context, (0.0, 0.0))[1]
+        return backoff + ngrams[0][(word,)][0]
+
+    rng = np.random.default_rng(0)
+    words = [w for w in lm.vocab if w != BOS]
+    histories = sorted(_all_contexts(ngrams)) + [("fish", "the"), ("dog",), (BOS, "a")]
+    for size in (1, 7, 60):
+        queries = [(str(rng.choice(words)), histories[rng.integers(len(histories))]) for _ in range(size)]
+        ids = np.array([lm.vocab[w] for w, _ in queries])
+        rows = np.array([[-1] * (2 - len(h)) + [lm.vocab[w] for w in h] for _, h in queries]).reshape(size, 2)
+        got = lm.log_probs(ids, rows).tolist()
+        assert got == pytest.approx([by_hand(w, h) for w, h in queries], abs=1e-12)
+        assert lm.log_probs(ids, rows).tolist() == got
+
+
 def test_unk_is_as_unlikely_as_an_unseen_word():
     # a decoder that spells freely scores misspellings as <unk>: it must not be likelier than real words
     closed = NGramLM.from_ngrams(build_kneser_ney(CORPUS, order=3, max_vocab=8, unk_counts=True))
