@@ -10,7 +10,7 @@ from functools import lru_cache
 import numpy as np
 
 from arpa import BOS, EOS, UNK
-from lm import NGramLM
+from lm import NGramLM, hash_rows
 from tokenizer import begins_word
 
 NEG_INF = float("-inf")
@@ -214,12 +214,13 @@ class LMScorer:
         self.n_history = lm.order - 1
         self.eos = lm.word_id(EOS)
         # an LM history (the words before a partial word, as word ids: an unknown word is <unk>, all
-        # the LM can tell of it) has a number, given when it first appears; its row in histories is
-        # its words, oldest first, padded on the left with -1 (LM.log_probs)
-        start = (-1,) * (self.n_history - 1) + (lm.word_id(BOS),) if self.n_history else ()
-        self.context_of = {start: 0}  # history -> its number
-        self.histories = np.array([start], np.int64).reshape(1, self.n_history)  # (contexts, n_history)
-        self.context = np.zeros(1024, np.int64)  # node whose token begins a word (or the root) -> its history
+        # the LM can tell of it) is a row of n_history ids, oldest first, padded on the left with -1
+        # (LM.log_probs); the first word's is <s>
+        self.context = np.zeros(
+            (1024, self.n_history), np.int64
+        )  # node whose token begins a word -> its history
+        self.context[1, -1:] = lm.word_id(BOS)  # the root
+        self.context[1, :-1] = -1
         self.trie = trie if trie is not None else lm.word_trie(vocab, hotwords)
         self.look, self.is_word, ends, word_of = _word_state_tables(self.trie, alpha, lm.word_id(UNK))
         self.hot_end = None  # (2S,) the bonus of ending as a hotword, with hotwords
@@ -235,7 +236,7 @@ class LMScorer:
         # node -> score change of ending its word now as each homophone (nan: not asked)
         self.ended = np.full((1024, self.ends.shape[1]), np.nan)
         # node -> the history after its word once it ended as each homophone (asked by complete())
-        self.context_after = np.zeros((1024, self.ends.shape[1]), np.int64)
+        self.context_after = np.zeros((1024, self.ends.shape[1], self.n_history), np.int64)
         # unk_score per number of characters read outside the trie (0 to the longest token)
         self.unk_cost = np.array(
             [0.0] + [unk_score * n for n in range(1, self.trie.token_chars.shape[1] + 1)]
@@ -266,23 +267,11 @@ class LMScorer:
             scores += self.hot_end[states][:, None]
         j, k = np.nonzero(scores > NEG_INF)  # (M,) each: a beam, a homophone it may end as
         words = self.word_of[states[j], k]  # (M,)
-        before = self.context[self.word_start[nodes[j]]]  # (M,) the history before the word
-        scores[j, k] += self.alpha * self.lm.log_probs(words, self.histories[before])
-        self.context_after[nodes[j], k] = self._contexts(before, words)
+        before = self.context[self.word_start[nodes[j]]]  # (M, n_history) the history before the word
+        scores[j, k] += self.alpha * self.lm.log_probs(words, before)
+        self.context_after[nodes[j], k] = np.concatenate([before, words[:, None]], axis=1)[:, 1:]
         self.ended[nodes] = scores
         return scores
-
-    def _contexts(self, before: np.ndarray, words: np.ndarray) -> np.ndarray:
-        """(M,) histories (numbers) and the words that follow them -> (M,) the numbers of the
-        histories they make (the last n_history words), numbered when new."""
-        rows = np.concatenate([self.histories[before], words[:, None]], axis=1)[:, 1:]  # (M, n_history)
-        number = self.context_of.setdefault
-        numbers = np.array([number(key, len(self.context_of)) for key in map(tuple, rows.tolist())], np.int64)
-        if len(self.context_of) > len(self.histories):  # new histories: room for their rows
-            grow = max(len(self.histories), len(self.context_of) - len(self.histories))
-            self.histories = np.concatenate([self.histories, np.zeros((grow, self.n_history), np.int64)])
-        self.histories[numbers] = rows
-        return numbers
 
     def completion_bound(self, states: np.ndarray) -> np.ndarray:
         """(B,) upper bound of completions(): log P(word | history) <= 0, unk_score <= 0; -inf for a
@@ -308,22 +297,22 @@ class LMScorer:
         if len(new_ids) and new_ids.max() >= len(self.word_start):
             grow = max(len(self.word_start), int(new_ids.max()) + 1 - len(self.word_start))
             self.word_start = np.concatenate([self.word_start, np.ones(grow, np.int64)])
-            self.context = np.concatenate([self.context, np.zeros(grow, np.int64)])
+            self.context = np.concatenate([self.context, np.zeros((grow, self.n_history), np.int64)])
             self.ended = np.concatenate([self.ended, np.full((grow, self.ended.shape[1]), np.nan)])
             self.context_after = np.concatenate(
-                [self.context_after, np.zeros((grow, self.context_after.shape[1]), np.int64)]
+                [self.context_after, np.zeros((grow, *self.context_after.shape[1:]), np.int64)]
             )
         begins = self.begins_word[toks]
         self.word_start[new_ids] = np.where(begins, new_ids, self.word_start[parents])
         n, p = new_ids[begins], parents[begins]  # (M,) each
         after = self.context_after[p, self.variant[toks[begins]]]  # the parent's word, ended by the token
-        self.context[n] = np.where(self.is_space[parent_last[begins]], self.context[p], after)
+        self.context[n] = np.where(self.is_space[parent_last[begins]][:, None], self.context[p], after)
 
     def future_keys(self, ids: np.ndarray, last: np.ndarray, states: np.ndarray) -> np.ndarray:
-        """(B,) beams -> (B,) numbers, equal for beams that every continuation scores alike: the same
+        """(B,) beams -> (B,) keys, equal for beams that every continuation scores alike: the same
         LM history before the partial word, the same word state and the same last token (which
         CTC's repeat rule reads)."""
-        return self._key(self.context[self.word_start[ids]], states, last)
+        return self._key(hash_rows(self.context[self.word_start[ids]]), states, last)
 
     def extension_keys(
         self, ids: np.ndarray, last: np.ndarray, child: np.ndarray, toks: np.ndarray
@@ -331,18 +320,22 @@ class LMScorer:
         """future_keys of the (B, C) extensions of beams (B,) by tokens (C,), in word states child
         (extend()); a token that begins a word follows the history after the word it ends
         (completions() must have been asked for the beams where that extension counts)."""
-        context = self.context[self.word_start[ids]][:, None]  # (B, 1)
+        history = hash_rows(self.context[self.word_start[ids]])[:, None]  # (B, 1)
         begins = self.begins_word[toks]  # (C,)
         if begins.any():
-            after = np.where(
-                self.is_space[last][:, None], context, self.context_after[ids][:, self.variant[toks]]
-            )  # (B, C)
-            context = np.where(begins[None, :], after, context)
-        return self._key(context, child, toks[None, :])
+            B, K, H = self.context_after[ids].shape
+            after = hash_rows(self.context_after[ids].reshape(B * K, H)).reshape(B, K)
+            after = np.where(self.is_space[last][:, None], history, after[:, self.variant[toks]])  # (B, C)
+            history = np.where(begins[None, :], after, history)
+        return self._key(history, child, toks[None, :])
 
-    def _key(self, context: np.ndarray, states: np.ndarray, last: np.ndarray) -> np.ndarray:
-        n_states, n_tokens = len(self.look), len(self.variant) + 1  # states < 0 and last = -1 fold in
-        return (context * n_states + states % n_states) * n_tokens + last + 1
+    @staticmethod
+    def _key(history: np.ndarray, states: np.ndarray, last: np.ndarray) -> np.ndarray:
+        """Hashes of histories, word states and last tokens (broadcastable shapes) -> 63-bit hashes of
+        the three: equal keys are equal futures, but for a chance of the order of 1e-11 a frame at
+        beam 1000 (the LM's own lookups take the same chance)."""
+        history, states, last = np.broadcast_arrays(history, states, last)
+        return hash_rows(np.stack([history, states, last], axis=-1).reshape(-1, 3)).reshape(states.shape)
 
     def final(self, ids: np.ndarray, last: np.ndarray, states: np.ndarray) -> np.ndarray:
         """(B, K) score changes at the end of the utterance: the beams' last partial words as each
@@ -351,6 +344,6 @@ class LMScorer:
         ended = self.completions(ids, last, states)  # (B, K)
         no_word = self.is_space[last] | (ids == 1)  # (B,) the root, or a space last
         ended[no_word, 1:] = NEG_INF
-        context = np.where(no_word[:, None], self.context[ids][:, None], self.context_after[ids])  # (B, K)
-        eos = self.lm.log_probs(np.full(context.size, self.eos), self.histories[context.ravel()])
-        return np.where(ended > NEG_INF, ended + self.alpha * eos.reshape(context.shape), NEG_INF)
+        context = np.where(no_word[:, None, None], self.context[ids][:, None], self.context_after[ids])
+        eos = self.lm.log_probs(np.full(ended.size, self.eos), context.reshape(ended.size, self.n_history))
+        return np.where(ended > NEG_INF, ended + self.alpha * eos.reshape(ended.shape), NEG_INF)

@@ -51,9 +51,9 @@ _MASK63 = (1 << 63) - 1
 CACHED_QUERIES = 16
 
 
-def _hash_id_rows(ids: np.ndarray, mask: bool = True) -> np.ndarray:
-    """(N, n) word ids -> (N,) int64 hashes (uint64 wraps like & _MASK64); mask=False: the uint64 hash
-    before its top bit is cleared, which the hash of a longer n-gram continues."""
+def hash_rows(ids: np.ndarray, mask: bool = True) -> np.ndarray:
+    """(N, n) word ids (or any integers) -> (N,) int64 hashes (uint64 wraps like & _MASK64); mask=False:
+    the uint64 hash before its top bit is cleared, which the hash of a longer n-gram continues."""
     h = np.zeros(len(ids), np.uint64)
     for j in range(ids.shape[1]):
         h = h * np.uint64(_HASH_MUL) + (ids[:, j] + 1).astype(np.uint64)
@@ -89,7 +89,7 @@ class NGramLM:
         """
         keys, logps, backoffs = [], [], []
         for ids, logp, backoff in ngrams:
-            key = _hash_id_rows(np.asarray(ids, np.int64).reshape(len(ids), -1))
+            key = hash_rows(np.asarray(ids, np.int64).reshape(len(ids), -1))
             order = np.argsort(key, kind="stable")
             key, ids = key[order], np.asarray(ids)[order]
             dup = np.flatnonzero(key[1:] == key[:-1])
@@ -114,7 +114,7 @@ class NGramLM:
         self._tries: dict[tuple, tuple] = {}
 
     def _find(self, n: int, key: np.ndarray) -> np.ndarray:
-        """(N,) hashes of n-grams (_hash_id_rows, masked or not) -> (N,) their rows in the order-n
+        """(N,) hashes of n-grams (hash_rows, masked or not) -> (N,) their rows in the order-n
         tables, -1 where absent."""
         keys = self._keys[n - 1]
         key = (key & np.uint64(_MASK63)).astype(np.int64) if key.dtype == np.uint64 else key
@@ -160,7 +160,7 @@ class NGramLM:
         for start in range(histories.shape[1]):  # the longest suffix first
             context = histories[:, start:]  # (N, n - 1)
             n = context.shape[1] + 1
-            h = _hash_id_rows(context, mask=False)  # the n-gram's hash continues its context's
+            h = hash_rows(context, mask=False)  # the n-gram's hash continues its context's
             ngram = h * np.uint64(_HASH_MUL) + (words + 1).astype(np.uint64)
             valid = context[:, 0] >= 0  # (N,) not padding
             at = np.where(valid, self._find(n, ngram), -1)  # (N,)
@@ -179,7 +179,7 @@ class NGramLM:
     @cached_property
     def unigram_logp(self) -> np.ndarray:
         """(words,) log P(word) by id; nan where the model has no unigram."""
-        at = self._find(1, _hash_id_rows(np.arange(len(self.words))[:, None]))
+        at = self._find(1, hash_rows(np.arange(len(self.words))[:, None]))
         return np.where(at >= 0, self._logp[0][at], np.nan)
 
     def sentence_log_prob(self, words: list[str], bos: bool = True, eos: bool = True) -> float:
