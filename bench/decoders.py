@@ -176,15 +176,15 @@ def compare_on_model(data_dir: str, checkpoint: str) -> None:
     refs = {u.id: u.text for u in data.utterances}
     if not options.lm:
         raise SystemExit(f"{checkpoint}: its decoding settings name no LM (export it with --lm)")
-    lm = load_lm(options.lm)
-    lm.word_trie(tokenizer.vocab)
+    lm, lexicon = load_lm(options.lm), tokenizer.lexicon  # a phoneme model's words: its lexicon's
     print(f"\n{len(ids)} utterances of {data_dir}, {checkpoint}, one process")
     print("decoder | WER | ms / utterance | x beam")
     beam_ms = None
     for decoder in ("beam", "beam_lm"):
         o = dataclasses.replace(options, decoder=decoder)
+        decode(log_probs[0], tokenizer.vocab, o, lm, lexicon)  # warm-up: the word trie, built once
         start = time.process_time()
-        hyps = [tokenizer.decode(decode(lp, tokenizer.vocab, o, lm)) for lp in log_probs]
+        hyps = [tokenizer.decode(decode(lp, tokenizer.vocab, o, lm, lexicon)) for lp in log_probs]
         ms = 1000 * (time.process_time() - start) / len(ids)
         beam_ms = beam_ms or ms
         wer = corpus_error_rates([refs[i] for i in ids], hyps)["wer"]

@@ -17,25 +17,28 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from arpa import EOS  # noqa: E402
+import numpy as np  # noqa: E402
+
+from arpa import BOS, EOS  # noqa: E402
 from lm import BINARY_SUFFIX, NGramLM  # noqa: E402
 from tokenizer import normalize_text  # noqa: E402
 
 
 def perplexity(lm: NGramLM, sentences: list[list[str]]) -> tuple[float, float]:
-    """(perplexity over in-vocabulary words and </s>, share of words that are out of vocabulary)."""
-    total, scored, oov, words = 0.0, 0, 0, 0
+    """(perplexity over in-vocabulary words and </s>, share of words that are out of vocabulary); each
+    sentence's words asked in one call (NGramLM.log_probs), as the decoder asks."""
+    total, scored, oov, words, n = 0.0, 0, 0, 0, lm.order - 1
     for sentence in sentences:
-        history = ("<s>",)
-        for word in sentence + [EOS]:
-            if word == EOS or word in lm.vocab:
-                total += lm.log_prob(word, history)
-                scored += 1
-            else:
-                oov += 1
-            words += word != EOS
-            history = history + (word,)
-    return float(2.718281828459045 ** (-total / scored)), oov / words
+        ids = [lm.word_id(w) for w in [BOS] + sentence + [EOS]]
+        padded = [-1] * n + ids
+        histories = np.array([padded[i + 1 : i + 1 + n] for i in range(len(ids) - 1)]).reshape(-1, n)
+        logp = lm.log_probs(np.array(ids[1:]), histories)  # (words + 1,)
+        known = np.array([w == EOS or w in lm.vocab for w in sentence + [EOS]])
+        total += float(logp[known].sum())
+        scored += int(known.sum())
+        oov += len(sentence) - int(known[:-1].sum())
+        words += len(sentence)
+    return float(np.exp(-total / scored)), oov / words
 
 
 def _measure(path: str, binary: bool, val_text: str) -> dict:
