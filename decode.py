@@ -22,15 +22,12 @@ from functools import lru_cache
 import numpy as np
 
 from fusion import LMScorer, WordTrie, silent_lm, word_starts
-from lexicon import Lexicon
+from lexicon import PHONEME_CHARS, Lexicon
 from lm import NGramLM
 from tokenizer import normalize_text
 
 NEG_INF = float("-inf")
 DECODERS = ("greedy", "beam", "beam_lm")
-HOTWORDS_NEED_SPELLING = (
-    "--hotwords: a phoneme model writes only its lexicon's words; add them to its lexicon"
-)
 
 
 @dataclass(frozen=True)
@@ -170,6 +167,7 @@ def prefix_beam_search_nbest(
     trie: WordTrie | None = None,
     homophones: int = 1,
     with_frames: bool = False,
+    hotword_spellings: tuple[str, ...] | None = None,
 ) -> list[tuple]:
     """CTC prefix beam search with options' settings (all but decoder, lm and lexicon, which decode()
     reads); (T, V) log-probs -> beams as (token ids, score), best first; with_frames, (token ids,
@@ -201,13 +199,14 @@ def prefix_beam_search_nbest(
     beams, where a prefix often enters the beam early, at a frame where its token is unlikely.
     Frames are made to increase along the labelling (transcript.py finds where each emission ends).
 
-    The hotwords (read_hotwords; spelled models) earn hotword_boost per character (see LMScorer);
-    with lm, those it lacks become reachable even with unk_score -inf; without one, the search
-    tracks words with an LM that scores nothing else.
+    The hotwords (read_hotwords) earn hotword_boost per character (see LMScorer); with lm, those it
+    lacks become reachable even with unk_score -inf; without one, the search tracks words with an LM
+    that scores nothing else. hotword_spellings: the hotwords as trie spells them (with a trie: a
+    lexicon's pronunciations).
     """
     beam_size, beam_margin, recombine = options.beam_size, options.beam_margin, options.recombine
     alpha, beta, unk_score = options.alpha, options.beta, options.unk_score
-    hotwords = read_hotwords(options.hotwords)
+    hotwords = read_hotwords(options.hotwords) if hotword_spellings is None else hotword_spellings
     log_probs = np.asarray(log_probs, np.float64)  # (T, V)
     T, V = log_probs.shape
     if hotwords and lm is None:  # words are tracked by the LM scorer: one that scores nothing else
@@ -412,16 +411,33 @@ def pronunciation_search_nbest(
     own, the k-th most frequent by a copy of the boundary token (len(vocab) + k - 1). Without one,
     the score is the CTC probability of the phonemes alone, and each pronunciation is written as
     its most frequent word.
+
+    Hotwords must be the lexicon's words (Lexicon.with_words adds them); one the LM lacks is scored
+    as <unk>. Their bonus goes with their pronunciations, so a homophone shares it.
     """
-    if read_hotwords(options.hotwords):
-        raise ValueError(HOTWORDS_NEED_SPELLING)
+    hotwords = read_hotwords(options.hotwords)
+    missing = [w for w in hotwords if w not in lexicon.entries]
+    if missing:
+        raise ValueError(
+            f"--hotwords {', '.join(missing)}: not in the lexicon (Lexicon.with_words adds them)"
+        )
+    spellings = tuple(
+        "".join(PHONEME_CHARS[p] for p in pron) for w in hotwords for pron in lexicon.entries[w]
+    )
     options = dataclasses.replace(options, unk_score=NEG_INF)  # a pronunciation outside it has no spelling
     homophones = lexicon.max_homophones if lm is not None else 1
     if lm is None:
         lm, options = lexicon.frequency_lm, dataclasses.replace(options, alpha=0.0, beta=0.0)
-    trie = lexicon.word_trie(lm, list(vocab) + [" "] * (homophones - 1))
+    trie = lexicon.word_trie(lm, list(vocab) + [" "] * (homophones - 1), hotwords)
     return prefix_beam_search_nbest(
-        log_probs, options, vocab, lm, trie=trie, homophones=homophones, with_frames=with_frames
+        log_probs,
+        options,
+        vocab,
+        lm,
+        trie=trie,
+        homophones=homophones,
+        with_frames=with_frames,
+        hotword_spellings=spellings,
     )
 
 

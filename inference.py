@@ -53,7 +53,6 @@ from calc_metrics import (
 from cli import EXIT_INTERRUPTED, EXIT_USAGE, EXIT_WARNINGS, DataError, UsageError, atomic_path
 from data import CustomDirDataset, DurationBatchSampler, LibriSpeechDataset, collate, make_output_dir
 from decode import (
-    HOTWORDS_NEED_SPELLING,
     DecodingOptions,
     add_decoding_args,
     decode_batch,
@@ -61,6 +60,7 @@ from decode import (
     follow_parent,
     greedy_decode,
     load_lm,
+    read_hotwords,
     unk_score,
 )
 from download import download, parse_link
@@ -120,7 +120,7 @@ def _load(data_dir, checkpoint=DEFAULT_CHECKPOINT, sha256=None, dataset="custom"
     if tokenizer.lexicon is not None and options.lexicon:
         tokenizer = tokenizer.with_lexicon(load_lexicon(options.lexicon))
     if tokenizer.lexicon is not None and options.hotwords and options.decoder != "greedy":
-        raise ValueError(HOTWORDS_NEED_SPELLING)
+        tokenizer = tokenizer.with_lexicon(tokenizer.lexicon.with_words(read_hotwords(options.hotwords)))
     with warnings.catch_warnings(record=True) as caught:  # collect 'skipped' warnings to report once
         warnings.simplefilter("always")
         if dataset == "librispeech":

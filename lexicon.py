@@ -268,19 +268,32 @@ class Lexicon:
         ids = np.arange(len(self))[:, None]
         return NGramLM(list(self.entries), [(ids, logp, np.zeros(len(self)))])
 
-    def word_trie(self, lm: "NGramLM", vocab: list[str]) -> "WordTrie":
+    def with_words(self, words) -> "Lexicon":
+        """This lexicon and the words it lacks, after its own (so that its homophones keep their
+        places), pronounced as CMUdict or the G2P model says; ValueError naming words with none."""
+        new = [w for w in dict.fromkeys(words) if w not in self.entries]
+        if not new:
+            return self
+        added = build_lexicon(new)
+        if added.failed:
+            raise ValueError(f"words without a pronunciation (CMUdict, G2P of a-z and '): {added.failed}")
+        return Lexicon({**self.entries, **added.entries})
+
+    def word_trie(self, lm: "NGramLM", vocab: list[str], extra: tuple[str, ...] = ()) -> "WordTrie":
         """The trie of the pronunciations for decoding phoneme tokens (vocab, " " the boundary)
         into the LM's words. A pronunciation's words are its homophones in the lexicon's order;
         one the LM lacks keeps its place, so that the k-th word of a trie state is always the
-        lexicon's word(pron, k), but is no word (the LM cannot score it). Cached per LM and vocab."""
+        lexicon's word(pron, k), but is no word (the LM cannot score it), unless it is one of the
+        extra words (hotwords), which the LM scores as <unk>. Cached per LM, vocab and extra."""
         from fusion import WordTrie
 
-        key = (id(lm), tuple(vocab))
+        key = (id(lm), tuple(vocab), tuple(extra))
         if key not in self._tries or self._tries[key][0] is not lm:
             unigram = np.nan_to_num(lm.unigram_logp, nan=lm.unk_logp)
+            unk = lm.word_id("<unk>")
             spellings, ids = [], []
             for pron, words in self.homophones.items():
-                known = [lm.vocab.get(w, -1) for w in words]
+                known = [lm.vocab.get(w, unk if w in extra else -1) for w in words]
                 if max(known) >= 0:  # else no word of the LM is pronounced so
                     spellings += ["".join(PHONEME_CHARS[p] for p in pron)] * len(known)
                     ids += known

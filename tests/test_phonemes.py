@@ -2,6 +2,7 @@
 words (the greedy mapping; the beam search over the pronunciation trie by brute force, with and
 without an LM), and the lexicon build command."""
 
+import dataclasses
 import itertools
 import sys
 import types
@@ -253,6 +254,48 @@ def test_an_lm_without_any_of_the_largest_homophone_set_decodes():
         log_probs, DecodingOptions(beam_size=8, alpha=1.0, beta=0.0), TINY, TINY_LEXICON, lm
     )
     assert result_words(ids) == ("a", "ab")
+
+
+@pytest.mark.parametrize(
+    "with_lm, frames, hotword",
+    [
+        # no LM: AA is a little likelier than B, so "a"; listed, "b" earns a bonus for its phoneme
+        (False, [{2: 0.55, 3: 0.45}], "b"),
+        # B AA B is clear, but "bob" is no LM word: the search reads "bah b", paying for a boundary the
+        # acoustics barely allow; listed, "bob" is found, the LM scoring it as <unk>
+        (True, [{3: 1.0}, {2: 1.0}, {0: 0.99, 1: 0.01}, {3: 1.0}], "bob"),
+    ],
+)
+def test_hotwords_find_a_lexicon_word_and_change_nothing_else(with_lm, frames, hotword):
+    lm = NGramLM.from_ngrams(build_kneser_ney(TINY_LM_TEXT, order=2)) if with_lm else None
+    plain = DecodingOptions("beam_lm" if with_lm else "beam", 8, alpha=1.0, beta=0.0)
+    listed = dataclasses.replace(plain, hotwords=hotword, hotword_boost=3.0 if with_lm else 1.0)
+    log_probs = clear_log_probs(frames)
+    assert result_words(pronunciation_search_nbest(log_probs, plain, TINY, TINY_LEXICON, lm)[0][0]) != (
+        hotword,
+    )
+    assert result_words(pronunciation_search_nbest(log_probs, listed, TINY, TINY_LEXICON, lm)[0][0]) == (
+        hotword,
+    )
+    for other in ([{2: 1.0}, {1: 1.0}, {2: 1.0}, {3: 1.0}], [{3: 1.0}, {2: 1.0}, {1: 1.0}, {2: 1.0}]):
+        log_probs = clear_log_probs(other)  # AA | AA B, B AA | AA
+        assert (
+            pronunciation_search_nbest(log_probs, listed, TINY, TINY_LEXICON, lm)[0][0]
+            == pronunciation_search_nbest(log_probs, plain, TINY, TINY_LEXICON, lm)[0][0]
+        )
+    with pytest.raises(ValueError, match="--hotwords zzz: not in the lexicon"):
+        pronunciation_search_nbest(
+            log_probs, dataclasses.replace(plain, hotwords="zzz"), TINY, TINY_LEXICON, lm
+        )
+
+
+def test_a_lexicon_takes_new_words_after_its_own():
+    lexicon = TINY_LEXICON.with_words(["bob", "cab", "ba"])
+    assert list(lexicon.entries)[: len(TINY_LEXICON)] == list(TINY_LEXICON.entries)
+    assert lexicon.entries["cab"] == [("K", "AE", "B")]  # CMUdict's
+    assert lexicon.with_words(["bob"]) is lexicon and TINY_LEXICON.with_words([]) is TINY_LEXICON
+    with pytest.raises(ValueError, match="日本"):
+        TINY_LEXICON.with_words(["日本"])
 
 
 def test_recombination_frees_a_beam_place_for_the_best_words():

@@ -258,7 +258,7 @@ def test_word_piece_model_trains_exports_and_transcribes(tmp_path, capsys):
 def test_phoneme_model_trains_resumes_exports_and_transcribes(tmp_path, capsys):
     """--tokenizer phone end to end: the training transcripts' lexicon (a G2P word, an utterance
     that cannot be converted) saved in the checkpoint; an LM's lexicon shipped beside it; greedy,
-    beam and LM-fused decoding all write words."""
+    beam and LM-fused decoding all write words, and hotwords outside that lexicon."""
     import lexicon
     from arpa import write_arpa
     from kneser_ney import build_kneser_ney
@@ -320,6 +320,11 @@ def test_phoneme_model_trains_resumes_exports_and_transcribes(tmp_path, capsys):
         data_dir, tmp_path / "in_python", tmp_path / "release" / "model.pt", num_workers=2
     )
     assert result["wer"] < 0.3 and "bead" not in (tmp_path / "in_python" / "a4.txt").read_text()
+    # a hotword outside the LM's lexicon and the LM: pronounced by CMUdict, scored as <unk>
+    inference.transcribe(
+        data_dir, tmp_path / "hot", tmp_path / "release" / "model.pt", num_workers=2, hotwords="bead"
+    )
+    assert (tmp_path / "hot" / "a4.txt").read_text().split()[0] == "bead"
 
 
 def test_transcripts_too_long_for_the_stride_are_skipped_in_training(tmp_path, capsys):
