@@ -167,14 +167,16 @@ def test_kneser_ney_distributions_sum_to_one(order, prune, max_vocab, unk_counts
         assert total == pytest.approx(1.0, abs=1e-9), h
 
 
-def test_queries_at_once_give_the_back_off_by_hand():
-    # the decoder asks many queries in one call: histories padded on the left with -1, some calls
-    # small enough to be answered from the cache the second time
-    ngrams = build_kneser_ney(CORPUS, order=3)
+@pytest.mark.parametrize("order", [1, 2, 3, 4])
+def test_queries_at_once_give_the_back_off_by_hand(order):
+    # the decoder asks many queries in one call: histories of any length (only the last order - 1
+    # words count: the scalar code before it kept one word of two for a 4-gram), padded on the left
+    # with -1; calls this small are answered from a cache the second time
+    ngrams = build_kneser_ney(CORPUS, order=order)
     lm = NGramLM.from_ngrams(ngrams)
 
     def by_hand(word, history):
-        backoff = 0.0
+        backoff, history = 0.0, history[max(len(history) - order + 1, 0) :] if order > 1 else ()
         for start in range(len(history)):  # the longest history first
             context = history[start:]
             if context + (word,) in ngrams[len(context)]:
@@ -182,13 +184,13 @@ def test_queries_at_once_give_the_back_off_by_hand():
             backoff += ngrams[len(context) - 1].get(context, (0.0, 0.0))[1]
         return backoff + ngrams[0][(word,)][0]
 
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(order)
     words = [w for w in lm.vocab if w != BOS]
-    histories = sorted(_all_contexts(ngrams)) + [("fish", "the"), ("dog",), (BOS, "a")]
+    histories = sorted(_all_contexts(ngrams)) + [("fish", "the"), ("dog",), (BOS, "a"), ("a", "cat", "sat")]
     for size in (1, 7, 60):
         queries = [(str(rng.choice(words)), histories[rng.integers(len(histories))]) for _ in range(size)]
         ids = np.array([lm.vocab[w] for w, _ in queries])
-        rows = np.array([[-1] * (2 - len(h)) + [lm.vocab[w] for w in h] for _, h in queries]).reshape(size, 2)
+        rows = np.array([[-1] * (3 - len(h)) + [lm.vocab[w] for w in h] for _, h in queries]).reshape(size, 3)
         got = lm.log_probs(ids, rows).tolist()
         assert got == pytest.approx([by_hand(w, h) for w, h in queries], abs=1e-12)
         assert lm.log_probs(ids, rows).tolist() == got
