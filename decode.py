@@ -21,6 +21,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from arpa import UNK
 from fusion import LMScorer, WordTrie, silent_lm, word_starts
 from lexicon import PHONEME_CHARS, Lexicon
 from lm import NGramLM
@@ -167,7 +168,7 @@ def prefix_beam_search_nbest(
     trie: WordTrie | None = None,
     homophones: int = 1,
     with_frames: bool = False,
-    hotword_spellings: tuple[str, ...] | None = None,
+    hotword_spellings: tuple[tuple[str, str], ...] | None = None,
 ) -> list[tuple]:
     """CTC prefix beam search with options' settings (all but decoder, lm and lexicon, which decode()
     reads); (T, V) log-probs -> beams as (token ids, score), best first; with_frames, (token ids,
@@ -200,13 +201,17 @@ def prefix_beam_search_nbest(
     Frames are made to increase along the labelling (transcript.py finds where each emission ends).
 
     The hotwords (read_hotwords) earn hotword_boost per character (see LMScorer); with lm, those it
-    lacks become reachable even with unk_score -inf; without one, the search tracks words with an LM
-    that scores nothing else. hotword_spellings: the hotwords as trie spells them (with a trie: a
-    lexicon's pronunciations).
+    lacks become reachable even with unk_score -inf (as its <unk>); without one, the search tracks
+    words with an LM that scores nothing else. hotword_spellings: (word, spelling) pairs, the
+    hotwords as the trie spells them (with a trie: a lexicon's pronunciations).
     """
     beam_size, beam_margin, recombine = options.beam_size, options.beam_margin, options.recombine
     alpha, beta, unk_score = options.alpha, options.beta, options.unk_score
-    hotwords = read_hotwords(options.hotwords) if hotword_spellings is None else hotword_spellings
+    hotwords = (
+        tuple((w, w) for w in read_hotwords(options.hotwords))
+        if hotword_spellings is None
+        else hotword_spellings
+    )
     log_probs = np.asarray(log_probs, np.float64)  # (T, V)
     T, V = log_probs.shape
     if hotwords and lm is None:  # words are tracked by the LM scorer: one that scores nothing else
@@ -412,17 +417,18 @@ def pronunciation_search_nbest(
     the score is the CTC probability of the phonemes alone, and each pronunciation is written as
     its most frequent word.
 
-    Hotwords must be the lexicon's words (Lexicon.with_words adds them); one the LM lacks is scored
-    as <unk>. Their bonus goes with their pronunciations, so a homophone shares it.
+    Hotwords must be the lexicon's words (Lexicon.favouring adds them, first among their homophones:
+    those written without an LM); one the LM lacks is scored as its <unk>.
     """
     hotwords = read_hotwords(options.hotwords)
     missing = [w for w in hotwords if w not in lexicon.entries]
     if missing:
-        raise ValueError(
-            f"--hotwords {', '.join(missing)}: not in the lexicon (Lexicon.with_words adds them)"
-        )
+        raise ValueError(f"--hotwords {', '.join(missing)}: not in the lexicon (Lexicon.favouring adds them)")
+    if lm is not None and lm.word_id(UNK) < 0 and any(w not in lm.vocab for w in hotwords):
+        outside = ", ".join(w for w in hotwords if w not in lm.vocab)
+        raise ValueError(f"--hotwords {outside}: not in the LM, which has no <unk> to score them")
     spellings = tuple(
-        "".join(PHONEME_CHARS[p] for p in pron) for w in hotwords for pron in lexicon.entries[w]
+        (w, "".join(PHONEME_CHARS[p] for p in pron)) for w in hotwords for pron in lexicon.entries[w]
     )
     options = dataclasses.replace(options, unk_score=NEG_INF)  # a pronunciation outside it has no spelling
     homophones = lexicon.max_homophones if lm is not None else 1

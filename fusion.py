@@ -1,8 +1,8 @@
 """Word LM fusion for the prefix beam search (decode.py): the character trie of the LM's words, its
 per-state look-ahead tables, hotword bonuses, and the scorer the search asks as words grow and end.
 
-A word state is a trie state (WordTrie); a beam's LM state is an integer context of the NGramLM. All
-scores are natural-log.
+A word state is a trie state (WordTrie); a beam's LM state is the history before its partial word,
+a row of word ids (NGramLM.log_probs). All scores are natural-log.
 """
 
 from functools import lru_cache
@@ -157,19 +157,22 @@ def _word_state_tables(trie: WordTrie, alpha: float, unk: int) -> tuple[np.ndarr
 
 
 @lru_cache(maxsize=8)
-def _hotword_tables(trie: WordTrie, hotwords: tuple[str, ...], boost: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per word state: the hotword bonus a partial word holds, boost per character of the hotword
-    prefix it is (kept by a word that left the trie from there, refunded when its word ends), and
-    the bonus a word keeps when it ends as a hotword; (2S,) each. A bonus per character, not per
+def _hotword_tables(
+    trie: WordTrie, hotwords: tuple[tuple[str, int], ...], boost: float
+) -> tuple[np.ndarray, ...]:
+    """Hotwords as (spelling in the trie's alphabet, LM word id) -> per word state: the bonus a
+    partial word holds, boost per character of the hotword prefix it is (kept by a word that left the
+    trie from there, refunded when its word ends), (2S,); and the bonus a word keeps when it ends as
+    a hotword, (2S, K): only for the homophone that is the hotword. A bonus per character, not per
     word, so that a hotword is favoured as it is spelled and survives the pruning until it ends."""
     S = len(trie.best)
-    along, ends = np.zeros(S), np.zeros(S)
-    for word in hotwords:
-        states = trie.states_of(word)
+    along, ends = np.zeros(S), np.zeros(trie.word_ids.shape)
+    for spelling, word in hotwords:
+        states = trie.states_of(spelling)
         along[states] = np.maximum(along[states], boost * np.arange(1, len(states) + 1))
         if states:
-            ends[states[-1]] = boost * len(states)
-    tables = trie.by_word_state(along), np.concatenate([ends, np.zeros(S)])
+            ends[states[-1], trie.word_ids[states[-1]] == word] = boost * len(states)
+    tables = trie.by_word_state(along), np.concatenate([ends, np.zeros_like(ends)])
     for table in tables:
         table.flags.writeable = False
     return tables
@@ -191,8 +194,9 @@ class LMScorer:
     Where a trie state ends K > 1 words (homophones, in a trie of pronunciations), the vocab's k-th
     " " token ends the partial word as the k-th of them: each is its own hypothesis.
 
-    Hotwords join the trie (as <unk> when the LM lacks them, so their characters pay no unk_score)
-    and earn hotword_boost per character while spelled, which they keep when they end as one.
+    Hotwords, (word, its spelling in the trie's alphabet) pairs, join the trie (as <unk> when the LM
+    lacks them, so their characters pay no unk_score) and earn hotword_boost per character while
+    spelled, which they keep when they end as the hotword (not as a homophone of it).
     """
 
     def __init__(
@@ -203,7 +207,7 @@ class LMScorer:
         beta: float,
         unk_score: float,
         trie: WordTrie | None = None,
-        hotwords: tuple[str, ...] = (),
+        hotwords: tuple[tuple[str, str], ...] = (),
         hotword_boost: float = 0.0,
     ):
         self.lm, self.alpha, self.beta = lm, alpha, beta
@@ -221,17 +225,20 @@ class LMScorer:
         )  # node whose token begins a word -> its history
         self.context[1, -1:] = lm.word_id(BOS)  # the root
         self.context[1, :-1] = -1
-        self.trie = trie if trie is not None else lm.word_trie(vocab, hotwords)
+        self.trie = trie if trie is not None else lm.word_trie(vocab, tuple(w for w, _ in hotwords))
         self.look, self.is_word, ends, word_of = _word_state_tables(self.trie, alpha, lm.word_id(UNK))
-        self.hot_end = None  # (2S,) the bonus of ending as a hotword, with hotwords
+        hot_end = np.zeros(ends.shape)  # (2S, K) the bonus of ending as a hotword
         if hotwords:
-            along, self.hot_end = _hotword_tables(self.trie, hotwords, hotword_boost)
+            spelled = tuple((spelling, lm.word_id(w)) for w, spelling in hotwords)
+            along, hot_end = _hotword_tables(self.trie, spelled, hotword_boost)
             self.look = self.look + along
         homophones = max(int(self.is_space.sum()), 1)  # the homophones that a space (copy) ends a word as
         if ends.shape[1] < homophones:  # the LM lacks every word of the largest sets: those copies end none
             pad = ((0, 0), (0, homophones - ends.shape[1]))
             ends, word_of = np.pad(ends, pad), np.pad(word_of, pad, constant_values=lm.word_id(UNK))
+            hot_end = np.pad(hot_end, pad)
         self.ends, self.word_of = ends[:, :homophones], word_of[:, :homophones]  # (2S, K)
+        self.hot_end = hot_end[:, :homophones] if hotwords else None
         self.word_start = np.ones(1024, np.int64)  # node -> the node whose token began its word
         # node -> score change of ending its word now as each homophone (nan: not asked)
         self.ended = np.full((1024, self.ends.shape[1]), np.nan)
@@ -264,7 +271,7 @@ class LMScorer:
         extra[:, 0] = np.where(ends[:, 0], 0.0, self.unk_score)
         scores = (self.beta - self.look[states])[:, None] + extra
         if self.hot_end is not None:
-            scores += self.hot_end[states][:, None]
+            scores += self.hot_end[states]
         j, k = np.nonzero(scores > NEG_INF)  # (M,) each: a beam, a homophone it may end as
         words = self.word_of[states[j], k]  # (M,)
         before = self.context[self.word_start[nodes[j]]]  # (M, n_history) the history before the word
@@ -278,7 +285,7 @@ class LMScorer:
         word outside the vocabulary when unk_score is -inf (no LM query needed to know)."""
         bound = self.beta - self.look[states]
         if self.hot_end is not None:
-            bound = bound + self.hot_end[states]
+            bound = bound + self.hot_end[states].max(axis=1)
         return bound if self.unk_score > NEG_INF else np.where(self.is_word[states], bound, NEG_INF)
 
     def completions(self, ids: np.ndarray, last: np.ndarray, states: np.ndarray) -> np.ndarray:
@@ -323,10 +330,11 @@ class LMScorer:
         history = hash_rows(self.context[self.word_start[ids]])[:, None]  # (B, 1)
         begins = self.begins_word[toks]  # (C,)
         if begins.any():
-            B, K, H = self.context_after[ids].shape
-            after = hash_rows(self.context_after[ids].reshape(B * K, H)).reshape(B, K)
-            after = np.where(self.is_space[last][:, None], history, after[:, self.variant[toks]])  # (B, C)
-            history = np.where(begins[None, :], after, history)
+            after = self.context_after[ids[:, None], self.variant[toks[begins]]]  # (B, C', n_history)
+            beams, columns, width = after.shape
+            after = hash_rows(after.reshape(beams * columns, width)).reshape(beams, columns)
+            history = np.repeat(history, len(toks), axis=1)  # (B, C)
+            history[:, begins] = np.where(self.is_space[last][:, None], history[:, begins], after)
         return self._key(history, child, toks[None, :])
 
     @staticmethod

@@ -120,7 +120,7 @@ def _load(data_dir, checkpoint=DEFAULT_CHECKPOINT, sha256=None, dataset="custom"
     if tokenizer.lexicon is not None and options.lexicon:
         tokenizer = tokenizer.with_lexicon(load_lexicon(options.lexicon))
     if tokenizer.lexicon is not None and options.hotwords and options.decoder != "greedy":
-        tokenizer = tokenizer.with_lexicon(tokenizer.lexicon.with_words(read_hotwords(options.hotwords)))
+        tokenizer = tokenizer.with_lexicon(tokenizer.lexicon.favouring(read_hotwords(options.hotwords)))
     with warnings.catch_warnings(record=True) as caught:  # collect 'skipped' warnings to report once
         warnings.simplefilter("always")
         if dataset == "librispeech":

@@ -268,16 +268,18 @@ class Lexicon:
         ids = np.arange(len(self))[:, None]
         return NGramLM(list(self.entries), [(ids, logp, np.zeros(len(self)))])
 
-    def with_words(self, words) -> "Lexicon":
-        """This lexicon and the words it lacks, after its own (so that its homophones keep their
-        places), pronounced as CMUdict or the G2P model says; ValueError naming words with none."""
-        new = [w for w in dict.fromkeys(words) if w not in self.entries]
-        if not new:
+    def favouring(self, words) -> "Lexicon":
+        """This lexicon with the words first, so that each is the first of its homophones (the word a
+        search without an LM writes); those it lacks pronounced by CMUdict or the G2P model.
+        ValueError naming words that have no pronunciation."""
+        words = list(dict.fromkeys(words))
+        if list(self.entries)[: len(words)] == words:
             return self
-        added = build_lexicon(new)
-        if added.failed:
-            raise ValueError(f"words without a pronunciation (CMUdict, G2P of a-z and '): {added.failed}")
-        return Lexicon({**self.entries, **added.entries})
+        new = build_lexicon([w for w in words if w not in self.entries])
+        if new.failed:
+            raise ValueError(f"words without a pronunciation (CMUdict, G2P of a-z and '): {new.failed}")
+        first = {w: self.entries.get(w) or new.entries[w] for w in words}
+        return Lexicon({**first, **{w: p for w, p in self.entries.items() if w not in first}})
 
     def word_trie(self, lm: "NGramLM", vocab: list[str], extra: tuple[str, ...] = ()) -> "WordTrie":
         """The trie of the pronunciations for decoding phoneme tokens (vocab, " " the boundary)
@@ -290,10 +292,10 @@ class Lexicon:
         key = (id(lm), tuple(vocab), tuple(extra))
         if key not in self._tries or self._tries[key][0] is not lm:
             unigram = np.nan_to_num(lm.unigram_logp, nan=lm.unk_logp)
-            unk = lm.word_id("<unk>")
+            unk, extra_words = lm.word_id("<unk>"), set(extra)
             spellings, ids = [], []
             for pron, words in self.homophones.items():
-                known = [lm.vocab.get(w, unk if w in extra else -1) for w in words]
+                known = [lm.vocab.get(w, unk if w in extra_words else -1) for w in words]
                 if max(known) >= 0:  # else no word of the LM is pronounced so
                     spellings += ["".join(PHONEME_CHARS[p] for p in pron)] * len(known)
                     ids += known

@@ -60,6 +60,11 @@ def hash_rows(ids: np.ndarray, mask: bool = True) -> np.ndarray:
     return (h & np.uint64(_MASK63)).astype(np.int64) if mask else h
 
 
+def _at(table: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """table[rows] where rows >= 0, anything (0) elsewhere: the caller masks those, and may hold none."""
+    return table[np.maximum(rows, 0)] if len(table) else np.zeros(len(rows))
+
+
 def file_fingerprint(path: str) -> str:
     """size:sha256 of a file's first and last FINGERPRINT_BYTES (all of it when it is smaller)."""
     size = os.path.getsize(path)
@@ -164,9 +169,9 @@ class NGramLM:
             ngram = h * np.uint64(_HASH_MUL) + (words + 1).astype(np.uint64)
             valid = context[:, 0] >= 0  # (N,) not padding
             at = np.where(valid, self._find(n, ngram), -1)  # (N,)
-            logp = np.where(np.isnan(logp) & (at >= 0), backoff + self._logp[n - 1][at], logp)
+            logp = np.where(np.isnan(logp) & (at >= 0), backoff + _at(self._logp[n - 1], at), logp)
             at = np.where(valid, self._find(n - 1, h), -1)
-            backoff = backoff + np.where(at >= 0, self._backoff[n - 2][at], 0.0)
+            backoff = backoff + np.where(at >= 0, _at(self._backoff[n - 2], at), 0.0)
         unigram = self.unigram_logp[np.maximum(words, 0)]  # nan for a word with no unigram (a malformed file)
         logp = np.where(np.isnan(logp), backoff + unigram, logp)
         logp = np.where((words >= 0) & ~np.isnan(logp), logp, self.unk_logp)

@@ -31,7 +31,9 @@ def perplexity(lm: NGramLM, sentences: list[list[str]]) -> tuple[float, float]:
     for sentence in sentences:
         ids = [lm.word_id(w) for w in [BOS] + sentence + [EOS]]
         padded = [-1] * n + ids
-        histories = np.array([padded[i + 1 : i + 1 + n] for i in range(len(ids) - 1)]).reshape(-1, n)
+        histories = np.array([padded[i + 1 : i + 1 + n] for i in range(len(ids) - 1)], np.int64).reshape(
+            -1, n
+        )
         logp = lm.log_probs(np.array(ids[1:]), histories)  # (words + 1,)
         known = np.array([w == EOS or w in lm.vocab for w in sentence + [EOS]])
         total += float(logp[known].sum())

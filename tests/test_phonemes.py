@@ -287,15 +287,43 @@ def test_hotwords_find_a_lexicon_word_and_change_nothing_else(with_lm, frames, h
         pronunciation_search_nbest(
             log_probs, dataclasses.replace(plain, hotwords="zzz"), TINY, TINY_LEXICON, lm
         )
+    if with_lm:  # an LM with no <unk> cannot score a hotword it lacks
+        no_unk = NGramLM.from_ngrams([{(w,): (-1.0, 0.0) for w in ("<s>", "</s>", "a", "b")}])
+        with pytest.raises(ValueError, match=f"--hotwords {hotword}: not in the LM, which has no <unk>"):
+            pronunciation_search_nbest(log_probs, listed, TINY, TINY_LEXICON, no_unk)
 
 
-def test_a_lexicon_takes_new_words_after_its_own():
-    lexicon = TINY_LEXICON.with_words(["bob", "cab", "ba"])
-    assert list(lexicon.entries)[: len(TINY_LEXICON)] == list(TINY_LEXICON.entries)
-    assert lexicon.entries["cab"] == [("K", "AE", "B")]  # CMUdict's
-    assert lexicon.with_words(["bob"]) is lexicon and TINY_LEXICON.with_words([]) is TINY_LEXICON
+def test_a_lexicon_favouring_words_puts_them_first_among_their_homophones():
+    lexicon = TINY_LEXICON.favouring(["baa", "cab"])
+    assert list(lexicon.entries)[:2] == ["baa", "cab"] and lexicon.entries["cab"] == [
+        ("K", "AE", "B")
+    ]  # CMUdict's
+    assert list(lexicon.entries)[2:] == [w for w in TINY_LEXICON.entries if w != "baa"]
+    assert lexicon.homophones[("B", "AA")] == ["baa", "ba", "bah"]
+    assert lexicon.favouring(["baa"]) is lexicon and TINY_LEXICON.favouring([]) is TINY_LEXICON
     with pytest.raises(ValueError, match="日本"):
-        TINY_LEXICON.with_words(["日本"])
+        TINY_LEXICON.favouring(["日本"])
+
+
+@pytest.mark.parametrize("with_lm", [False, True])
+def test_a_hotword_is_written_rather_than_its_homophones(with_lm):
+    """Clear B AA: "ba", "bah" and "baa" sound alike. Without an LM the first is written; with one,
+    the LM's choice (it lacks "ba"). Listed, "ba" or "baa" is written, and the others stay as they were."""
+    lm = NGramLM.from_ngrams(build_kneser_ney(TINY_LM_TEXT, order=2)) if with_lm else None
+    plain = DecodingOptions("beam_lm" if with_lm else "beam", 8, alpha=1.0, beta=0.0)
+    log_probs = clear_log_probs([{3: 1.0}, {2: 1.0}])  # B AA
+
+    def words(lexicon, options):
+        (ids, _), *_ = pronunciation_search_nbest(log_probs, options, TINY, lexicon, lm)
+        return [lexicon.word(pron, k) for pron, k in result_pronunciations(ids)]
+
+    before = words(TINY_LEXICON, plain)
+    for hotword in ("ba", "baa"):
+        if [hotword] == before:
+            continue
+        favoured = TINY_LEXICON.favouring([hotword])
+        assert words(favoured, dataclasses.replace(plain, hotwords=hotword, hotword_boost=3.0)) == [hotword]
+    assert words(TINY_LEXICON.favouring(["ab"]), dataclasses.replace(plain, hotwords="ab")) == before
 
 
 def test_recombination_frees_a_beam_place_for_the_best_words():
