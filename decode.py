@@ -279,7 +279,7 @@ def prefix_beam_search_nbest(
         col_of = np.full(V + 1, -1)  # token -> its column in ext, -1 for none (and for last = -1)
         col_of[toks] = np.arange(C)
         if is_space[toks].any():
-            ext[np.ix_(ends_in_space, is_space[toks])] = NEG_INF  # counted in new_nb above
+            ext[ends_in_space[:, None] & is_space[toks]] = NEG_INF  # counted in new_nb above
 
         # an extension that recreates a prefix already in the beam adds to that beam instead
         par_row = row_of[parent[ids]]  # (B,)
@@ -331,7 +331,8 @@ def prefix_beam_search_nbest(
         if len(keep) > beam_size:
             keep = keep[np.argpartition(-scores[keep], beam_size - 1)[:beam_size]]
         stay = keep[keep < B]
-        r, c = np.divmod(keep[keep >= B] - B, C)
+        r, c = np.divmod(keep[keep >= B] - B, C)  # the new prefixes: beam r extended by token c
+        parents, new_toks, entered = ids[r], toks[c], ext[r, c]  # entered: their p_nb
         if n_nodes + len(r) > capacity:
             grow = max(capacity, len(r))
             parent = np.concatenate([parent, np.zeros(grow, np.int64)])
@@ -342,24 +343,24 @@ def prefix_beam_search_nbest(
             capacity += grow
         # a prefix that was pruned earlier gets its old node back, so that its children still in
         # the beam find it as their parent
-        keys = (ids[r] * V + toks[c]).tolist()  # (parent, token) of each new prefix
+        keys = (parents * V + new_toks).tolist()  # (parent, token) of each new prefix
         new_ids = np.array([children.get(key, -1) for key in keys], np.int64)
         fresh = np.flatnonzero(new_ids < 0)
         new_ids[fresh] = np.arange(n_nodes, n_nodes + len(fresh))
         children.update(zip([keys[j] for j in fresh.tolist()], new_ids[fresh].tolist()))
         n_nodes += len(fresh)
         if with_frames:
-            _note_entries(first, entry_logp, new_ids, ext[r, c], t)
-        parent[new_ids] = ids[r]
-        token[new_ids] = toks[c]
+            _note_entries(first, entry_logp, new_ids, entered, t)
+        parent[new_ids] = parents
+        token[new_ids] = new_toks
         if scorer is not None:
-            scorer.add_words(new_ids, ids[r], last[r], toks[c])
+            scorer.add_words(new_ids, parents, last[r], new_toks)
 
         row_of[ids] = -1
         ids = np.concatenate([ids[stay], new_ids])
-        last = np.concatenate([last[stay], toks[c]])
+        last = np.concatenate([last[stay], new_toks])
         p_b = np.concatenate([new_b[stay], np.full(len(r), NEG_INF)])
-        p_nb = np.concatenate([new_nb[stay], ext[r, c]])
+        p_nb = np.concatenate([new_nb[stay], entered])
         fused = np.concatenate([fused[stay], fused_ext[r, c]])
         states = np.concatenate([states[stay], child[r, c] if scorer is not None else np.zeros(len(r), int)])
         row_of[ids] = np.arange(len(ids))
