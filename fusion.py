@@ -219,10 +219,8 @@ class LMScorer:
         self.eos = lm.word_id(EOS)
         # an LM history (the words before a partial word, as word ids: an unknown word is <unk>, all
         # the LM can tell of it) is a row of n_history ids, oldest first, padded on the left with -1
-        # (LM.log_probs); the first word's is <s>
-        self.context = np.zeros(
-            (1024, self.n_history), np.int64
-        )  # node whose token begins a word -> its history
+        # (LM.log_probs); the first word's is <s>. Node whose token begins a word -> its history:
+        self.context = np.zeros((1024, self.n_history), np.int64)
         self.context[1, -1:] = lm.word_id(BOS)  # the root
         self.context[1, :-1] = -1
         self.trie = trie if trie is not None else lm.word_trie(vocab, tuple(w for w, _ in hotwords))
