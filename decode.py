@@ -73,10 +73,18 @@ class DecodingOptions:
             "beta": not math.isfinite(self.beta) and "must be a finite number",
             "hotword_boost": not 0 <= self.hotword_boost < math.inf and "must be a number >= 0",
             "unk_score": not self.unk_score < math.inf and "must be a number, or lexicon (-inf)",
+            "hotwords": _missing_file(self.hotwords) and "no such file (a list is words separated by commas)",
         }
         for name, problem in problems.items():
             if problem:
                 raise ValueError(f"--{name} {getattr(self, name)}: {problem}")
+
+
+def _missing_file(text: str) -> bool:
+    """--hotwords names a file that is not there: one word with a path separator or .txt."""
+    word = text.strip()
+    looks_like_a_path = "," not in word and ("/" in word or word.lower().endswith(".txt"))
+    return looks_like_a_path and not os.path.isfile(word)
 
 
 def yes_no(text: str) -> bool:

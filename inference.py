@@ -120,7 +120,10 @@ def _load(data_dir, checkpoint=DEFAULT_CHECKPOINT, sha256=None, dataset="custom"
     if tokenizer.lexicon is not None and options.lexicon:
         tokenizer = tokenizer.with_lexicon(load_lexicon(options.lexicon))
     if tokenizer.lexicon is not None and options.hotwords and options.decoder != "greedy":
-        tokenizer = tokenizer.with_lexicon(tokenizer.lexicon.favouring(read_hotwords(options.hotwords)))
+        try:
+            tokenizer = tokenizer.with_lexicon(tokenizer.lexicon.favouring(read_hotwords(options.hotwords)))
+        except ValueError as e:  # a word with no pronunciation
+            raise ValueError(f"--hotwords: {e}") from None
     with warnings.catch_warnings(record=True) as caught:  # collect 'skipped' warnings to report once
         warnings.simplefilter("always")
         if dataset == "librispeech":

@@ -111,7 +111,13 @@ def test_interrupt_is_one_line_and_a_rerun_resumes(tiny_run, tmp_path, monkeypat
 
 @pytest.mark.parametrize(
     "flag, value",
-    [("--beam_size", "0"), ("--alpha", "nan"), ("--unk_score", "inf"), ("--hotword_boost", "-1")],
+    [
+        ("--beam_size", "0"),
+        ("--alpha", "nan"),
+        ("--unk_score", "inf"),
+        ("--hotword_boost", "-1"),
+        ("--hotwords", "names.txt"),  # a file that is not there
+    ],
 )
 def test_bad_decoding_option_is_a_usage_error_before_anything_is_loaded(tmp_path, capsys, flag, value):
     with pytest.raises(SystemExit) as e:  # neither the folder nor the checkpoint exists: never looked at
