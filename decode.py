@@ -22,7 +22,7 @@ from functools import lru_cache
 import numpy as np
 
 from arpa import UNK
-from fusion import LMScorer, WordTrie, silent_lm, word_starts
+from fusion import LMScorer, WordTrie, pronunciation_trie, silent_lm, word_starts
 from lexicon import PHONEME_CHARS, Lexicon
 from lm import NGramLM
 from tokenizer import normalize_text
@@ -443,7 +443,7 @@ def pronunciation_search_nbest(
     homophones = lexicon.max_homophones if lm is not None else 1
     if lm is None:
         lm, options = lexicon.frequency_lm, dataclasses.replace(options, alpha=0.0, beta=0.0)
-    trie = lexicon.word_trie(lm, list(vocab) + [" "] * (homophones - 1), hotwords)
+    trie = pronunciation_trie(lexicon, lm, list(vocab) + [" "] * (homophones - 1), hotwords)
     return prefix_beam_search_nbest(
         log_probs,
         options,

@@ -10,6 +10,7 @@ from functools import lru_cache
 import numpy as np
 
 from arpa import BOS, EOS, UNK
+from lexicon import PHONEME_CHARS, Lexicon
 from lm import NGramLM, hash_rows
 from tokenizer import begins_word
 
@@ -125,6 +126,52 @@ class WordTrie:
         return np.where(states >= 0, states, -1)
 
 
+def spelling_trie(lm: NGramLM, alphabet: tuple[str, ...], extra: tuple[str, ...] = ()) -> WordTrie:
+    """The LM vocabulary's character trie for decoding with this token alphabet, with the extra words
+    outside the vocabulary (hotwords) as <unk>: in the trie, so that their characters pay no
+    unk_score, and scored by the LM as <unk> (a placeholder, no word, when the LM has no <unk>)."""
+    return _spelling_trie(lm, tuple(alphabet), tuple(extra))
+
+
+@lru_cache(maxsize=2)
+def _spelling_trie(lm: NGramLM, alphabet: tuple[str, ...], extra: tuple[str, ...]) -> WordTrie:
+    unigram = np.nan_to_num(lm.unigram_logp, nan=lm.unk_logp)
+    unk = lm.word_id(UNK)
+    ids = [i for i, w in enumerate(lm.words) if w not in (BOS, EOS, UNK)]
+    extra = [w for w in extra if w not in lm.vocab]
+    unk_logp = unigram[unk] if unk >= 0 else lm.unk_logp
+    return WordTrie(
+        [lm.words[i] for i in ids] + extra,
+        ids + [unk] * len(extra),
+        np.concatenate([unigram[ids], np.full(len(extra), unk_logp)]),
+        list(alphabet),
+    )
+
+
+def pronunciation_trie(
+    lexicon: Lexicon, lm: NGramLM, vocab: list[str], extra: tuple[str, ...] = ()
+) -> WordTrie:
+    """The trie of a lexicon's pronunciations for decoding phoneme tokens (vocab, " " the boundary)
+    into the LM's words. A pronunciation's words are its homophones in the lexicon's order; one the
+    LM lacks keeps its place, so that the k-th word of a trie state is always the lexicon's
+    word(pron, k), but is no word (the LM cannot score it), unless it is one of the extra words
+    (hotwords), which the LM scores as <unk>. Cached on the lexicon, per LM, vocab and extra."""
+    key = (id(lm), tuple(vocab), tuple(extra))
+    if key not in lexicon.tries or lexicon.tries[key][0] is not lm:
+        unigram = np.nan_to_num(lm.unigram_logp, nan=lm.unk_logp)
+        unk, extra_words = lm.word_id(UNK), set(extra)
+        spellings, ids = [], []
+        for pron, words in lexicon.homophones.items():
+            known = [lm.vocab.get(w, unk if w in extra_words else -1) for w in words]
+            if max(known) >= 0:  # else no word of the LM is pronounced so
+                spellings += ["".join(PHONEME_CHARS[p] for p in pron)] * len(known)
+                ids += known
+        logp = np.where(np.array(ids) >= 0, unigram[ids], -np.inf)
+        alphabet = [PHONEME_CHARS.get(token, token) for token in vocab]
+        lexicon.tries[key] = lm, WordTrie(spellings, ids, logp, alphabet)
+    return lexicon.tries[key][1]
+
+
 # ---------------------------------------------------------------------------------------------------
 # Download and the command line
 
@@ -223,7 +270,7 @@ class LMScorer:
         self.context = np.zeros((1024, self.n_history), np.int64)
         self.context[1, -1:] = lm.word_id(BOS)  # the root
         self.context[1, :-1] = -1
-        self.trie = trie if trie is not None else lm.word_trie(vocab, tuple(w for w, _ in hotwords))
+        self.trie = trie if trie is not None else spelling_trie(lm, vocab, tuple(w for w, _ in hotwords))
         self.look, self.is_word, ends, word_of = _word_state_tables(self.trie, alpha, lm.word_id(UNK))
         hot_end = np.zeros(ends.shape)  # (2S, K) the bonus of ending as a hotword
         if hotwords:

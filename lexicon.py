@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:  # lm imports the text normaliser's module, which imports this one
-    from fusion import WordTrie
     from lm import NGramLM
 
 PHONEMES = (
@@ -160,7 +159,7 @@ class Lexicon:
         self.failed: list[str] = []  # words that could not be converted, when built here
         self._nearest_cache: dict[Pronunciation, str] = {}
         self._guessed: dict[str, list[Pronunciation]] = {}  # words outside the lexicon, pronounced
-        self._tries: dict[tuple, tuple[NGramLM, WordTrie]] = {}
+        self.tries: dict[tuple, tuple] = {}  # fusion.pronunciation_trie's, per LM, vocab and extra words
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -280,29 +279,6 @@ class Lexicon:
             raise ValueError(f"words without a pronunciation (CMUdict, G2P of a-z and '): {new.failed}")
         first = {w: self.entries.get(w) or new.entries[w] for w in words}
         return Lexicon({**first, **{w: p for w, p in self.entries.items() if w not in first}})
-
-    def word_trie(self, lm: "NGramLM", vocab: list[str], extra: tuple[str, ...] = ()) -> "WordTrie":
-        """The trie of the pronunciations for decoding phoneme tokens (vocab, " " the boundary)
-        into the LM's words. A pronunciation's words are its homophones in the lexicon's order;
-        one the LM lacks keeps its place, so that the k-th word of a trie state is always the
-        lexicon's word(pron, k), but is no word (the LM cannot score it), unless it is one of the
-        extra words (hotwords), which the LM scores as <unk>. Cached per LM, vocab and extra."""
-        from fusion import WordTrie
-
-        key = (id(lm), tuple(vocab), tuple(extra))
-        if key not in self._tries or self._tries[key][0] is not lm:
-            unigram = np.nan_to_num(lm.unigram_logp, nan=lm.unk_logp)
-            unk, extra_words = lm.word_id("<unk>"), set(extra)
-            spellings, ids = [], []
-            for pron, words in self.homophones.items():
-                known = [lm.vocab.get(w, unk if w in extra_words else -1) for w in words]
-                if max(known) >= 0:  # else no word of the LM is pronounced so
-                    spellings += ["".join(PHONEME_CHARS[p] for p in pron)] * len(known)
-                    ids += known
-            logp = np.where(np.array(ids) >= 0, unigram[ids], -np.inf)
-            alphabet = [PHONEME_CHARS.get(token, token) for token in vocab]
-            self._tries[key] = lm, WordTrie(spellings, ids, logp, alphabet)
-        return self._tries[key][1]
 
     # ------------------------------------------------------------------------- files
 

@@ -16,7 +16,6 @@ import os
 import sys
 import time
 from functools import cached_property
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -24,9 +23,6 @@ import kneser_ney
 from arpa import BOS, EOS, UNK, open_text, read_arpa, tables_of, write_arpa_tables
 from cli import atomic_path
 from tokenizer import TEXT_RULES
-
-if TYPE_CHECKING:
-    from fusion import WordTrie
 
 # LibriSpeech's official models (OpenSLR 11), fetched by data.download_openslr: addresses and md5s in data.py
 LM_NAMES = ("3-gram.pruned.3e-7", "3-gram.pruned.1e-7", "4-gram")
@@ -116,7 +112,6 @@ class NGramLM:
         self._keys, self._logp, self._backoff = keys, logps, backoffs
         self._unk = self.vocab.get(UNK, -1)
         self._cache: dict[tuple, float] = {}  # (word, history) -> log-prob, for small calls of log_probs
-        self._tries: dict[tuple, tuple] = {}
 
     def _find(self, n: int, key: np.ndarray) -> np.ndarray:
         """(N,) hashes of n-grams (hash_rows, masked or not) -> (N,) their rows in the order-n
@@ -195,27 +190,6 @@ class NGramLM:
             total += self.log_prob(word, history)
             history = history + (word,)
         return total
-
-    def word_trie(self, alphabet: list[str], extra: tuple[str, ...] = ()) -> "WordTrie":
-        """The vocabulary's character trie for decoding with this token alphabet (cached per alphabet),
-        with the extra words outside the vocabulary (hotwords) as <unk>: in the trie, so that their
-        characters pay no unk_score, and scored by the LM as <unk> (a placeholder, no word, when the
-        LM has no <unk>)."""
-        from fusion import WordTrie  # fusion imports this module
-
-        key = (tuple(alphabet), extra)
-        if key not in self._tries:
-            unigram = np.nan_to_num(self.unigram_logp, nan=self.unk_logp)
-            ids = [i for i, w in enumerate(self.words) if w not in (BOS, EOS, UNK)]
-            extra = [w for w in extra if w not in self.vocab]
-            unk_logp = unigram[self._unk] if self._unk >= 0 else self.unk_logp
-            self._tries[key] = WordTrie(
-                [self.words[i] for i in ids] + extra,
-                ids + [self._unk] * len(extra),
-                np.concatenate([unigram[ids], np.full(len(extra), unk_logp)]),
-                alphabet,
-            )
-        return self._tries[key]
 
     def save_binary(self, path: str, source: str = "") -> None:
         """Write the model in the binary format (BINARY_MAGIC): read back by from_binary with the same scores.

@@ -8,6 +8,7 @@ import pytest
 
 import kneser_ney
 from arpa import ARPA_DECIMALS, BOS, EOS, LN10, read_arpa, write_arpa
+from fusion import spelling_trie
 from kneser_ney import build_kneser_ney, corpus_ids
 from lm import BINARY_SUFFIX, NGramLM, main
 from recipes import corpus
@@ -254,7 +255,7 @@ def test_build_cli(tmp_path):
 def test_word_trie():
     alphabet = ["", " ", "'"] + [chr(c) for c in range(ord("a"), ord("z") + 1)]
     lm = NGramLM.from_ngrams(build_kneser_ney(["the then cat the", "don't"], order=1))
-    trie = lm.word_trie(alphabet)
+    trie = spelling_trie(lm, alphabet)
 
     def walk(word):
         state = np.array(0)
@@ -279,7 +280,7 @@ def test_word_trie():
     assert trie.best[walk("then")] == pytest.approx(lm.log_prob("then"))
     # tokens of several characters (word pieces) walk each character; states broadcast
     pieces = ["", " ", "th", "e", "n", "cat", "x"]
-    piece_trie = lm.word_trie(pieces)
+    piece_trie = spelling_trie(lm, pieces)
     states = piece_trie.step(np.zeros(3, np.int64), np.array([2, 5, 6]))  # "th", "cat", "x"
     assert states[2] == -1 and piece_trie.is_word[states[1]]
     assert piece_trie.is_word[piece_trie.step(states[:1], np.array([3]))[0]]  # "th" + "e"
@@ -288,7 +289,7 @@ def test_word_trie():
 def test_word_trie_walks_word_pieces():
     lm = NGramLM.from_ngrams(build_kneser_ney(["the then cat the"], order=1))
     pieces = ["", " ", " th", "e", "en", " cat", "xe", "ex"]
-    trie = lm.word_trie(pieces)
+    trie = spelling_trie(lm, pieces)
     th = trie.step(np.array(0), np.array(2))  # a word-beginning piece reads its characters after " "
     the = trie.step(th, np.array(3))
     assert th > 0 and trie.is_word[the] and trie.is_word[trie.step(th, np.array(4))]  # "then"
@@ -323,7 +324,7 @@ def test_binary_cache_gives_the_arpa_scores(tmp_path, monkeypatch):
         ["i", "saw", "a", "zebra"]
     )
     alphabet = ["", " ", "'"] + [chr(c) for c in range(ord("a"), ord("z") + 1)]
-    t1, t2 = loaded.word_trie(alphabet), parsed.word_trie(alphabet)
+    t1, t2 = spelling_trie(loaded, alphabet), spelling_trie(parsed, alphabet)
     for name in ("best", "is_word", "child"):
         assert np.array_equal(getattr(t1, name), getattr(t2, name))
 
