@@ -22,7 +22,7 @@ from functools import lru_cache
 import numpy as np
 
 from arpa import UNK
-from fusion import LMScorer, WordTrie, pronunciation_trie, silent_lm, word_starts
+from fusion import LMScorer, WordTrie, frequency_lm, pronunciation_trie, silent_lm, word_starts
 from lexicon import PHONEME_CHARS, Lexicon
 from lm import NGramLM
 from tokenizer import normalize_text
@@ -442,7 +442,7 @@ def pronunciation_search_nbest(
     options = dataclasses.replace(options, unk_score=NEG_INF)  # a pronunciation outside it has no spelling
     homophones = lexicon.max_homophones if lm is not None else 1
     if lm is None:
-        lm, options = lexicon.frequency_lm, dataclasses.replace(options, alpha=0.0, beta=0.0)
+        lm, options = frequency_lm(lexicon), dataclasses.replace(options, alpha=0.0, beta=0.0)
     trie = pronunciation_trie(lexicon, lm, list(vocab) + [" "] * (homophones - 1), hotwords)
     return prefix_beam_search_nbest(
         log_probs,

@@ -157,7 +157,7 @@ def pronunciation_trie(
     word(pron, k), but is no word (the LM cannot score it), unless it is one of the extra words
     (hotwords), which the LM scores as <unk>. Cached on the lexicon, per LM, vocab and extra."""
     key = (id(lm), tuple(vocab), tuple(extra))
-    if key not in lexicon.tries or lexicon.tries[key][0] is not lm:
+    if key not in lexicon.cache or lexicon.cache[key][0] is not lm:
         unigram = np.nan_to_num(lm.unigram_logp, nan=lm.unk_logp)
         unk, extra_words = lm.word_id(UNK), set(extra)
         spellings, ids = [], []
@@ -168,8 +168,19 @@ def pronunciation_trie(
                 ids += known
         logp = np.where(np.array(ids) >= 0, unigram[ids], -np.inf)
         alphabet = [PHONEME_CHARS.get(token, token) for token in vocab]
-        lexicon.tries[key] = lm, WordTrie(spellings, ids, logp, alphabet)
-    return lexicon.tries[key][1]
+        lexicon.cache[key] = lm, WordTrie(spellings, ids, logp, alphabet)
+    return lexicon.cache[key][1]
+
+
+def frequency_lm(lexicon: Lexicon) -> NGramLM:
+    """A unigram LM of the lexicon's words, the more frequent the likelier: the LM of a search that
+    has none, whose words it keeps to the lexicon's (its scores weigh nothing there). Cached on the
+    lexicon."""
+    if "frequency_lm" not in lexicon.cache:
+        logp = -np.log(np.arange(2, len(lexicon) + 2, dtype=np.float64))
+        ids = np.arange(len(lexicon))[:, None]
+        lexicon.cache["frequency_lm"] = NGramLM(list(lexicon.entries), [(ids, logp, np.zeros(len(lexicon)))])
+    return lexicon.cache["frequency_lm"]
 
 
 # ---------------------------------------------------------------------------------------------------

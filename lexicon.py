@@ -21,12 +21,8 @@ import time
 from collections import Counter
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
-
-if TYPE_CHECKING:  # lm imports the text normaliser's module, which imports this one
-    from lm import NGramLM
 
 PHONEMES = (
     "AA AE AH AO AW AY B CH D DH EH ER EY F G HH IH IY JH K L M N NG OW OY P R S SH T TH UH UW V W Y Z ZH"
@@ -159,7 +155,7 @@ class Lexicon:
         self.failed: list[str] = []  # words that could not be converted, when built here
         self._nearest_cache: dict[Pronunciation, str] = {}
         self._guessed: dict[str, list[Pronunciation]] = {}  # words outside the lexicon, pronounced
-        self.tries: dict[tuple, tuple] = {}  # fusion.pronunciation_trie's, per LM, vocab and extra words
+        self.cache: dict = {}  # what fusion.py builds from it for decoding (tries, a frequency LM)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -256,16 +252,6 @@ class Lexicon:
     @cached_property
     def max_homophones(self) -> int:
         return max(map(len, self.homophones.values()), default=1)
-
-    @cached_property
-    def frequency_lm(self) -> "NGramLM":
-        """A unigram LM of the lexicon's words, the more frequent the likelier: the LM of a search
-        that has none, whose words it keeps to the lexicon's (its scores weigh nothing there)."""
-        from lm import NGramLM
-
-        logp = -np.log(np.arange(2, len(self) + 2, dtype=np.float64))
-        ids = np.arange(len(self))[:, None]
-        return NGramLM(list(self.entries), [(ids, logp, np.zeros(len(self)))])
 
     def favouring(self, words) -> "Lexicon":
         """This lexicon with the words first, so that each is the first of its homophones (the word a
