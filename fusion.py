@@ -278,7 +278,7 @@ class LMScorer:
         # an LM history (the words before a partial word, as word ids: an unknown word is <unk>, all
         # the LM can tell of it) is a row of n_history ids, oldest first, padded on the left with -1
         # (LM.log_probs); the first word's is <s>. Node whose token begins a word -> its history:
-        self.context = np.zeros((1024, self.n_history), np.int64)
+        self.context = np.zeros((1024, self.n_history), np.int32)  # word ids (int32: half the memory)
         self.context[1, -1:] = lm.word_id(BOS)  # the root
         self.context[1, :-1] = -1
         self.trie = trie if trie is not None else spelling_trie(lm, vocab, tuple(w for w, _ in hotwords))
@@ -299,7 +299,7 @@ class LMScorer:
         # node -> score change of ending its word now as each homophone (nan: not asked)
         self.ended = np.full((1024, self.ends.shape[1]), np.nan)
         # node -> the history after its word once it ended as each homophone (asked by complete())
-        self.context_after = np.zeros((1024, self.ends.shape[1], self.n_history), np.int64)
+        self.context_after = np.zeros((1024, self.ends.shape[1], self.n_history), np.int32)
         # unk_score per number of characters read outside the trie (0 to the longest token)
         self.unk_cost = np.array(
             [0.0] + [unk_score * n for n in range(1, self.trie.token_chars.shape[1] + 1)]
@@ -360,10 +360,10 @@ class LMScorer:
         if len(new_ids) and new_ids.max() >= len(self.word_start):
             grow = max(len(self.word_start), int(new_ids.max()) + 1 - len(self.word_start))
             self.word_start = np.concatenate([self.word_start, np.ones(grow, np.int64)])
-            self.context = np.concatenate([self.context, np.zeros((grow, self.n_history), np.int64)])
+            self.context = np.concatenate([self.context, np.zeros((grow, self.n_history), np.int32)])
             self.ended = np.concatenate([self.ended, np.full((grow, self.ended.shape[1]), np.nan)])
             self.context_after = np.concatenate(
-                [self.context_after, np.zeros((grow, *self.context_after.shape[1:]), np.int64)]
+                [self.context_after, np.zeros((grow, *self.context_after.shape[1:]), np.int32)]
             )
         begins = self.begins_word[toks]
         self.word_start[new_ids] = np.where(begins, new_ids, self.word_start[parents])
