@@ -283,7 +283,7 @@ class LMScorer:
         self.context[1, :-1] = -1
         self.trie = trie if trie is not None else spelling_trie(lm, vocab, tuple(w for w, _ in hotwords))
         self.look, self.is_word, ends, word_of = _word_state_tables(self.trie, alpha, lm.word_id(UNK))
-        hot_end = np.zeros(ends.shape)  # (2S, K) the bonus of ending as a hotword
+        hot_end = None  # (2S, K) the bonus of ending as a hotword, with hotwords
         if hotwords:
             spelled = tuple((spelling, lm.word_id(w)) for w, spelling in hotwords)
             along, hot_end = _hotword_tables(self.trie, spelled, hotword_boost)
@@ -292,9 +292,9 @@ class LMScorer:
         if ends.shape[1] < homophones:  # the LM lacks every word of the largest sets: those copies end none
             pad = ((0, 0), (0, homophones - ends.shape[1]))
             ends, word_of = np.pad(ends, pad), np.pad(word_of, pad, constant_values=lm.word_id(UNK))
-            hot_end = np.pad(hot_end, pad)
+            hot_end = np.pad(hot_end, pad) if hot_end is not None else None
         self.ends, self.word_of = ends[:, :homophones], word_of[:, :homophones]  # (2S, K)
-        self.hot_end = hot_end[:, :homophones] if hotwords else None
+        self.hot_end = hot_end[:, :homophones] if hot_end is not None else None
         self.word_start = np.ones(1024, np.int64)  # node -> the node whose token began its word
         # node -> score change of ending its word now as each homophone (nan: not asked)
         self.ended = np.full((1024, self.ends.shape[1]), np.nan)

@@ -260,7 +260,8 @@ class Lexicon:
         words = list(dict.fromkeys(words))
         if list(self.entries)[: len(words)] == words:
             return self
-        new = build_lexicon([w for w in words if w not in self.entries])
+        lacking = [w for w in words if w not in self.entries]
+        new = build_lexicon(lacking) if lacking else Lexicon({})  # CMUdict is read only when needed
         if new.failed:
             raise ValueError(f"words without a pronunciation (CMUdict, G2P of a-z and '): {new.failed}")
         first = {w: self.entries.get(w) or new.entries[w] for w in words}
