@@ -180,7 +180,7 @@ class NGramLM:
     def unigram_logp(self) -> np.ndarray:
         """(words,) log P(word) by id; nan where the model has no unigram."""
         at = self._find(1, hash_rows(np.arange(len(self.words))[:, None]))
-        return np.where(at >= 0, self._logp[0][at], np.nan)
+        return np.where(at >= 0, _at(self._logp[0], at), np.nan)
 
     def sentence_log_prob(self, words: list[str], bos: bool = True, eos: bool = True) -> float:
         """Natural-log probability of a word sequence, with <s> as the first history and </s> at the end."""
