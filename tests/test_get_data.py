@@ -14,7 +14,6 @@ import soundfile as sf
 from conftest import REPO, tone_speech, write_librispeech
 
 import data
-import lm
 from cli import DataError
 from config import get_config
 from data import LibriSpeechDataset
@@ -135,13 +134,13 @@ def test_a_bad_download_is_one_error_line_and_leaves_nothing(
 def test_official_lm_download_and_no_network(http_folder, monkeypatch, tmp_path):
     arpa = b"\\data\\\nngram 1=3\n\n\\1-grams:\n-1.0\t<s>\t0\n-0.5\t</s>\n-0.3\tHELLO\n\n\\end\\\n"
     serve(monkeypatch, http_folder, "3-gram.pruned.3e-7", arpa)
-    lm.main(["download", "--name", "3-gram.pruned.3e-7", "--dest", str(tmp_path / "data")])
+    data.main(["download", str(tmp_path / "data"), "3-gram.pruned.3e-7"])
     assert (tmp_path / "data" / "lm" / "3-gram.pruned.3e-7.arpa.gz").read_bytes() == arpa
     assert files_under(tmp_path / "data") == ["lm", "lm/3-gram.pruned.3e-7.arpa.gz"]
     # no network: one line naming the address, exit status 1, nothing left behind
     monkeypatch.setattr(data, "OPENSLR_URL", "http://127.0.0.1:9")  # the discard port: nothing listens
     with pytest.raises(SystemExit) as stop:
-        lm.main(["download", "--name", "4-gram", "--dest", str(tmp_path / "offline")])
+        data.main(["download", str(tmp_path / "offline"), "4-gram"])
     message = str(stop.value.code)
     assert (
         message.startswith("error: could not download http://127.0.0.1:9/11/4-gram.arpa.gz")

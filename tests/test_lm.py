@@ -5,6 +5,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from conftest import python
 
 import kneser_ney
 from arpa import ARPA_DECIMALS, BOS, EOS, LN10, read_arpa, write_arpa
@@ -250,6 +251,15 @@ def test_build_cli(tmp_path):
     assert lm.order == 2
     assert "glasses" in lm.vocab and "swam" not in lm.vocab  # seen 8 and 2 times
     assert lm.log_prob("swam") == lm.log_prob("<unk>")
+    # as a user runs it: a missing file is one error line, exit 1
+    for command in (
+        ["build", "--text", "missing.txt", "--out", str(out)],
+        ["lexicon", "--lm", "missing.arpa", "--out", "x"],
+    ):
+        run = python("lm.py", *command)
+        assert run.returncode == 1 and run.stderr.splitlines() == [
+            f"error: [Errno 2] No such file or directory: '{command[2]}'"
+        ]
 
 
 def test_word_trie():

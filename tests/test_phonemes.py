@@ -16,6 +16,7 @@ from decode import DecodingOptions, pronunciation_search_nbest
 from kneser_ney import build_kneser_ney
 from lexicon import PHONEMES, Lexicon, build_lexicon, cmu_dictionary, describe, load_lexicon
 from lm import NGramLM
+from lm import main as lm_command
 from tokenizer import PhoneTokenizer, Tokenizer, train_tokenizer
 
 COMMON = (
@@ -349,7 +350,7 @@ def test_recombination_frees_a_beam_place_for_the_best_words():
 # ----------------------------------------------------------------------------- files and commands
 
 
-def test_lexicon_build_command_orders_words_by_the_lm(tmp_path, capsys):
+def test_lm_lexicon_command_orders_words_by_the_lm(tmp_path, capsys):
     from arpa import write_arpa
 
     arpa = tmp_path / "words.arpa"
@@ -357,7 +358,7 @@ def test_lexicon_build_command_orders_words_by_the_lm(tmp_path, capsys):
         build_kneser_ney(["the cat", "the quartznet", "the", "cat ω"], order=2), str(arpa)
     )  # digits would be spelled out
     out = tmp_path / "words.lexicon.gz"
-    lexicon.main(["build", "--lm", str(arpa), "--out", str(out)])
+    lm_command(["lexicon", "--lm", str(arpa), "--out", str(out)])
     assert "1 pronounced by G2P (quartznet); 1 cannot be converted (ω)" in capsys.readouterr().err
     lex, lm = Lexicon.load(out), NGramLM.from_arpa(str(arpa))
     assert list(lex.entries) == sorted(["the", "cat", "quartznet"], key=lambda w: -lm.log_prob(w))

@@ -259,9 +259,10 @@ def test_phoneme_model_trains_resumes_exports_and_transcribes(tmp_path, capsys):
     """--tokenizer phone end to end: the training transcripts' lexicon (a G2P word, an utterance
     that cannot be converted) saved in the checkpoint; an LM's lexicon shipped beside it; greedy,
     beam and LM-fused decoding all write words, and hotwords outside that lexicon."""
-    import lexicon
+    import lm
     from arpa import write_arpa
     from kneser_ney import build_kneser_ney
+    from lexicon import load_lexicon
     from model import load_checkpoint, load_model
     from tokenizer import PhoneTokenizer, train_tokenizer
 
@@ -299,7 +300,7 @@ def test_phoneme_model_trains_resumes_exports_and_transcribes(tmp_path, capsys):
         build_kneser_ney(["bad cab", "face", "dad fade", "bed deaf", "dacab bad"] * 3, 2),
         tmp_path / "lm.arpa",
     )
-    lexicon.main(["build", "--lm", str(tmp_path / "lm.arpa"), "--out", str(tmp_path / "lm.lexicon.gz")])
+    lm.main(["lexicon", "--lm", str(tmp_path / "lm.arpa"), "--out", str(tmp_path / "lm.lexicon.gz")])
     train.main(["export", str(run / "last.pt"), str(tmp_path / "release" / "model.pt"), "--decoder", "beam_lm",
                 "--lm", str(tmp_path / "lm.arpa"), "--beam_size", "8"])  # fmt: skip
     assert (tmp_path / "release" / "lm.lexicon.gz").exists()
@@ -315,7 +316,7 @@ def test_phoneme_model_trains_resumes_exports_and_transcribes(tmp_path, capsys):
         result = inference.main([*args, "--out", str(tmp_path / decoder), "--decoder", decoder])
         assert result["predictions"] == 6 and result["wer"] < 0.3 and result["per"] < 0.2, decoder
         words = {w for p in (tmp_path / decoder).iterdir() for w in p.read_text().split()}
-        assert words <= set(lexicon.load_lexicon(str(tmp_path / "lm.lexicon.gz")).entries), decoder
+        assert words <= set(load_lexicon(str(tmp_path / "lm.lexicon.gz")).entries), decoder
     result = inference.transcribe(
         data_dir, tmp_path / "in_python", tmp_path / "release" / "model.pt", num_workers=2
     )
