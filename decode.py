@@ -40,7 +40,7 @@ class DecodingOptions:
     beam_size: int = field(default=50, metadata=dict(help="hypotheses kept per frame"))
     lm: str = field(default="", metadata=dict(help="ARPA language model (.arpa, .arpa.gz) for beam_lm"))
     lexicon: str = field(
-        default="", metadata=dict(help="a phoneme model's pronunciation lexicon (lexicon.py)")
+        default="", metadata=dict(help="a phoneme model's pronunciation lexicon (built by lm.py lexicon)")
     )
     alpha: float = field(default=0.5, metadata=dict(help="LM weight"))
     beta: float = field(default=1.0, metadata=dict(help="word insertion bonus"))
