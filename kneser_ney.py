@@ -190,6 +190,8 @@ def corpus_ids(
             chunk = []
         if max_words and n_words >= max_words:
             break
+    if n_words == 0:
+        raise ValueError("no words to build an LM from")
     chunks.append(np.array(chunk, np.int32))
     corpus = np.concatenate(chunks)
     counts = np.bincount(corpus, minlength=len(first_seen))

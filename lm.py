@@ -87,14 +87,15 @@ class NGramLM:
         unk_logp is the log-prob of an out-of-vocabulary word when the model has no <unk>.
         """
         keys, logps, backoffs = [], [], []
-        for ids, logp, backoff in ngrams:
-            key = hash_rows(np.asarray(ids, np.int64).reshape(len(ids), -1))
+        for n, (ids, logp, backoff) in enumerate(ngrams, start=1):
+            key = hash_rows(np.asarray(ids, np.int64).reshape(len(ids), n))  # an order may have no n-grams
             order = np.argsort(key, kind="stable")
             key, ids = key[order], np.asarray(ids)[order]
             dup = np.flatnonzero(key[1:] == key[:-1])
             if len(dup) and not np.array_equal(ids[dup], ids[dup + 1]):
                 raise ValueError("n-gram hash collision; this model cannot be loaded")
-            first = np.concatenate([[True], key[1:] != key[:-1]])  # a repeated n-gram keeps its first entry
+            first = np.ones(len(key), bool)  # a repeated n-gram keeps its first entry
+            first[1:] = key[1:] != key[:-1]
             keys.append(key[first])
             logps.append(np.asarray(logp, np.float64)[order][first])
             backoffs.append(np.asarray(backoff, np.float64)[order][first])
@@ -311,10 +312,17 @@ def main(argv: list[str] | None = None) -> None:
     build.add_argument(
         "--max_words", type=int, default=0, help="use the corpus up to this many words (0 = all)"
     )
-    words = sub.add_parser("lexicon", help="the lexicon of an ARPA LM's vocabulary, most frequent first")
-    words.add_argument("--lm", required=True, help="ARPA file (.arpa or .arpa.gz)")
-    words.add_argument("--out", required=True, help="lexicon file to write (.gz)")
+    lexicon_cmd = sub.add_parser(
+        "lexicon", help="the lexicon of an ARPA LM's vocabulary, most frequent first"
+    )
+    lexicon_cmd.add_argument("--lm", required=True, help="ARPA file (.arpa or .arpa.gz)")
+    lexicon_cmd.add_argument("--out", required=True, help="lexicon file to write (.gz)")
     args = parser.parse_args(argv)
+    if args.command == "build" and not (args.order >= 1 and len(args.prune) in (1, args.order)):
+        parser.error(
+            f"--order {args.order} --prune {' '.join(map(str, args.prune))}: an order of at least 1, "
+            "and one cut-off or one per order"
+        )
 
     start = time.time()
     if args.command == "lexicon":
@@ -330,9 +338,12 @@ def main(argv: list[str] | None = None) -> None:
         return
     prune = args.prune[0] if len(args.prune) == 1 else args.prune
     with open_text(args.text) as f:
-        words, ngrams = kneser_ney.build_tables(
-            f, args.order, args.min_count, args.max_vocab, prune, args.max_words, args.unk_counts
-        )
+        try:
+            words, ngrams = kneser_ney.build_tables(
+                f, args.order, args.min_count, args.max_vocab, prune, args.max_words, args.unk_counts
+            )
+        except ValueError as e:  # an empty text
+            raise ValueError(f"--text {args.text}: {e}") from None
     counts = " ".join(f"{n}-grams={len(ids)}" for n, (ids, _, _) in enumerate(ngrams, start=1))
     print(
         f"{args.out}: {len(words)} words in the vocabulary, {counts}, {time.time() - start:.0f}s",

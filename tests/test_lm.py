@@ -251,15 +251,27 @@ def test_build_cli(tmp_path):
     assert lm.order == 2
     assert "glasses" in lm.vocab and "swam" not in lm.vocab  # seen 8 and 2 times
     assert lm.log_prob("swam") == lm.log_prob("<unk>")
-    # as a user runs it: a missing file is one error line, exit 1
-    for command in (
-        ["build", "--text", "missing.txt", "--out", str(out)],
-        ["lexicon", "--lm", "missing.arpa", "--out", "x"],
+    # an order whose n-grams are all pruned away is a model still: it backs off to the order below
+    pruned = tmp_path / "pruned.arpa"
+    main(["build", "--text", str(text), "--order", "3", "--prune", "1", "1", "99", "--out", str(pruned)])
+    lm = NGramLM.from_arpa(str(pruned))
+    assert lm.counts[2] == 0 and lm.log_prob("sat", ("the", "cat")) == lm.log_prob("sat", ("cat",)) < 0
+    # as a user runs it: a missing or empty file is one error line, exit 1, and nothing written;
+    # a bad order is a usage error
+    (tmp_path / "empty.txt").write_text("\n")
+    for command, code, message in (
+        (["build", "--text", "missing.txt"], 1, "error: [Errno 2] No such file or directory: 'missing.txt'"),
+        (["build", "--text", str(tmp_path / "empty.txt")], 1, "no words to build an LM from"),
+        (["build", "--text", str(text), "--order", "0"], 2, "--order 0 --prune 1: an order of at least 1"),
+        (
+            ["lexicon", "--lm", "missing.arpa"],
+            1,
+            "error: [Errno 2] No such file or directory: 'missing.arpa'",
+        ),
     ):
-        run = python("lm.py", *command)
-        assert run.returncode == 1 and run.stderr.splitlines() == [
-            f"error: [Errno 2] No such file or directory: '{command[2]}'"
-        ]
+        run = python("lm.py", *command, "--out", str(tmp_path / "new"))
+        assert run.returncode == code and message in run.stderr.splitlines()[-1], run.stderr
+        assert not (tmp_path / "new").exists()
 
 
 def test_word_trie():

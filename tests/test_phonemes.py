@@ -1,6 +1,6 @@
 """Phoneme targets: the pronunciation lexicon (CMUdict, the numpy G2P model), phonemes back to
 words (the greedy mapping; the beam search over the pronunciation trie by brute force, with and
-without an LM), and the lexicon build command."""
+without an LM), and the `lm.py lexicon` command."""
 
 import dataclasses
 import itertools
