@@ -68,4 +68,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (DataError, OSError) as e:  # no audio/ folder, an unwritable DEST
+        sys.exit(f"error: {e}")

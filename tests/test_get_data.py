@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import REPO, tone_speech, write_librispeech
+from conftest import REPO, python, tone_speech, write_librispeech
 
 import data
 from cli import DataError
@@ -249,3 +249,6 @@ def test_split_by_sentence_hashes_the_text_rules_it_was_made_with(tmp_path):
     (source / "transcriptions").rmdir()
     split_by_text.main([str(source), str(tmp_path / "untranscribed")])  # nothing to split: no error
     assert not (tmp_path / "untranscribed").exists()
+    run = python("recipes/split_by_text.py", str(tmp_path / "cv"), str(tmp_path / "x"))  # no cv/audio/
+    assert run.returncode == 1 and len(run.stderr.splitlines()) == 1, run.stderr  # not a traceback
+    assert run.stderr.startswith(f"error: {tmp_path / 'cv'}: no audio/ folder")
