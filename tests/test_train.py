@@ -197,6 +197,9 @@ def test_checkpoint_decoding_settings_lm_fallback_and_tuning(tone_dataset, tiny_
     inference.main([*args, "--checkpoint", str(run / "released.pt")])
     out = capsys.readouterr().out
     assert "LM 'lm.arpa' is missing" in out and "with beam decoding" in out
+    with pytest.raises(FileNotFoundError, match="--lm .*lm.arpa: no such file"):  # nor exported without it
+        train.main(["export", str(run / "last.pt"), str(run / "again.pt"), "--lm", str(run / "lm.arpa")])
+    assert not (run / "again.pt").exists()
 
     best = inference.main(
         [*args, "--checkpoint", str(run / "released.pt"), "--tune", "--lm", str(tmp_path / "lm.arpa"),
