@@ -30,6 +30,8 @@ STD_EPS = 1e-5  # added to a band's standard deviation before dividing by it
 
 def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """An audio file (soundfile's formats, else PyAV's) -> mono float32 waveform (N,) at `sample_rate`."""
+    if not Path(path).is_file():  # else soundfile's "System error."
+        raise DataError(f"{path}: no such audio file")
     try:
         audio, file_rate = sf.read(str(path), dtype="float32", always_2d=True)  # (N, channels)
     except Exception as e:  # soundfile raises several types for corrupt or unknown files

@@ -71,4 +71,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except OSError as e:  # a missing text file, an unwritable --out
+        sys.exit(f"error: {e}")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import peak_hz
+from conftest import peak_hz, python
 
 import augment
 from config import Config
@@ -212,3 +212,7 @@ def test_cli_writes_a_wav_and_png_per_augmentation_and_a_grid(tmp_path):
     assert sorted(p.name for p in out.glob("*.png")) == sorted(f"{n}.png" for n in [*names, "masks"])
     assert sf.info(out / "speed.wav").frames != sf.info(out / "original.wav").frames
     assert grid.stat().st_size > 1000
+    run = python("tools/augment_figure.py", "--audio", str(tmp_path / "missing.wav"), "--out", str(out))
+    assert run.returncode == 1 and run.stderr.splitlines() == [
+        f"error: {tmp_path / 'missing.wav'}: no such audio file"
+    ]

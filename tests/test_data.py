@@ -68,6 +68,8 @@ def test_load_audio_errors_name_the_file(tmp_path):
     sf.write(empty, np.zeros(0, dtype=np.float32), 16000)
     with pytest.raises(DataError, match="empty.wav"):
         load_audio(empty)
+    with pytest.raises(DataError, match="missing.wav: no such audio file"):
+        load_audio(tmp_path / "missing.wav")
 
 
 def test_log_mel_shape_and_normalisation():

@@ -461,3 +461,7 @@ def test_corpus_drops_excluded_books(tmp_path):
     exclude = os.path.join(os.path.dirname(__file__), "..", "recipes", "exclude_books.txt")
     corpus.main([str(books), str(extra), "--exclude", exclude, "--out", str(out)])
     assert out.read_text() == "emma woodhouse handsome clever and rich\nin the beginning\n"
+    run = python("recipes/corpus.py", str(tmp_path / "missing"), "--out", str(out))
+    assert run.returncode == 1 and run.stderr.splitlines() == [
+        f"error: [Errno 2] No such file or directory: '{tmp_path / 'missing'}'"
+    ]
