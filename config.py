@@ -151,11 +151,12 @@ DEFAULT_PRESET = "small"
 
 # flags whose values must be >= 0, > 0, or probabilities; checked before any work (check_config)
 NON_NEGATIVE = ("lr", "min_lr", "weight_decay", "warmup_steps", "max_steps", "max_minutes", "num_workers",
-                "threads", "dropout", "speed_min", "gain_db", "reverb_rt60_min", "freq_masks", "time_masks",
+                "threads", "speed_min", "gain_db", "reverb_rt60_min", "freq_masks", "time_masks",
                 "aux_phone_weight")  # fmt: skip
 POSITIVE = ("batch_seconds", "max_duration", "n_mels", "stride", "grad_clip", "eval_every", "save_every",
             "log_every", "beam_size", "vocab_size", "repeats", "block_repeat")  # fmt: skip
-PROBABILITIES = ("speed_prob", "gain_prob", "noise_prob", "reverb_prob", "bandlimit_prob", "time_mask_ratio")
+PROBABILITIES = ("dropout", "speed_prob", "gain_prob", "noise_prob", "reverb_prob", "bandlimit_prob",
+                 "time_mask_ratio")  # fmt: skip
 CHOICES = {
     "optimizer": ("novograd", "adamw"),
     "tokenizer": KINDS,

@@ -495,6 +495,14 @@ def main(argv: list[str] | None = None) -> dict:
         help="redo every file (by default a rerun resumes an unfinished run into --out)",
     )
     args = vars(parser.parse_args(argv))
+    for flag, problem in [
+        ("hop", not args["hop"] > 0 and "must be above 0"),
+        ("lookahead", not args["lookahead"] >= 0 and "must be at least 0"),
+        ("num_workers", not args["num_workers"] >= 0 and "must be at least 0"),
+    ]:
+        if problem:  # said before anything is loaded, as a bad decoding setting is below
+            print(f"error: --{flag} {args[flag]}: {problem}", file=sys.stderr)
+            sys.exit(EXIT_USAGE)
     source, hop, lookahead = args.pop("live"), args.pop("hop"), args.pop("lookahead")
     if source is not None:  # a stream: greedy decoding, words printed as they settle
         if args["formats"] not in (["txt"], ["json"]):

@@ -117,6 +117,8 @@ def test_interrupt_is_one_line_and_a_rerun_resumes(tiny_run, tmp_path, monkeypat
         ("--unk_score", "inf"),
         ("--hotword_boost", "-1"),
         ("--hotwords", "names.txt"),  # a file that is not there
+        ("--num_workers", "-1"),
+        ("--hop", "0"),
     ],
 )
 def test_bad_decoding_option_is_a_usage_error_before_anything_is_loaded(tmp_path, capsys, flag, value):

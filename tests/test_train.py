@@ -440,7 +440,7 @@ def test_a_new_run_into_a_folder_that_holds_one_is_refused(tmp_path, capsys):
 @pytest.mark.parametrize(
     "flags, named",
     [(["--device", "mps"], "--device mps"), (["--lr", "-1"], "--lr -1"), (["--batch_seconds", "0"], "--batch_seconds 0"),
-     (["--speed_prob", "2"], "--speed_prob 2"), (["--optimizer", "sgd"], "--optimizer sgd"),
+     (["--speed_prob", "2"], "--speed_prob 2"), (["--dropout", "1.5"], "--dropout 1.5"), (["--optimizer", "sgd"], "--optimizer sgd"),
      (["--device", "cpu", "--precision", "fp16"], "--precision fp16")],
 )  # fmt: skip
 def test_a_bad_flag_is_one_line_naming_it_before_any_work(tmp_path, capsys, monkeypatch, flags, named):
