@@ -20,6 +20,7 @@ SAMPLE_RATE = 16000
 N_FFT = 512
 WIN_LENGTH = 400  # 25 ms
 HOP_LENGTH = 160  # 10 ms: one feature frame
+MIN_SECONDS = 0.1  # shorter audio carries no speech the model can recognise (nor enough for one STFT)
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".sph", ".m4a", ".aac", ".webm", ".opus")
 # a long recording's features are computed 5 minutes at a time, to bound the STFT's memory; the
 # model's own pass is chunked separately (model.CHUNK_FRAMES): each is exact at any size

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from audio import (
     AUDIO_EXTENSIONS,
+    MIN_SECONDS,
     SAMPLE_RATE,
     audio_seconds,
     load_audio,
@@ -371,7 +372,6 @@ def speaker_of(utterance_id: str) -> str:
 # ----------------------------------------------------------------------------- datasets
 
 
-MIN_SECONDS = 0.1  # shorter clips carry no speech the model can recognise
 UNKNOWN_CHARACTERS = "characters outside the vocabulary"
 
 

@@ -21,7 +21,7 @@ the statistics of their time, which is the live transcript's one difference from
 import numpy as np
 import torch
 
-from audio import HOP_LENGTH, N_FFT, SAMPLE_RATE, STD_EPS, log_mel, num_frames
+from audio import HOP_LENGTH, MIN_SECONDS, N_FFT, SAMPLE_RATE, STD_EPS, log_mel, num_frames
 from decode import greedy_path
 from model import output_frames
 from transcript import DECIMALS, FEATURE_SECONDS, Word, words_with_times
@@ -122,6 +122,8 @@ class LiveTranscriber:
     # ------------------------------------------------------------------ one decoding pass
 
     def _pass(self, final: bool) -> list[Word]:
+        if self.total < MIN_SECONDS * SAMPLE_RATE:  # as inference.py skips such a file: no words
+            return []
         s = self.stride
         lo, first = self._window()
         window = self.audio[first * HOP_LENGTH - self.offset :]
