@@ -31,11 +31,11 @@ STD_EPS = 1e-5  # added to a band's standard deviation before dividing by it
 
 def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """An audio file (soundfile's formats, else PyAV's) -> mono float32 waveform (N,) at `sample_rate`."""
-    if not Path(path).is_file():  # else soundfile's "System error."
-        raise DataError(f"{path}: no such audio file")
     try:
         audio, file_rate = sf.read(str(path), dtype="float32", always_2d=True)  # (N, channels)
     except Exception as e:  # soundfile raises several types for corrupt or unknown files
+        if not Path(path).is_file():  # soundfile's reason would be "System error."
+            raise DataError(f"{path}: no such audio file") from e
         try:
             audio, file_rate = _read_with_av(path)
         except Exception:  # corrupt for both: soundfile's reason is the one to show

@@ -7,6 +7,7 @@ around as one "warning: ..." line, and exits with one of the codes below.
 
 import contextlib
 import os
+import sys
 from pathlib import Path
 
 EXIT_ERROR = 1  # nothing done: one "error:" line says why
@@ -21,6 +22,15 @@ class UsageError(ValueError):
 
 class DataError(Exception):
     """Bad input data: the message names the file and what to do."""
+
+
+def run(main, *errors: type[Exception]) -> None:
+    """A command's main as a user runs it: the bad input it expects (`errors`: a missing file, a
+    malformed one) ends it with one "error:" line and EXIT_ERROR, not a traceback."""
+    try:
+        main()
+    except errors as e:
+        sys.exit(f"error: {e}")
 
 
 def warning_line(message, category, filename, lineno, line=None) -> str:

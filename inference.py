@@ -496,9 +496,9 @@ def main(argv: list[str] | None = None) -> dict:
     )
     args = vars(parser.parse_args(argv))
     for flag, problem in [
-        ("hop", not args["hop"] > 0 and "must be above 0"),
-        ("lookahead", not args["lookahead"] >= 0 and "must be at least 0"),
-        ("num_workers", not args["num_workers"] >= 0 and "must be at least 0"),
+        ("hop", not args["hop"] > 0 and "must be more than 0"),  # the words of config.check_config
+        ("lookahead", not args["lookahead"] >= 0 and "must be 0 or more"),
+        ("num_workers", not args["num_workers"] >= 0 and "must be 0 or more"),
     ]:
         if problem:  # said before anything is loaded, as a bad decoding setting is below
             print(f"error: --{flag} {args[flag]}: {problem}", file=sys.stderr)

@@ -21,7 +21,7 @@ import numpy as np
 
 import kneser_ney
 from arpa import BOS, EOS, UNK, open_text, read_arpa, tables_of, write_arpa_tables
-from cli import atomic_path
+from cli import atomic_path, run
 from lexicon import build_lexicon, describe
 from tokenizer import TEXT_RULES
 
@@ -357,7 +357,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, OSError) as e:  # a missing or malformed text or ARPA file, an unwritable --out
-        sys.exit(f"error: {e}")
+    run(main, ValueError, OSError)  # a missing or malformed text or ARPA file, an unwritable --out

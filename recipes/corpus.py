@@ -13,6 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from arpa import open_text  # noqa: E402
+from cli import run  # noqa: E402
 from tokenizer import normalize_text  # noqa: E402
 
 
@@ -71,7 +72,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except OSError as e:  # a missing text file, an unwritable --out
-        sys.exit(f"error: {e}")
+    run(main, OSError)  # a missing text file, an unwritable --out

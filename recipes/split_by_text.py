@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from audio import SAMPLE_RATE, load_audio  # noqa: E402
 from calc_metrics import align_ids, read_texts  # noqa: E402
-from cli import DataError  # noqa: E402
+from cli import DataError, run  # noqa: E402
 from data import read_custom_dir  # noqa: E402
 from tokenizer import normalize_text  # noqa: E402
 
@@ -68,7 +68,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (DataError, OSError) as e:  # no audio/ folder, an unwritable DEST
-        sys.exit(f"error: {e}")
+    run(main, DataError, OSError)  # no audio/ folder, an unwritable DEST

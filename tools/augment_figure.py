@@ -29,7 +29,7 @@ from augment import (  # noqa: E402
     reverberate,
     speed_perturb,
 )
-from cli import DataError  # noqa: E402
+from cli import DataError, run  # noqa: E402
 from config import add_config_args, config_from_args  # noqa: E402
 
 WAVEFORM_PROBS = ("speed_prob", "gain_prob", "noise_prob", "reverb_prob", "bandlimit_prob")  # all on: "all"
@@ -116,7 +116,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (DataError, OSError) as e:  # audio that is not there or cannot be read, an unwritable --out
-        sys.exit(f"error: {e}")
+    run(main, DataError, OSError)  # audio that is not there or cannot be read, an unwritable --out

@@ -35,9 +35,9 @@ def export_main(argv: list[str]) -> Path:
     if args["tuned"]:
         options = dataclasses.replace(options, **json.loads(Path(args["tuned"]).read_text())["best"])
     lm = options.lm
-    if lm and not Path(lm).is_file():  # even where it would be its own copy beside dest
-        raise FileNotFoundError(f"--lm {lm}: no such file")
     if lm:
+        if not Path(lm).is_file():  # even where it would be its own copy beside dest
+            raise FileNotFoundError(f"--lm {lm}: no such file")
         options = dataclasses.replace(options, lm=Path(lm).name)  # relative to the checkpoint's folder
         # the LM's pronunciation lexicon (for phoneme models) goes with it
         for src in [Path(lm)] + [lexicon_beside(lm)] * lexicon_beside(lm).exists():
